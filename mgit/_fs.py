@@ -1,0 +1,167 @@
+"""File-system primitives: atomic writes, directory fsync, safe relative paths.
+
+Every file mgit writes inside a repository goes through :func:`atomic_write` (objects, refs,
+the index, config) or :class:`AtomicFile` (exported model files): a temp file in the same
+directory with a process-unique name, fsync, ``os.replace``. A reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+from mgit.errors import UnsafePathError
+
+__all__ = [
+    "AtomicFile",
+    "atomic_write",
+    "fsync_dir",
+    "temp_name",
+    "check_relpath",
+    "safe_join",
+]
+
+
+def temp_name(final: Path) -> Path:
+    """Process-unique temp name beside ``final`` (file locks lie on NFS; unique names don't)."""
+    return final.with_name(f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that a rename inside it is durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(
+    path: Path, data: bytes | Iterable[bytes], *, mode: int = 0o644, sync_dir: bool = True
+) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync of the directory.
+
+    Args:
+        path: final path; its directory must exist.
+        data: the bytes, or an iterable of byte strings written in order.
+        mode: permission bits of the final file.
+        sync_dir: fsync the directory after the rename (callers batching many writes may defer it).
+    """
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                for part in data:
+                    f.write(part)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+class AtomicFile:
+    """A file written in pieces that appears at its path only when closed without error.
+
+    Example:
+        >>> with AtomicFile(Path("out.bin")) as f:  # doctest: +SKIP
+        ...     f.write(b"...")
+    """
+
+    def __init__(self, path: Path, *, mode: int = 0o644) -> None:
+        self.path = path
+        self.tmp = temp_name(path)
+        self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        self._f = os.fdopen(self._fd, "wb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append bytes."""
+        self._f.write(data)
+
+    def commit(self) -> None:
+        """Flush, fsync and rename into place."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Drop the temp file."""
+        try:
+            self._f.close()
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def check_relpath(path: str) -> str:
+    """Validate a repository-relative POSIX path from an untrusted source; return it normalized.
+
+    Raises:
+        UnsafePathError: empty, absolute, with ``..``, ``.`` or empty components, a backslash,
+            a NUL, or reaching into ``.mgit``.
+    """
+    if not path or "\x00" in path or "\\" in path:
+        raise UnsafePathError(path, "empty path or forbidden character")
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        raise UnsafePathError(path, "absolute path")
+    parts = path.split("/")
+    for p in parts:
+        if p in ("", ".", ".."):
+            raise UnsafePathError(path, "path escapes the model folder or is not normalized")
+    if parts[0] == ".mgit":
+        raise UnsafePathError(path, "paths inside .mgit are not model files")
+    return str(PurePosixPath(path))
+
+
+def safe_join(root: Path, relpath: str) -> Path:
+    """Join a validated relative path under ``root``, refusing to go through symlinks.
+
+    Raises:
+        UnsafePathError: the path is unsafe, or one of its parent directories under ``root``
+            is a symlink (writing through it could land outside ``root``).
+    """
+    check_relpath(relpath)
+    target = root.joinpath(*relpath.split("/"))
+    cur = root
+    for part in relpath.split("/")[:-1]:
+        cur = cur / part
+        if cur.is_symlink():
+            raise UnsafePathError(relpath, f"parent directory {cur} is a symlink")
+    if target.is_symlink():
+        raise UnsafePathError(relpath, "is a symlink")
+    return target

@@ -1,0 +1,163 @@
+"""Bit-level array helpers shared by the codecs: buffer views, byte planes, zigzag.
+
+Everything here works on raw bit patterns with unsigned integer arithmetic (wrapping), so every
+dtype (bf16, fp16, fp32, fp8, ints, NaN payloads, -0.0, denormals) round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mgit.errors import CodecError
+
+__all__ = [
+    "as_bytes",
+    "word_dtype",
+    "effective_itemsize",
+    "split_planes",
+    "merge_planes",
+    "zigzag",
+    "unzigzag",
+    "check_itemsize",
+]
+
+_WORDS: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SIGNED: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+
+#: Largest element size a codec accepts (complex128 is 16; anything beyond is surely a bug).
+MAX_ITEMSIZE = 64
+
+
+def as_bytes(data: bytes | bytearray | memoryview) -> memoryview:
+    """View any C-contiguous buffer as a flat memoryview of unsigned bytes, without copying.
+
+    Args:
+        data: The buffer.
+
+    Returns:
+        A ``memoryview`` of format ``"B"``.
+
+    Raises:
+        CodecError: If the buffer is not C-contiguous.
+    """
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if view.format == "B" and view.ndim == 1:
+        return view
+    if not view.c_contiguous:
+        raise CodecError("codec input must be a contiguous buffer")
+    return view.cast("B")
+
+
+def check_itemsize(itemsize: object) -> int:
+    """Validate an element size.
+
+    Args:
+        itemsize: The size in bytes of one element.
+
+    Returns:
+        The size as an int.
+
+    Raises:
+        CodecError: If it is not an integer from 1 to 64.
+    """
+    if isinstance(itemsize, bool) or not isinstance(itemsize, int) or not 1 <= itemsize <= MAX_ITEMSIZE:
+        raise CodecError(f"itemsize must be an integer from 1 to {MAX_ITEMSIZE}, got {itemsize!r}")
+    return itemsize
+
+
+def effective_itemsize(size: int, itemsize: int) -> int:
+    """The element size a codec actually uses for ``size`` bytes.
+
+    Chunks always hold whole elements; a buffer that does not is treated as plain bytes so that
+    every length still round-trips. Encoder and decoder both apply this rule.
+    """
+    return itemsize if size % itemsize == 0 else 1
+
+
+def word_dtype(itemsize: int) -> tuple[Any, int]:
+    """The unsigned word type used for arithmetic on elements of ``itemsize`` bytes.
+
+    Returns:
+        ``(dtype, word_size)``: the element's own width when it is 1, 2, 4 or 8 bytes, else bytes.
+    """
+    if itemsize in _WORDS:
+        return _WORDS[itemsize], itemsize
+    return np.uint8, 1
+
+
+def split_planes(buf: np.ndarray, itemsize: int) -> np.ndarray:
+    """Group byte *k* of every element together (byte-plane transposition).
+
+    Args:
+        buf: A flat uint8 array whose length is a multiple of ``itemsize``.
+        itemsize: Element size in bytes.
+
+    Returns:
+        A new contiguous uint8 array: all bytes 0, then all bytes 1, and so on.
+    """
+    if itemsize == 1:
+        return buf
+    n = buf.size // itemsize
+    out = np.empty(buf.size, dtype=np.uint8)
+    src = buf.reshape(n, itemsize)
+    dst = out.reshape(itemsize, n)
+    for i in range(itemsize):
+        dst[i] = src[:, i]
+    return out
+
+
+def merge_planes(planes: np.ndarray, itemsize: int) -> np.ndarray:
+    """Inverse of :func:`split_planes`.
+
+    Args:
+        planes: A flat uint8 array as produced by :func:`split_planes`.
+        itemsize: Element size in bytes.
+
+    Returns:
+        A new contiguous uint8 array in element order (or ``planes`` itself when ``itemsize`` is 1).
+    """
+    if itemsize == 1:
+        return planes
+    n = planes.size // itemsize
+    out = np.empty(planes.size, dtype=np.uint8)
+    dst = out.reshape(n, itemsize)
+    src = planes.reshape(itemsize, n)
+    for i in range(itemsize):
+        dst[:, i] = src[i]
+    return out
+
+
+def zigzag(d: np.ndarray) -> np.ndarray:
+    """Map a wrapped difference to an unsigned code with small magnitudes first, in place.
+
+    ``0, -1, 1, -2, 2, ...`` become ``0, 1, 2, 3, 4, ...``; the sign lands in bit 0.
+
+    Args:
+        d: An unsigned integer array holding two's-complement differences; overwritten.
+
+    Returns:
+        ``d``.
+    """
+    signed = d.view(_SIGNED[d.itemsize])
+    sign = signed >> (8 * d.itemsize - 1)  # arithmetic shift: all ones where negative
+    np.left_shift(d, 1, out=d)
+    np.bitwise_xor(d, sign.view(d.dtype), out=d)
+    return d
+
+
+def unzigzag(z: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`zigzag`, in place.
+
+    Args:
+        z: An unsigned integer array of zigzag codes; overwritten.
+
+    Returns:
+        ``z``, now holding two's-complement differences.
+    """
+    low = z & z.dtype.type(1)
+    np.negative(low.view(_SIGNED[z.itemsize]), out=low.view(_SIGNED[z.itemsize]))
+    np.right_shift(z, 1, out=z)
+    np.bitwise_xor(z, low, out=z)
+    return z

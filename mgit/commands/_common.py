@@ -1,0 +1,94 @@
+"""Helpers shared by the command modules: open the repository, render results."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from mgit.errors import UsageError
+
+__all__ = ["ctx_obj", "open_repo", "emit", "human_bytes", "fmt_time", "parse_meta", "progress_bar", "echo"]
+
+
+def ctx_obj() -> Any:
+    """The global options of the running command."""
+    return click.get_current_context().find_root().obj
+
+
+def open_repo() -> Any:
+    """Open the repository at (or above) ``-C PATH`` / the current folder."""
+    from mgit.repo import Repository
+
+    return Repository.open(ctx_obj().cwd)
+
+
+def echo(line: str = "", **kw: Any) -> None:
+    """Print a line to stdout."""
+    click.echo(line, **kw)
+
+
+def emit(data: Any, render: Callable[[], None]) -> None:
+    """Print ``data`` as JSON under ``--json``, else call ``render``."""
+    if ctx_obj().json:
+        value = data.to_json() if hasattr(data, "to_json") else data
+        sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    else:
+        render()
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def fmt_time(t: int) -> str:
+    """Unix seconds as local 'YYYY-MM-DD HH:MM'."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def parse_meta(items: tuple[str, ...]) -> dict[str, str]:
+    """``("task=sst2", "acc=0.91")`` -> dict.
+
+    Raises:
+        UsageError: an item without ``=``.
+    """
+    out = {}
+    for it in items:
+        if "=" not in it or it.startswith("="):
+            raise UsageError(f"--meta takes KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar with bytes and rate, or nothing when quiet / not a terminal."""
+    if ctx_obj().quiet or ctx_obj().json or not total:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=total)
+        yield lambda n: prog.advance(task, n)

@@ -1,0 +1,27 @@
+"""``mgit checkout``."""
+
+from __future__ import annotations
+
+import click
+
+from mgit.commands._common import echo, emit, open_repo
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("checkout")
+@click.argument("ref")
+@click.option("-f", "--force", is_flag=True, help="Discard uncommitted changes.")
+def checkout_cmd(ref: str, force: bool) -> None:
+    """Make the working tree the files of REF."""
+    repo = open_repo()
+    res = repo.checkout(ref, force=force)
+
+    def render() -> None:
+        where = f"model {res.model}" if res.model else f"detached HEAD at {res.commit[:12]}"
+        echo(f"Switched to {where}: {len(res.written)} file(s) written, {len(res.removed)} removed")
+
+    emit(res, render)
+
+
+COMMANDS = [checkout_cmd]

@@ -1,0 +1,49 @@
+"""``mgit commit``."""
+
+from __future__ import annotations
+
+import click
+
+from mgit.commands._common import echo, emit, human_bytes, open_repo, parse_meta
+from mgit.objects.model import RELATIONS
+
+__all__ = ["COMMANDS", "render_commit_result"]
+
+
+def render_commit_result(res) -> None:  # type: ignore[no-untyped-def]
+    """Print what a commit or import did."""
+    c = res.commit
+    rel = ", ".join(f"{r} of {p[:12]}" for p, r in c.parents) or "root"
+    echo(f"[{c.model} {c.short}] {c.message.splitlines()[0] if c.message else ''}")
+    s = res.stats
+    ratio = s.logical_bytes / s.new_bytes if s.new_bytes else float("inf")
+    echo(f" {res.files} files, {human_bytes(s.logical_bytes)}; stored {human_bytes(s.new_bytes)} new "
+         f"({'%.2fx' % ratio if s.new_bytes else 'all deduplicated'}); {s.new_chunks}/{s.chunks} chunks new, "
+         f"{s.delta_chunks} as deltas; {rel}")
+    if c.lossy:
+        echo(f" lossy: eps={c.lossy['eps']:g}, measured max error {c.lossy['max_err']:.3g}")
+    if res.check:
+        echo(f" check: {res.check}")
+
+
+@click.command("commit")
+@click.option("-m", "--message", required=True, help="Commit message.")
+@click.option("--model", help="Model line to commit to (a new name starts a derived model).")
+@click.option("--parent", "parents", multiple=True, metavar="REF", help="Model(s) this was derived from.")
+@click.option("--relation", type=click.Choice(RELATIONS), help="How it was derived from --parent.")
+@click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS.")
+@click.option("--check", metavar="CMD", help="With --lossy: command run on the lossy model; fails -> lossless.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics).")
+@click.option("--allow-empty", is_flag=True, help="Commit even if nothing is staged.")
+def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relation: str | None,
+               eps: float | None, check: str | None, meta: tuple[str, ...], allow_empty: bool) -> None:
+    """Record the staged files as a new model version."""
+    repo = open_repo()
+    res = repo.commit(
+        message, model=model, parent=list(parents) or None, relation=relation, meta=parse_meta(meta),
+        eps=eps, check=check, allow_empty=allow_empty,
+    )
+    emit(res, lambda: render_commit_result(res))
+
+
+COMMANDS = [commit_cmd]

@@ -1,0 +1,31 @@
+"""``mgit export``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from mgit.commands._common import ctx_obj, echo, emit, human_bytes, open_repo, progress_bar
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("export")
+@click.argument("ref")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("-f", "--force", is_flag=True, help="Overwrite files already in DIRECTORY.")
+def export_cmd(ref: str, directory: str, force: bool) -> None:
+    """Write REF's files into DIRECTORY, byte-identical to what was committed."""
+    repo = open_repo()
+    out = Path(directory) if os.path.isabs(directory) else ctx_obj().cwd / directory
+    oid = repo.resolve(ref)
+    total = repo.read_tree(repo.read_commit(oid).tree).logical_bytes
+    with progress_bar(f"export {ref}", total) as prog:
+        res = repo.export(oid, out, force=force, progress=prog)
+    emit(res, lambda: echo(f"Exported {ref} ({res.commit[:12]}): {len(res.files)} files, "
+                           f"{human_bytes(res.bytes)} to {res.directory}"))
+
+
+COMMANDS = [export_cmd]

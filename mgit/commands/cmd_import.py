@@ -1,0 +1,51 @@
+"""``mgit import``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from mgit.commands._common import ctx_obj, echo, emit, open_repo, parse_meta, progress_bar
+from mgit.commands.cmd_commit import render_commit_result
+from mgit.objects.model import RELATIONS
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("import")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--model", required=True, help="Model line: the folder becomes its next version.")
+@click.option("-m", "--message", required=True, help="Commit message.")
+@click.option("--parent", "parents", multiple=True, metavar="REF", help="Model(s) this was derived from.")
+@click.option("--relation", type=click.Choice(RELATIONS), help="How it was derived from --parent.")
+@click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS.")
+@click.option("--check", metavar="CMD", help="With --lossy: command run on the lossy model; fails -> lossless.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics).")
+@click.option("--guess-parent", is_flag=True, help="Without --parent: derive from the closest stored model.")
+def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...], relation: str | None,
+               eps: float | None, check: str | None, meta: tuple[str, ...], guess_parent: bool) -> None:
+    """Commit the model folder DIRECTORY as a version of model MODEL."""
+    repo = open_repo()
+    src = Path(directory) if os.path.isabs(directory) else ctx_obj().cwd / directory
+    total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) if src.is_dir() else 0
+    with progress_bar(f"import {model}", total) as prog:
+        res = repo.import_folder(
+            src, model=model, message=message, parent=list(parents) or None, relation=relation,
+            meta=parse_meta(meta), eps=eps, check=check, guess_parent=guess_parent, progress=prog,
+        )
+
+    def render() -> None:
+        if guess_parent:
+            for c in res.candidates:
+                echo(f"candidate {c.model}@{c.oid[:12]}: score {c.score:.3f} "
+                     f"(identical {c.identical_fraction:.1%}, {c.seconds * 1000:.0f} ms)")
+            if not res.candidates or not res.commit.parents:
+                echo("no stored model is close enough: imported as a root")
+        render_commit_result(res)
+
+    emit(res, render)
+
+
+COMMANDS = [import_cmd]

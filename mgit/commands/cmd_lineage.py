@@ -1,0 +1,82 @@
+"""``mgit lineage`` and ``mgit find``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from mgit.commands._common import ctx_obj, echo, emit, fmt_time, open_repo, parse_meta
+from mgit.objects.model import RELATIONS
+
+__all__ = ["COMMANDS"]
+
+
+def _out_path(p: str) -> Path:
+    return Path(p) if os.path.isabs(p) else ctx_obj().cwd / p
+
+
+@click.command("lineage")
+@click.argument("ref", required=False)
+@click.option("--ancestors", "direction", flag_value="ancestors", help="Only REF and what it derives from.")
+@click.option("--descendants", "direction", flag_value="descendants", help="Only REF and what derives from it.")
+@click.option("--html", "html_file", metavar="FILE", help="Write a self-contained interactive HTML view.")
+@click.option("--dot", "dot_file", metavar="FILE", help="Write a Graphviz DOT file.")
+def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, dot_file: str | None) -> None:
+    """The lineage graph: models as nodes, derivations and versions as edges."""
+    from mgit.lineage.render import to_dot, to_html, to_json
+    from mgit.repo import write_text_file
+
+    repo = open_repo()
+    if direction and not ref:
+        ref = "HEAD"
+    g = repo.lineage(ref, direction=direction)
+    if html_file:
+        write_text_file(_out_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}"))
+    if dot_file:
+        write_text_file(_out_path(dot_file), to_dot(g))
+
+    def render() -> None:
+        by_model: dict[str, list[str]] = {}
+        for n, a in g.nodes(data=True):
+            by_model.setdefault(a["model"], []).append(n)
+        for model in sorted(by_model):
+            nodes = sorted(by_model[model], key=lambda n: g.nodes[n]["time"])
+            echo(click.style(model, bold=True) + f"  ({len(nodes)} version{'s' if len(nodes) != 1 else ''})")
+            for n in nodes:
+                a = g.nodes[n]
+                edges = [f"{d['relation']} of {g.nodes[p]['model']}@{p[:12]}" for p, _, d in g.in_edges(n, data=True)]
+                echo(f"  {a['short']}  {fmt_time(a['time'])}  {', '.join(edges) or 'root'}  "
+                     f"{a['message'].splitlines()[0] if a['message'] else ''}")
+        for f, what in ((html_file, "HTML"), (dot_file, "DOT")):
+            if f:
+                echo(f"wrote {what} view: {_out_path(f)}")
+
+    emit(to_json(g), render)
+
+
+@click.command("find")
+@click.option("--task", help="meta task equals TASK.")
+@click.option("--relation", type=click.Choice(RELATIONS), help="Derived from a parent with this relation.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata that must match.")
+@click.option("--derived-from", metavar="REF", help="Derived (transitively) from REF.")
+@click.option("--all-versions", is_flag=True, help="Search every version, not only the latest ones.")
+def find_cmd(task: str | None, relation: str | None, meta: tuple[str, ...], derived_from: str | None,
+             all_versions: bool) -> None:
+    """Find models by task, relation, metadata, or ancestry."""
+    repo = open_repo()
+    found = repo.find(task=task, relation=relation, meta=parse_meta(meta), derived_from=derived_from,
+                      all_versions=all_versions)
+
+    def render() -> None:
+        if not found:
+            echo("no model matches")
+        for c in found:
+            meta_s = " ".join(f"{k}={v}" for k, v in sorted(c.meta.items()))
+            echo(f"{c.model:<30} {c.short}  {fmt_time(c.time)}  {meta_s}")
+
+    emit([c.to_json() for c in found], render)
+
+
+COMMANDS = [lineage_cmd, find_cmd]

@@ -1,0 +1,68 @@
+"""``mgit log``."""
+
+from __future__ import annotations
+
+import click
+
+from mgit.commands._common import echo, emit, fmt_time, open_repo
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("log")
+@click.argument("ref", required=False)
+@click.option("--graph", is_flag=True, help="Draw the lineage graph beside the commits.")
+@click.option("--all", "all_", is_flag=True, help="Every model line, not just REF's history.")
+@click.option("-n", "--max-count", "limit", type=int, help="Show at most N commits.")
+@click.option("--oneline", is_flag=True, help="One line per commit.")
+def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline: bool) -> None:
+    """Show model versions and how they derive from each other, newest first."""
+    repo = open_repo()
+    commits = repo.log(ref, all=all_, limit=limit)
+    heads: dict[str, list[str]] = {}
+    for name, oid in repo.model_heads().items():
+        heads.setdefault(oid, []).append(name)
+    tags: dict[str, list[str]] = {}
+    for name, oid in repo.tags().items():
+        tags.setdefault(oid, []).append(name)
+
+    def render() -> None:
+        if graph or oneline:
+            from mgit.lineage.render import LogEntry, graph_log
+
+            entries = [
+                LogEntry(oid=c.oid, short=c.short, parents=tuple(c.parents), model=c.model,
+                         message=c.message, tags=tuple(tags.get(c.oid, [])),
+                         heads=tuple(heads.get(c.oid, [])), time=c.time, author=c.author)
+                for c in commits
+            ]
+            models = {c.oid: c.model for c in commits}
+            for c in commits:
+                for p, _ in c.parents:
+                    if p not in models:
+                        models[p] = repo.read_commit(p).model
+            lines = graph_log(entries, models=models)
+            if not graph:
+                lines = [ln.lstrip("* ") for ln in lines if ln.lstrip().startswith("*")]
+            for line in lines:
+                echo(line)
+            return
+        for c in commits:
+            deco = heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])]
+            echo(click.style(f"commit {c.oid}", fg="yellow") + (f" ({', '.join(deco)})" if deco else ""))
+            echo(f"Model:  {c.model}")
+            for p, r in c.parents:
+                echo(f"Parent: {p[:12]} ({r}, {repo.read_commit(p).model})")
+            echo(f"Author: {c.author}")
+            echo(f"Date:   {fmt_time(c.time)}")
+            if c.lossy:
+                echo(f"Lossy:  eps={c.lossy['eps']:g} max_err={c.lossy['max_err']:.3g}")
+            echo("")
+            for line in c.message.splitlines() or [""]:
+                echo(f"    {line}")
+            echo("")
+
+    emit([c.to_json() for c in commits], render)
+
+
+COMMANDS = [log_cmd]

@@ -1,0 +1,229 @@
+"""Where the tensors of each side of a diff come from.
+
+The diff engine never opens files or the object store itself: each side is a
+:class:`TensorSource`, which lists its tensors (name, dtype, shape and an optional content id)
+and loads one tensor at a time on request. Equal content ids on both sides mean identical
+bytes, so the engine can call such a tensor unchanged without loading it.
+
+:class:`DictTensorSource` is the in-memory implementation, for tests and for callers that
+already hold arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "TensorInfo",
+    "TensorSource",
+    "DictTensorSource",
+    "dtype_name",
+    "numpy_dtype",
+    "is_float_dtype",
+]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a source knows about one tensor without reading its data.
+
+    Attributes:
+        name: The tensor's name, e.g. ``encoder.layer.0.attention.self.query.weight``.
+        dtype: The safetensors dtype name (``F32``, ``BF16``, ``F8_E4M3``, ``I64``, ``BOOL`` ...).
+        shape: The tensor's shape.
+        content_id: An id of the tensor's bytes, dtype and shape, or ``None`` if unknown. Equal
+            ids on both sides of a diff mean identical tensors; different ids mean nothing.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    content_id: str | None = None
+
+    @property
+    def numel(self) -> int:
+        """The number of elements (1 for a scalar)."""
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+
+@runtime_checkable
+class TensorSource(Protocol):
+    """One side of a diff: a model version whose tensors can be listed and loaded one by one.
+
+    Attributes:
+        label: A short name for the side, shown in reports (e.g. ``"minilm@1a2b3c"``).
+    """
+
+    label: str
+
+    def tensors(self) -> dict[str, TensorInfo]:
+        """Return every tensor of the model, by name, without loading data."""
+        ...
+
+    def load(self, name: str) -> np.ndarray:
+        """Return one tensor's data.
+
+        Args:
+            name: A name from :meth:`tensors`.
+
+        Returns:
+            The tensor as a numpy array of its own dtype (``bfloat16`` and ``float8`` types as
+            ``ml_dtypes`` arrays), with the shape given by :meth:`tensors`.
+        """
+        ...
+
+    def config(self) -> dict[str, Any] | None:
+        """Return the model's parsed ``config.json``, or ``None`` if it has none."""
+        ...
+
+
+# safetensors dtype name -> numpy dtype name (ml_dtypes registers its types with numpy).
+_ST_TO_NP: dict[str, str] = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+_NP_TO_ST: dict[str, str] = {v: k for k, v in _ST_TO_NP.items()}
+
+
+def _np_dtype_by_name(name: str) -> np.dtype[Any]:
+    if name in ("bfloat16",) or name.startswith("float8") or name.startswith("float4"):
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name)
+
+
+def dtype_name(dtype: np.dtype[Any] | type) -> str:
+    """Return the safetensors name of a numpy (or ml_dtypes) dtype.
+
+    Args:
+        dtype: A numpy dtype or scalar type.
+
+    Returns:
+        The safetensors dtype name, e.g. ``F32`` or ``BF16``; the numpy name in upper case for
+        a dtype safetensors does not have.
+    """
+    name = np.dtype(dtype).name
+    return _NP_TO_ST.get(name, name.upper())
+
+
+def numpy_dtype(name: str) -> np.dtype[Any]:
+    """Return the numpy dtype for a safetensors dtype name.
+
+    Args:
+        name: A safetensors dtype name such as ``F32`` or ``BF16``.
+
+    Returns:
+        The numpy dtype (an ``ml_dtypes`` one for ``BF16`` and the ``F8`` types).
+
+    Raises:
+        ValueError: The name is not a dtype this module knows.
+    """
+    try:
+        return _np_dtype_by_name(_ST_TO_NP[name])
+    except KeyError:
+        raise ValueError(f"unknown dtype name: {name!r}") from None
+
+
+def is_float_dtype(name: str) -> bool:
+    """Tell whether a safetensors dtype name is a floating-point type (``F*`` or ``BF16``)."""
+    return name.startswith("F") or name == "BF16"
+
+
+def _content_id(arr: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(dtype_name(arr.dtype).encode())
+    h.update(repr(tuple(int(d) for d in arr.shape)).encode())
+    h.update(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).tobytes())
+    return h.hexdigest()
+
+
+class DictTensorSource:
+    """An in-memory :class:`TensorSource` over a dict of numpy arrays.
+
+    Content ids are SHA-256 hashes of dtype, shape and bytes, so two sources holding equal
+    arrays report equal ids.
+
+    Args:
+        label: The side's label.
+        tensors: Tensor name to array.
+        config: The model's config dict, if any.
+
+    Example:
+        >>> import numpy as np
+        >>> src = DictTensorSource("a", {"w": np.zeros((2, 2), np.float32)})
+        >>> src.tensors()["w"].dtype
+        'F32'
+    """
+
+    def __init__(
+        self,
+        label: str,
+        tensors: Mapping[str, np.ndarray],
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.label = label
+        self._arrays: dict[str, np.ndarray] = {}
+        self._infos: dict[str, TensorInfo] = {}
+        for name, value in tensors.items():
+            arr = np.asarray(value)
+            self._arrays[name] = arr
+            self._infos[name] = TensorInfo(
+                name=name,
+                dtype=dtype_name(arr.dtype),
+                shape=tuple(int(d) for d in arr.shape),
+                content_id=_content_id(arr),
+            )
+        self._config = config
+        #: How many times :meth:`load` was called (handy in tests).
+        self.loads = 0
+
+    def tensors(self) -> dict[str, TensorInfo]:
+        """Return every tensor's info, by name."""
+        return dict(self._infos)
+
+    def load(self, name: str) -> np.ndarray:
+        """Return one tensor (a read-only view of the stored array).
+
+        Args:
+            name: A tensor name.
+
+        Returns:
+            The array.
+
+        Raises:
+            KeyError: No tensor has that name.
+        """
+        self.loads += 1
+        view = self._arrays[name].view()
+        view.flags.writeable = False
+        return view
+
+    def config(self) -> dict[str, Any] | None:
+        """Return the config dict given at construction, if any."""
+        return self._config
+
+    def __repr__(self) -> str:
+        return f"DictTensorSource({self.label!r}, {len(self._arrays)} tensors)"

@@ -1,0 +1,224 @@
+"""Every error mgit raises, in one place.
+
+The library raises these and never prints; ``mgit.cli`` maps them to a one-line message, a
+hint and an exit code (see ``EXIT_CODES``). Errors carry fields, not just text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MgitError",
+    "NotARepositoryError",
+    "RepositoryExistsError",
+    "UnsupportedFormatError",
+    "ObjectNotFoundError",
+    "CorruptObjectError",
+    "CodecError",
+    "RefNotFoundError",
+    "AmbiguousRefError",
+    "InvalidRefNameError",
+    "RefConflictError",
+    "LockHeldError",
+    "NothingToCommitError",
+    "DirtyWorkingTreeError",
+    "InvalidModelFileError",
+    "UnsafePathError",
+    "UsageError",
+    "RemoteError",
+    "NonFastForwardError",
+    "CheckFailedError",
+    "EXIT_CODES",
+]
+
+
+class MgitError(Exception):
+    """Root of every mgit error. ``hint`` is an optional second line for the user."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotARepositoryError(MgitError):
+    """No ``.mgit`` directory was found at or above the path."""
+
+    hint = "run 'mgit init' to create a repository, or pass -C PATH"
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"not an mgit repository (or any parent): {path}")
+        self.path = path
+
+
+class RepositoryExistsError(MgitError):
+    """``init`` on a folder that already has a repository."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"repository already exists: {path}")
+        self.path = path
+
+
+class UnsupportedFormatError(MgitError):
+    """The repository (or a stored object) uses a format version this mgit does not know."""
+
+    hint = "upgrade mgit to read this repository"
+
+
+class ObjectNotFoundError(MgitError, KeyError):
+    """An object id that the store does not hold."""
+
+    def __init__(self, oid: str, *, context: str | None = None) -> None:
+        where = f" ({context})" if context else ""
+        super().__init__(f"object not found: {oid}{where}", hint="run 'mgit fsck' to check the store")
+        self.oid = oid
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class CorruptObjectError(MgitError):
+    """An object whose bytes do not hash to its id, or that cannot be parsed."""
+
+    hint = "the object store is damaged; run 'mgit fsck', then fetch the object again from a remote"
+
+    def __init__(self, oid: str, reason: str, *, actual: str | None = None) -> None:
+        super().__init__(f"corrupt object {oid}: {reason}")
+        self.oid = oid
+        self.reason = reason
+        self.actual = actual
+
+
+class CodecError(MgitError):
+    """A codec was asked for something it cannot do (unknown codec id, bad payload)."""
+
+
+class RefNotFoundError(MgitError):
+    """A REF that names no model, tag or commit."""
+
+    hint = "see 'mgit models', 'mgit tag' and 'mgit log --all' for what exists"
+
+    def __init__(self, ref: str, *, reason: str | None = None) -> None:
+        super().__init__(f"unknown ref: {ref}" + (f" ({reason})" if reason else ""))
+        self.ref = ref
+
+
+class AmbiguousRefError(MgitError):
+    """A commit-id prefix that matches more than one commit."""
+
+    hint = "give more characters of the id"
+
+    def __init__(self, ref: str, candidates: list[str]) -> None:
+        shown = ", ".join(c[:12] for c in candidates[:5])
+        super().__init__(f"ambiguous ref: {ref} matches {shown}")
+        self.ref = ref
+        self.candidates = candidates
+
+
+class InvalidRefNameError(MgitError, ValueError):
+    """A model, tag or remote name that is not allowed."""
+
+    hint = "names use letters, digits, '.', '_', '-' and '/', and may not contain '..'"
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid name {name!r}: {reason}")
+        self.name = name
+
+
+class RefConflictError(MgitError):
+    """A compare-and-swap ref update found another value than the one expected."""
+
+    hint = "someone else updated it first; look at the new state and try again"
+
+    def __init__(self, ref: str, expected: str | None, actual: str | None) -> None:
+        super().__init__(
+            f"ref {ref} changed concurrently: expected {expected or '(none)'}, found {actual or '(none)'}"
+        )
+        self.ref = ref
+        self.expected = expected
+        self.actual = actual
+
+
+class LockHeldError(MgitError):
+    """A ``.lock`` file is held by another process (or left by a killed one)."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"lock is held: {path}",
+            hint="another mgit is running; if none is, remove the lock file",
+        )
+        self.path = path
+
+
+class NothingToCommitError(MgitError):
+    """``commit`` with no staged change."""
+
+    hint = "use 'mgit add PATH' to stage changes"
+
+    def __init__(self, message: str = "nothing to commit") -> None:
+        super().__init__(message)
+
+
+class DirtyWorkingTreeError(MgitError):
+    """An operation would overwrite uncommitted changes."""
+
+    hint = "commit the changes, or pass --force to discard them"
+
+    def __init__(self, paths: list[str], *, action: str = "checkout") -> None:
+        shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
+        super().__init__(f"{action} would overwrite uncommitted changes: {shown}")
+        self.paths = paths
+
+
+class InvalidModelFileError(MgitError):
+    """A model file (safetensors, index) that is malformed or unsafe to read."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"invalid model file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class UnsafePathError(MgitError):
+    """A path that escapes the model folder: ``..``, absolute, or a symlink pointing outside."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"unsafe path {path}: {reason}")
+        self.path = path
+
+
+class UsageError(MgitError):
+    """A request that makes no sense as given (bad option value, bad combination)."""
+
+
+class RemoteError(MgitError):
+    """A remote that cannot be reached, read or written."""
+
+
+class NonFastForwardError(MgitError):
+    """A push or pull that is not a fast-forward."""
+
+    def __init__(self, ref: str, message: str, *, hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.ref = ref
+
+
+class CheckFailedError(MgitError):
+    """A ``--check`` command failed (used where failing is an error, not a fallback)."""
+
+
+# Exit codes: 1 generic, 2 usage, 10 not a repository, 11 lock held, 12 corrupt object,
+# 130 interrupted. Anything not listed maps to 1.
+EXIT_CODES: dict[type[MgitError], int] = {
+    UsageError: 2,
+    InvalidRefNameError: 2,
+    NotARepositoryError: 10,
+    LockHeldError: 11,
+    CorruptObjectError: 12,
+    ObjectNotFoundError: 12,
+}

@@ -1,0 +1,7 @@
+"""Model file formats: safetensors (single and sharded) parsing with full validation."""
+
+from __future__ import annotations
+
+from mgit.formats.safetensors import SafetensorsHeader, TensorSpec, parse_header, read_header
+
+__all__ = ["SafetensorsHeader", "TensorSpec", "parse_header", "read_header"]

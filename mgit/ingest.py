@@ -1,0 +1,278 @@
+"""Files into objects: chunk, pair with the parent, encode in parallel, build tree entries.
+
+A safetensors file becomes its exact header bytes plus its tensors in data order; each tensor
+is split into fixed-size, element-aligned chunks; chunk *i* is offered the parent tensor's
+chunk *i* as a delta base. Any other file is a blob of fixed-size chunks. Chunks are encoded on
+a thread pool (zstd, numpy and blake3 release the GIL) with a bounded number in flight, so peak
+memory is a small multiple of the chunk size whatever the model size. Write order: a tensor's
+chunks before its manifest, manifests before the tree (the caller writes tree, commit, ref).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from mgit.errors import InvalidModelFileError
+from mgit.formats.safetensors import UnknownDtypeError, read_header
+from mgit.objects.model import DTYPE_SIZES, FLOAT_DTYPES, FileEntry, TensorManifest, Tree
+from mgit.objects.store import ChunkPut, DiskStore
+
+__all__ = [
+    "IngestStats",
+    "ParentIndex",
+    "TASK_PREFIXES",
+    "default_workers",
+    "ingest_file",
+    "pair_name",
+]
+
+#: Prefixes that task-head model classes put before the base model's tensor names.
+TASK_PREFIXES = ("bert.", "roberta.", "model.", "transformer.", "distilbert.", "deberta.", "electra.")
+
+_PAGE = mmap.PAGESIZE
+
+
+def default_workers() -> int:
+    """Worker threads for encoding and decoding: every core (``MGIT_THREADS`` overrides)."""
+    env = os.environ.get("MGIT_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class IngestStats:
+    """What an ingest wrote."""
+
+    logical_bytes: int = 0
+    new_bytes: int = 0
+    chunks: int = 0
+    new_chunks: int = 0
+    delta_chunks: int = 0
+    lossy_chunks: int = 0
+    max_err: float = 0.0
+    codecs: dict[str, int] = field(default_factory=dict)
+
+    def add(self, put: ChunkPut) -> None:
+        """Account one chunk."""
+        self.chunks += 1
+        if put.new:
+            self.new_chunks += 1
+            self.new_bytes += put.stored_bytes
+            self.codecs[put.codec] = self.codecs.get(put.codec, 0) + 1
+            if put.depth:
+                self.delta_chunks += 1
+        if put.max_err:
+            self.lossy_chunks += 1
+            self.max_err = max(self.max_err, put.max_err)
+
+
+def pair_name(name: str, names: dict[str, str] | set[str]) -> str | None:
+    """Find ``name`` among a parent's tensor names, tolerating a task-head prefix.
+
+    ``bert.embeddings.x`` pairs with ``embeddings.x`` and the other way round.
+    """
+    if name in names:
+        return name
+    for p in TASK_PREFIXES:
+        if name.startswith(p) and name[len(p) :] in names:
+            return name[len(p) :]
+        if p + name in names:
+            return p + name
+    return None
+
+
+class ParentIndex:
+    """The parent model's tensors by name, for pairing chunks with their delta base."""
+
+    def __init__(self, store: DiskStore, tree: Tree | None) -> None:
+        self.store = store
+        self.names: dict[str, str] = {}
+        if tree is not None:
+            for entry in tree.files.values():
+                if entry.kind == "safetensors":
+                    for name, toid in entry.tensors:
+                        self.names.setdefault(name, toid)
+
+    def find(self, name: str, dtype: str, chunk_size: int) -> TensorManifest | None:
+        """The parent tensor to delta against, if one with the same dtype and chunking exists."""
+        pname = pair_name(name, self.names)
+        if pname is None:
+            return None
+        m = TensorManifest.from_bytes(self.store.get(self.names[pname], kind="tensor"))
+        if m.dtype != dtype or m.chunk_size != chunk_size:
+            return None
+        return m
+
+
+class _Pipeline:
+    """Bounded in-flight chunk jobs whose results are consumed in submission order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, workers: int) -> None:
+        self.pool = pool
+        self.limit = 2 * workers + 1
+        self.queue: deque[tuple[Future[ChunkPut], Callable[[ChunkPut], None]]] = deque()
+
+    def submit(self, fn: Callable[[], ChunkPut], done: Callable[[ChunkPut], None]) -> None:
+        while len(self.queue) >= self.limit:
+            self._pop()
+        self.queue.append((self.pool.submit(fn), done))
+
+    def _pop(self) -> None:
+        fut, done = self.queue.popleft()
+        done(fut.result())
+
+    def drain(self) -> None:
+        while self.queue:
+            self._pop()
+
+    def cancel(self) -> None:
+        for fut, _ in self.queue:
+            fut.cancel()
+        for fut, _ in self.queue:
+            if not fut.cancelled():
+                try:
+                    fut.result()
+                except Exception:  # noqa: BLE001 - already failing; first error wins
+                    pass
+        self.queue.clear()
+
+
+class _Reader:
+    """Reads ranges of a file through a private read-only mapping, releasing pages behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "rb")
+        self.size = os.fstat(self.f.fileno()).st_size
+        self.mm = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+
+    def read(self, start: int, end: int) -> bytes:
+        if self.mm is None or start == end:
+            return b""
+        if end > len(self.mm):
+            raise InvalidModelFileError(self.f.name, "file shrank while it was being read")
+        data = self.mm[start:end]
+        if hasattr(self.mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            lo = start - start % _PAGE
+            try:
+                self.mm.madvise(mmap.MADV_DONTNEED, lo, end - lo)
+            except (OSError, ValueError):
+                pass
+        return data
+
+    def close(self) -> None:
+        if self.mm is not None:
+            self.mm.close()
+        self.f.close()
+
+
+def _ranges(total: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    for off in range(0, total, chunk_size):
+        yield off, min(off + chunk_size, total)
+
+
+def ingest_file(
+    store: DiskStore,
+    path: Path,
+    *,
+    relpath: str,
+    chunk_size: int,
+    parents: ParentIndex | None,
+    pool: ThreadPoolExecutor,
+    workers: int,
+    stats: IngestStats,
+    eps: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FileEntry:
+    """Store one file of a model folder and return its tree entry.
+
+    Raises:
+        InvalidModelFileError: a ``.safetensors`` file that is malformed.
+    """
+    header = None
+    if relpath.endswith(".safetensors"):
+        try:
+            header = read_header(path)
+        except UnknownDtypeError:
+            header = None
+    reader = _Reader(path)
+    pipe = _Pipeline(pool, workers)
+    xxh = xxhash.xxh3_128()
+    try:
+        size = reader.size
+        stats.logical_bytes += size
+        if header is None:
+            chunks: list[str] = []
+            for a, b in _ranges(size, chunk_size):
+                data = reader.read(a, b)
+                xxh.update(data)
+                pipe.submit(
+                    lambda d=data: store.put_chunk(d, itemsize=1, is_float=False),
+                    lambda put: (chunks.append(put.oid), stats.add(put)),
+                )
+                if progress:
+                    progress(b - a)
+            pipe.drain()
+            if os.path.getsize(path) != size:
+                raise InvalidModelFileError(path, "file changed while it was being read")
+            return FileEntry(kind="blob", size=size, xxh=xxh.hexdigest(), chunks=tuple(chunks))
+
+        hdr_bytes = reader.read(0, header.data_start)
+        xxh.update(hdr_bytes)
+        header_oid = store.put("chunk", hdr_bytes[8:])
+        tensors: list[tuple[str, str]] = [("", "")] * len(header.tensors)
+        for idx, spec in enumerate(header.tensors):
+            itemsize = DTYPE_SIZES[spec.dtype]
+            cs = chunk_size - chunk_size % itemsize
+            base = parents.find(spec.name, spec.dtype, cs) if parents is not None else None
+            oids: list[str] = []
+            n_chunks = -(-spec.nbytes // cs) if spec.nbytes else 0
+            is_float = spec.dtype in FLOAT_DTYPES
+
+            def finish(oids: list[str] = oids, spec=spec, cs=cs, idx=idx) -> None:
+                m = TensorManifest(spec.dtype, spec.shape, cs, tuple(oids))
+                tensors[idx] = (spec.name, store.put("tensor", m.to_bytes()))
+
+            if n_chunks == 0:
+                finish()
+                continue
+            for i, (a, b) in enumerate(_ranges(spec.nbytes, cs)):
+                data = reader.read(spec.start + a, spec.start + b)
+                xxh.update(data)
+                base_oid = base.chunks[i] if base is not None and i < len(base.chunks) else None
+                last = i == n_chunks - 1
+
+                def job(d: bytes = data, bo: str | None = base_oid, it: int = itemsize,
+                        fl: bool = is_float, dt: str = spec.dtype) -> ChunkPut:
+                    return store.put_chunk(d, itemsize=it, is_float=fl, base=bo, dtype=dt, eps=eps)
+
+                def done(put: ChunkPut, oids: list[str] = oids, last: bool = last,
+                         finish: Callable[[], None] = finish) -> None:
+                    oids.append(put.oid)
+                    stats.add(put)
+                    if last:
+                        finish()
+
+                pipe.submit(job, done)
+                if progress:
+                    progress(b - a)
+        pipe.drain()
+        if os.path.getsize(path) != size:
+            raise InvalidModelFileError(path, "file changed while it was being read")
+        return FileEntry(
+            kind="safetensors", size=size, xxh=xxh.hexdigest(), header=header_oid,
+            tensors=tuple(tensors),
+        )
+    except BaseException:
+        pipe.cancel()
+        raise
+    finally:
+        reader.close()

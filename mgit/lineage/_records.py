@@ -1,0 +1,147 @@
+"""Plain records of a lineage graph's commits and edges, shared by every view.
+
+The lineage views (``graph_log``, DOT, JSON, HTML) all read the same node and edge attributes from
+a ``networkx.DiGraph``; this module reads them once, fills in defaults for missing attributes, and
+fixes a stable order, so that every view shows the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import networkx as nx
+
+__all__ = [
+    "RELATIONS",
+    "DERIVATIONS",
+    "node_record",
+    "edge_record",
+    "sorted_nodes",
+    "sorted_edges",
+    "first_line",
+]
+
+#: Every relation a parent edge may carry, in the order the views list them.
+RELATIONS: tuple[str, ...] = (
+    "version",
+    "finetune",
+    "adapter",
+    "distill",
+    "prune",
+    "quantize",
+    "merge",
+    "other",
+)
+
+#: Relations drawn as derivations (solid edges); ``version`` is drawn dashed.
+DERIVATIONS: frozenset[str] = frozenset(RELATIONS) - {"version"}
+
+
+def first_line(text: str) -> str:
+    """Return the first non-empty line of ``text``, stripped (the summary of a message)."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _as_str(value: Any, default: str = "") -> str:
+    return default if value is None else str(value)
+
+
+def _as_time(value: Any) -> float:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return t if math.isfinite(t) else 0.0
+
+
+def _as_bytes(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _as_meta(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): _as_str(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+
+
+def node_record(oid: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the normalised record of one commit node.
+
+    Args:
+        oid: The commit id (the node key).
+        attrs: The node's attribute dict.
+
+    Returns:
+        A dict with the keys ``id``, ``short``, ``model``, ``message``, ``author``, ``time``,
+        ``meta``, ``tags``, ``heads``, ``lossy`` and ``logical_bytes``; missing attributes get
+        defaults (``short`` defaults to the first 12 characters of the id).
+    """
+    oid = str(oid)
+    return {
+        "id": oid,
+        "short": _as_str(attrs.get("short"), oid[:12]) or oid[:12],
+        "model": _as_str(attrs.get("model")),
+        "message": _as_str(attrs.get("message")),
+        "author": _as_str(attrs.get("author")),
+        "time": _as_time(attrs.get("time")),
+        "meta": _as_meta(attrs.get("meta")),
+        "tags": sorted(_as_str_list(attrs.get("tags"))),
+        "heads": sorted(_as_str_list(attrs.get("heads"))),
+        "lossy": bool(attrs.get("lossy", False)),
+        "logical_bytes": _as_bytes(attrs.get("logical_bytes")),
+    }
+
+
+def edge_record(parent: str, child: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the normalised record of one parent -> child edge.
+
+    Args:
+        parent: The parent commit id.
+        child: The child commit id.
+        attrs: The edge's attribute dict.
+
+    Returns:
+        A dict with the keys ``source`` (parent), ``target`` (child), ``relation`` (one of
+        :data:`RELATIONS`; an unknown or missing one reads as ``other``) and ``index`` (the
+        parent's position in the child's parent list; 0 when missing).
+    """
+    relation = _as_str(attrs.get("relation"), "other")
+    if relation not in RELATIONS:
+        relation = "other"
+    try:
+        index = int(attrs.get("index", 0))
+    except (TypeError, ValueError):
+        index = 0
+    return {"source": str(parent), "target": str(child), "relation": relation, "index": index}
+
+
+def sorted_nodes(g: nx.DiGraph) -> list[dict[str, Any]]:
+    """Return the records of every node of ``g``, oldest first (by time, then id)."""
+    records = [node_record(n, g.nodes[n]) for n in g.nodes]
+    records.sort(key=lambda r: (r["time"], r["id"]))
+    return records
+
+
+def sorted_edges(g: nx.DiGraph) -> list[dict[str, Any]]:
+    """Return the records of every edge of ``g``, sorted by (child, parent index, parent)."""
+    records = [edge_record(u, v, d) for u, v, d in g.edges(data=True)]
+    records.sort(key=lambda r: (r["target"], r["index"], r["source"]))
+    return records

@@ -1,0 +1,339 @@
+"""Object values: tensor manifests, trees and commits, with a canonical byte encoding.
+
+These are pure values: no I/O. ``to_bytes`` is canonical (sorted keys, no spaces, UTF-8) so that
+equal values always get equal ids; ``from_bytes`` validates everything, because objects may come
+from a remote and nothing read from outside is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mgit._fs import check_relpath
+from mgit.errors import CorruptObjectError, UnsafePathError
+from mgit.objects.ids import is_oid
+
+__all__ = [
+    "RELATIONS",
+    "DTYPE_SIZES",
+    "FLOAT_DTYPES",
+    "TensorManifest",
+    "FileEntry",
+    "Tree",
+    "ParentLink",
+    "Commit",
+    "canonical_json",
+]
+
+#: How a model was made from a parent, written on each parent edge.
+RELATIONS = ("version", "finetune", "adapter", "distill", "prune", "quantize", "merge", "other")
+
+#: safetensors dtype name -> element size in bytes.
+DTYPE_SIZES: dict[str, int] = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "C64": 8,
+}
+FLOAT_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F8_E8M0", "F16", "BF16", "F32", "F64", "C64"})
+
+_MAX_DIMS = 64
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON: sorted keys, no whitespace, UTF-8, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _load(kind: str, data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptObjectError("?", f"{kind} object is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CorruptObjectError("?", f"{kind} object is not a JSON object")
+    return value
+
+
+def _bad(kind: str, why: str) -> CorruptObjectError:
+    return CorruptObjectError("?", f"malformed {kind} object: {why}")
+
+
+def _oid_list(kind: str, value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(o, str) and is_oid(o) for o in value):
+        raise _bad(kind, f"{what} must be a list of object ids")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class TensorManifest:
+    """One tensor: dtype, shape and the ids of its fixed-size, element-aligned chunks.
+
+    The name is not part of it (it lives in the file entry), so a tensor renamed between
+    models (``embeddings.x`` -> ``bert.embeddings.x``) keeps its id.
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+    chunk_size: int
+    chunks: tuple[str, ...]
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return DTYPE_SIZES[self.dtype]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tensor data."""
+        n = self.itemsize
+        for d in self.shape:
+            n *= d
+        return n
+
+    def chunk_lengths(self) -> list[int]:
+        """Byte length of each chunk."""
+        total = self.nbytes
+        return [min(self.chunk_size, total - i * self.chunk_size) for i in range(len(self.chunks))]
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding."""
+        return canonical_json(
+            {
+                "dtype": self.dtype,
+                "shape": list(self.shape),
+                "chunk_size": self.chunk_size,
+                "chunks": list(self.chunks),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TensorManifest:
+        """Parse and validate.
+
+        Raises:
+            CorruptObjectError: malformed.
+        """
+        v = _load("tensor", data)
+        dtype = v.get("dtype")
+        shape = v.get("shape")
+        cs = v.get("chunk_size")
+        if dtype not in DTYPE_SIZES:
+            raise _bad("tensor", f"unknown dtype {dtype!r}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > _MAX_DIMS
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
+            raise _bad("tensor", "bad shape")
+        if not isinstance(cs, int) or isinstance(cs, bool) or cs <= 0 or cs % DTYPE_SIZES[dtype]:
+            raise _bad("tensor", "bad chunk size")
+        chunks = _oid_list("tensor", v.get("chunks"), "chunks")
+        m = cls(dtype=dtype, shape=tuple(shape), chunk_size=cs, chunks=chunks)
+        expected = -(-m.nbytes // cs) if m.nbytes else 0
+        if len(chunks) != expected:
+            raise _bad("tensor", f"{len(chunks)} chunks for {m.nbytes} bytes")
+        return m
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file of the model folder.
+
+    ``kind`` is ``"safetensors"`` (``header`` is the chunk holding the exact header bytes,
+    ``tensors`` the (name, tensor id) pairs in data order) or ``"blob"`` (``chunks``: the file's
+    bytes in fixed-size chunks). ``xxh`` is the XXH3-128 of the whole file, for change detection
+    and as an end-to-end check of rebuilt files.
+    """
+
+    kind: str
+    size: int
+    xxh: str
+    chunks: tuple[str, ...] = ()
+    header: str | None = None
+    tensors: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value (used inside the tree encoding)."""
+        d: dict[str, Any] = {"kind": self.kind, "size": self.size, "xxh": self.xxh}
+        if self.kind == "blob":
+            d["chunks"] = list(self.chunks)
+        else:
+            d["header"] = self.header
+            d["tensors"] = [[n, o] for n, o in self.tensors]
+        return d
+
+    @classmethod
+    def from_json(cls, v: Any) -> FileEntry:
+        """Validate and build.
+
+        Raises:
+            CorruptObjectError: malformed.
+        """
+        if not isinstance(v, dict):
+            raise _bad("tree", "file entry is not an object")
+        kind, size, xxh = v.get("kind"), v.get("size"), v.get("xxh")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _bad("tree", "bad file size")
+        if not isinstance(xxh, str) or len(xxh) != 32:
+            raise _bad("tree", "bad file checksum")
+        if kind == "blob":
+            return cls(kind="blob", size=size, xxh=xxh, chunks=_oid_list("tree", v.get("chunks"), "chunks"))
+        if kind == "safetensors":
+            header = v.get("header")
+            if not isinstance(header, str) or not is_oid(header):
+                raise _bad("tree", "bad header id")
+            tensors = v.get("tensors")
+            if not isinstance(tensors, list) or not all(
+                isinstance(t, list) and len(t) == 2 and isinstance(t[0], str)
+                and isinstance(t[1], str) and is_oid(t[1])
+                for t in tensors
+            ):
+                raise _bad("tree", "bad tensor list")
+            return cls(
+                kind="safetensors", size=size, xxh=xxh, header=header,
+                tensors=tuple((t[0], t[1]) for t in tensors),
+            )
+        raise _bad("tree", f"unknown file kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The files of one model version: relative POSIX path -> entry."""
+
+    files: dict[str, FileEntry] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding."""
+        return canonical_json({"files": {p: e.to_json() for p, e in self.files.items()}})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tree:
+        """Parse and validate, paths included (no ``..``, no absolute paths).
+
+        Raises:
+            CorruptObjectError: malformed or unsafe.
+        """
+        v = _load("tree", data)
+        files = v.get("files")
+        if not isinstance(files, dict):
+            raise _bad("tree", "files must be an object")
+        out: dict[str, FileEntry] = {}
+        for p, e in files.items():
+            try:
+                check_relpath(p)
+            except UnsafePathError as exc:
+                raise _bad("tree", str(exc)) from None
+            out[p] = FileEntry.from_json(e)
+        return cls(files=out)
+
+    @property
+    def logical_bytes(self) -> int:
+        """Total size of the files."""
+        return sum(e.size for e in self.files.values())
+
+
+@dataclass(frozen=True)
+class ParentLink:
+    """A parent edge of the lineage graph: the parent commit and how the child was made from it."""
+
+    oid: str
+    relation: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A model version.
+
+    ``parents[0]`` is the delta base: the previous version of the same model, or the model it
+    was derived from. ``lossy`` is ``None`` for a bit-exact commit, else ``{"eps": .., "max_err": ..}``.
+    """
+
+    tree: str
+    parents: tuple[ParentLink, ...]
+    model: str
+    author: str
+    time: int
+    message: str
+    meta: dict[str, str] = field(default_factory=dict)
+    recipe: dict[str, Any] | None = None
+    lossy: dict[str, float] | None = None
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding."""
+        return canonical_json(
+            {
+                "tree": self.tree,
+                "parents": [{"oid": p.oid, "relation": p.relation} for p in self.parents],
+                "model": self.model,
+                "author": self.author,
+                "time": self.time,
+                "message": self.message,
+                "meta": self.meta,
+                "recipe": self.recipe,
+                "lossy": self.lossy,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Commit:
+        """Parse and validate.
+
+        Raises:
+            CorruptObjectError: malformed.
+        """
+        v = _load("commit", data)
+        tree = v.get("tree")
+        if not isinstance(tree, str) or not is_oid(tree):
+            raise _bad("commit", "bad tree id")
+        parents_v = v.get("parents")
+        if not isinstance(parents_v, list):
+            raise _bad("commit", "parents must be a list")
+        parents = []
+        for p in parents_v:
+            if (
+                not isinstance(p, dict)
+                or not isinstance(p.get("oid"), str)
+                or not is_oid(p["oid"])
+                or p.get("relation") not in RELATIONS
+            ):
+                raise _bad("commit", "bad parent")
+            parents.append(ParentLink(p["oid"], p["relation"]))
+        model, author, message = v.get("model"), v.get("author"), v.get("message")
+        t = v.get("time")
+        if not all(isinstance(s, str) for s in (model, author, message)):
+            raise _bad("commit", "model, author and message must be strings")
+        if not isinstance(t, int) or isinstance(t, bool):
+            raise _bad("commit", "bad time")
+        meta = v.get("meta")
+        if not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(x, str) for k, x in meta.items()
+        ):
+            raise _bad("commit", "meta must map strings to strings")
+        recipe = v.get("recipe")
+        if recipe is not None and not isinstance(recipe, dict):
+            raise _bad("commit", "recipe must be an object")
+        lossy = v.get("lossy")
+        if lossy is not None and not isinstance(lossy, dict):
+            raise _bad("commit", "lossy must be an object")
+        return cls(
+            tree=tree, parents=tuple(parents), model=model, author=author, time=t,
+            message=message, meta=meta, recipe=recipe, lossy=lossy,
+        )

@@ -1,0 +1,371 @@
+"""The content-addressed object store under ``.mgit/objects``.
+
+One file per object at ``objects/ab/cdef...`` (the id's first two hex digits shard the folder).
+A stored object is::
+
+    b"MGO\\x01" | kind (1 byte) | meta length (u32 LE) | meta (JSON) | payload
+
+where meta is ``{"codec", "size", "params", "base", "depth"}``: the codec that turns the payload
+back into the content, the content length, the codec's parameters, and for a delta the id of
+the base chunk and the chain depth. The id is over the *content*, never the stored encoding.
+
+Objects are write-once (temp file, fsync, rename; "already exists" is success), read-only on
+disk, and verified on every read: a mismatch raises :class:`CorruptObjectError`, never returns
+wrong bytes. Directory fsyncs are batched: :meth:`DiskStore.sync` makes every object written so
+far durable, and callers run it before they write a ref that points at those objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mgit import codecs
+from mgit._fs import fsync_dir, temp_name
+from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
+from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
+
+__all__ = [
+    "MAGIC",
+    "MAX_CHAIN_DEPTH",
+    "DiskStore",
+    "StoredHeader",
+    "ChunkPut",
+]
+
+MAGIC = b"MGO\x01"
+_KIND_CODE = {"chunk": b"c", "tensor": b"t", "tree": b"r", "commit": b"m"}
+_CODE_KIND = {v[0]: k for k, v in _KIND_CODE.items()}
+_MAX_META = 1 << 16
+_MAX_SIZE = 1 << 31
+#: A delta chain never gets deeper than this; a chunk that would is stored whole.
+MAX_CHAIN_DEPTH = 8
+# A delta this much smaller than the raw chunk is taken without also trying standalone.
+_GOOD_DELTA = 0.5
+_CACHE_MAX_OBJ = 256 * 1024
+_CACHE_ENTRIES = 4096
+
+
+@dataclass(frozen=True)
+class StoredHeader:
+    """The parsed header of a stored object."""
+
+    kind: str
+    codec: str
+    size: int
+    params: dict[str, Any]
+    base: str | None
+    depth: int
+    payload_offset: int
+
+
+@dataclass(frozen=True)
+class ChunkPut:
+    """What :meth:`DiskStore.put_chunk` did."""
+
+    oid: Oid
+    new: bool
+    stored_bytes: int
+    codec: str
+    depth: int
+    max_err: float = 0.0
+
+
+def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
+    if len(data) < 9 or bytes(data[:4]) != MAGIC:
+        raise CorruptObjectError(oid, "bad magic or truncated object file")
+    kind = _CODE_KIND.get(data[4])
+    if kind is None:
+        raise CorruptObjectError(oid, f"unknown object kind byte {data[4]!r}")
+    (mlen,) = struct.unpack_from("<I", data, 5)
+    if mlen > _MAX_META or 9 + mlen > len(data):
+        raise CorruptObjectError(oid, "bad meta length")
+    try:
+        meta = json.loads(bytes(data[9 : 9 + mlen]).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CorruptObjectError(oid, "meta is not JSON") from None
+    if not isinstance(meta, dict):
+        raise CorruptObjectError(oid, "meta is not an object")
+    codec, size, params = meta.get("codec"), meta.get("size"), meta.get("params", {})
+    base, depth = meta.get("base"), meta.get("depth", 0)
+    if not isinstance(codec, str) or not isinstance(params, dict):
+        raise CorruptObjectError(oid, "bad codec meta")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= _MAX_SIZE:
+        raise CorruptObjectError(oid, "bad size")
+    if base is not None and (not isinstance(base, str) or not is_oid(base) or base == oid):
+        raise CorruptObjectError(oid, "bad base id")
+    if not isinstance(depth, int) or not 0 <= depth <= MAX_CHAIN_DEPTH:
+        raise CorruptObjectError(oid, "bad chain depth")
+    if (base is None) != (depth == 0) or (base is not None and kind != "chunk"):
+        raise CorruptObjectError(oid, "inconsistent delta meta")
+    return StoredHeader(kind, codec, size, params, base, depth, 9 + mlen)
+
+
+def _encode_file(kind: str, enc: codecs.Encoded, size: int, base: str | None, depth: int) -> list[bytes]:
+    meta: dict[str, Any] = {"codec": enc.codec, "size": size}
+    if enc.params:
+        meta["params"] = enc.params
+    if base is not None:
+        meta["base"] = base
+        meta["depth"] = depth
+    mb = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    return [MAGIC, _KIND_CODE[kind], struct.pack("<I", len(mb)), mb, enc.payload]
+
+
+class DiskStore:
+    """Objects in a sharded directory. Thread-safe; safe for several processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._pending: set[Path] = set()
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+
+    # -- paths and raw access -------------------------------------------------------------
+
+    def path_for(self, oid: str) -> Path:
+        """The file of an object (whether or not it exists)."""
+        if not is_oid(oid):
+            raise ObjectNotFoundError(oid, context="not an object id")
+        return self.root / oid[:2] / oid[2:]
+
+    def __contains__(self, oid: object) -> bool:
+        return isinstance(oid, str) and is_oid(oid) and self.path_for(oid).exists()
+
+    def read_raw(self, oid: str) -> bytes:
+        """The stored bytes of an object, unverified (for transfer; the receiver verifies).
+
+        Raises:
+            ObjectNotFoundError: absent.
+        """
+        try:
+            return self.path_for(oid).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(oid) from None
+
+    def stored_size(self, oid: str) -> int:
+        """Bytes the object takes on disk."""
+        try:
+            return self.path_for(oid).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFoundError(oid) from None
+
+    def header(self, oid: str) -> StoredHeader:
+        """Read and parse only the header of a stored object."""
+        try:
+            with open(self.path_for(oid), "rb") as f:
+                head = f.read(9 + _MAX_META)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(oid) from None
+        return _parse_header(oid, head)
+
+    def iter_oids(self) -> Iterator[str]:
+        """Every object id in the store (unordered)."""
+        if not self.root.is_dir():
+            return
+        for shard in os.scandir(self.root):
+            if not shard.is_dir() or len(shard.name) != 2:
+                continue
+            for entry in os.scandir(shard.path):
+                oid = shard.name + entry.name
+                if is_oid(oid):
+                    yield oid
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _write_file(self, oid: str, parts: list[bytes]) -> bool:
+        path = self.path_for(oid)
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for p in parts:
+                    f.write(p)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # same bytes if another writer won: harmless
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        with self._lock:
+            self._pending.add(path.parent)
+        return True
+
+    def sync(self) -> None:
+        """Make every object written so far durable (fsync of the touched shard folders)."""
+        with self._lock:
+            dirs, self._pending = self._pending, set()
+        for d in dirs:
+            fsync_dir(d)
+        if dirs:
+            fsync_dir(self.root)
+
+    def put(self, kind: str, content: bytes) -> Oid:
+        """Store a whole object (metadata objects, small chunks). Idempotent.
+
+        Returns:
+            The object id.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind}")
+        oid = hash_object(kind, content)
+        if oid in self:
+            return oid
+        enc = codecs.encode_standalone(content, itemsize=1, is_float=False)
+        self._write_file(oid, _encode_file(kind, enc, len(content), None, 0))
+        return oid
+
+    def put_chunk(
+        self,
+        data: bytes | memoryview,
+        *,
+        itemsize: int,
+        is_float: bool,
+        base: str | None = None,
+        dtype: str | None = None,
+        eps: float | None = None,
+        oid: str | None = None,
+    ) -> ChunkPut:
+        """Store a chunk of tensor or file data: whole, or as a delta against ``base``.
+
+        Lossless unless ``eps`` is given: then the delta against ``base`` is quantized with
+        absolute error at most ``eps`` where the codec can guarantee it, and the chunk's id is
+        the id of what decoding gives back. A delta is used only when smaller than storing the
+        chunk whole, and never past :data:`MAX_CHAIN_DEPTH`.
+
+        Args:
+            data: the chunk's bytes.
+            itemsize: element size (for byte-plane codecs).
+            is_float: whether the elements are floating point.
+            base: id of the aligned chunk of the parent model, if any.
+            dtype: safetensors dtype name (needed for lossy).
+            eps: absolute error bound for lossy storage.
+            oid: the id of ``data`` if the caller has it already.
+
+        Returns:
+            A :class:`ChunkPut`.
+        """
+        base_bytes: bytes | None = None
+        depth = 0
+        if base is not None and base in self:
+            bh = self.header(base)
+            if bh.kind == "chunk" and bh.size == len(data) and bh.depth < MAX_CHAIN_DEPTH:
+                base_bytes = self.get(base, kind="chunk")
+                depth = bh.depth + 1
+        if eps is not None and base_bytes is not None and dtype is not None:
+            lossy = codecs.encode_lossy(data, base_bytes, dtype=dtype, eps=eps)
+            if lossy is not None and len(lossy.payload) < len(data):
+                content = codecs.decode(
+                    lossy.codec, lossy.payload, lossy.params, size=len(data), base=base_bytes
+                )
+                loid = hash_object("chunk", content)
+                max_err = float(lossy.params.get("max_err", 0.0))
+                if loid in self:
+                    return ChunkPut(loid, False, 0, lossy.codec, depth, max_err)
+                assert base is not None
+                self._write_file(loid, _encode_file("chunk", lossy, len(data), base, depth))
+                return ChunkPut(loid, True, self.stored_size(loid), lossy.codec, depth, max_err)
+        if oid is None:
+            oid = hash_object("chunk", data)
+        if oid in self:
+            return ChunkPut(Oid(oid), False, 0, "", 0)
+        enc: codecs.Encoded | None = None
+        use_base: str | None = None
+        if base_bytes is not None:
+            enc = codecs.encode_delta(data, base_bytes, itemsize=itemsize, is_float=is_float)
+            use_base = base
+            if len(enc.payload) > _GOOD_DELTA * len(data):
+                alone = codecs.encode_standalone(data, itemsize=itemsize, is_float=is_float)
+                if len(alone.payload) <= len(enc.payload):
+                    enc, use_base = alone, None
+        if enc is None:
+            enc = codecs.encode_standalone(data, itemsize=itemsize, is_float=is_float)
+        d = depth if use_base is not None else 0
+        new = self._write_file(oid, _encode_file("chunk", enc, len(data), use_base, d))
+        return ChunkPut(Oid(oid), new, self.stored_size(oid) if new else 0, enc.codec, d)
+
+    def write_raw(self, oid: str, data: bytes) -> bool:
+        """Store an object received in its stored encoding, after verifying it fully.
+
+        A delta's base must already be in the store.
+
+        Returns:
+            False if the object was already present.
+
+        Raises:
+            CorruptObjectError: the bytes do not decode to content with id ``oid``.
+            ObjectNotFoundError: a delta whose base is missing.
+        """
+        if oid in self:
+            return False
+        h = _parse_header(oid, data)
+        self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])
+        return self._write_file(oid, [data])
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _decode_verify(self, oid: str, h: StoredHeader, payload: memoryview | bytes) -> bytes:
+        base_bytes = None
+        if h.base is not None:
+            try:
+                bh = self.header(h.base)
+            except ObjectNotFoundError:
+                raise ObjectNotFoundError(h.base, context=f"delta base of {oid}") from None
+            if bh.depth != h.depth - 1:
+                raise CorruptObjectError(oid, f"chain depth {h.depth} but base has depth {bh.depth}")
+            base_bytes = self.get(h.base, kind="chunk")
+        try:
+            content = codecs.decode(h.codec, bytes(payload), h.params, size=h.size, base=base_bytes)
+        except CodecError as exc:
+            raise CorruptObjectError(oid, str(exc)) from None
+        if len(content) != h.size:
+            raise CorruptObjectError(oid, "decoded size differs from the recorded size")
+        hasher = Hasher(h.kind, len(content))
+        hasher.update(content)
+        actual = hasher.oid()
+        if actual != oid:
+            raise CorruptObjectError(oid, f"content hashes to {actual}", actual=actual)
+        return content
+
+    def get(self, oid: str, *, kind: str | None = None) -> bytes:
+        """The verified content of an object.
+
+        Raises:
+            ObjectNotFoundError: absent (or a delta base is absent).
+            CorruptObjectError: the stored bytes do not give back content with this id, or
+                the object is not of ``kind``.
+        """
+        with self._lock:
+            hit = self._cache.get(oid)
+            if hit is not None:
+                self._cache.move_to_end(oid)
+        if hit is not None:
+            return hit
+        data = self.read_raw(oid)
+        h = _parse_header(oid, data)
+        if kind is not None and h.kind != kind:
+            raise CorruptObjectError(oid, f"expected a {kind} object, found a {h.kind}")
+        content = self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])
+        if h.kind != "chunk" and len(content) <= _CACHE_MAX_OBJ:
+            with self._lock:
+                self._cache[oid] = content
+                if len(self._cache) > _CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+        return content
+
+    def kind_of(self, oid: str) -> str:
+        """The kind of a stored object (header only)."""
+        return self.header(oid).kind

@@ -1,0 +1,234 @@
+"""Refs: model lines (``refs/heads/<model>``), tags, remote-tracking refs, HEAD and the reflog.
+
+A ref is a file holding an object id. Every change is a compare-and-swap under ``<ref>.lock``
+(created with ``O_CREAT | O_EXCL``, git's protocol): take the lock, re-read the ref, compare with
+the value the caller expects, write the new value to the lock file, fsync, rename it over the
+ref. Several refs change all-or-nothing: lock all (in sorted order), verify all, then write all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from mgit._fs import atomic_write, fsync_dir
+from mgit.errors import InvalidRefNameError, LockHeldError, RefConflictError
+from mgit.objects.ids import is_oid
+
+__all__ = ["RefStore", "check_name", "HEADS", "TAGS", "REMOTES"]
+
+HEADS = "refs/heads/"
+TAGS = "refs/tags/"
+REMOTES = "refs/remotes/"
+
+_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+_LOCK_WAIT_S = 5.0
+
+
+def check_name(name: str, *, what: str = "name") -> str:
+    """Validate a model, tag or remote name (the part after ``refs/heads/`` etc).
+
+    Raises:
+        InvalidRefNameError: empty, too long, ``..``, a component starting with ``.`` or ``-``,
+            ending in ``.lock``, or characters outside letters, digits, ``._+-`` and ``/``.
+    """
+    if not name or len(name) > 200:
+        raise InvalidRefNameError(name, f"{what} must be 1 to 200 characters")
+    if ".." in name:
+        raise InvalidRefNameError(name, f"{what} may not contain '..'")
+    for comp in name.split("/"):
+        if not _COMPONENT.match(comp):
+            raise InvalidRefNameError(name, f"bad component {comp!r}")
+        if comp.endswith(".lock"):
+            raise InvalidRefNameError(name, f"{what} may not end in '.lock'")
+    if name in ("HEAD",):
+        raise InvalidRefNameError(name, f"{name} is reserved")
+    return name
+
+
+def _check_full(ref: str) -> None:
+    if ref == "HEAD":
+        return
+    for prefix in (HEADS, TAGS, REMOTES):
+        if ref.startswith(prefix):
+            check_name(ref[len(prefix) :])
+            return
+    raise InvalidRefNameError(ref, "not under refs/heads, refs/tags or refs/remotes")
+
+
+class RefStore:
+    """Refs of one repository, stored under ``root`` (the ``.mgit`` folder or a bare store)."""
+
+    def __init__(self, root: Path, *, who: str = "mgit") -> None:
+        self.root = root
+        self.who = who
+
+    def _path(self, ref: str) -> Path:
+        _check_full(ref)
+        return self.root.joinpath(*ref.split("/"))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def read(self, ref: str) -> str | None:
+        """The id a ref points at, or None. For ``HEAD``, follows the symbolic ref."""
+        if ref == "HEAD":
+            target = self.head_target()
+            if target is None:
+                return self._read_file(self.root / "HEAD")
+            return self.read(target)
+        return self._read_file(self._path(ref))
+
+    def _read_file(self, path: Path) -> str | None:
+        try:
+            text = path.read_text().strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        if text.startswith("ref: "):
+            return None
+        return text if is_oid(text) else None
+
+    def head_target(self) -> str | None:
+        """The ref HEAD points at (``refs/heads/x``), or None when HEAD is detached."""
+        try:
+            text = (self.root / "HEAD").read_text().strip()
+        except FileNotFoundError:
+            return None
+        if text.startswith("ref: "):
+            return text[5:]
+        return None
+
+    def iter_refs(self, prefix: str = "refs/") -> dict[str, str]:
+        """All refs under ``prefix`` as ``{name: oid}``, sorted by name."""
+        out: dict[str, str] = {}
+        base = self.root / "refs"
+        if not base.is_dir():
+            return out
+        for dirpath, _dirs, files in os.walk(base):
+            for fn in files:
+                if fn.endswith(".lock") or fn.endswith(".tmp"):
+                    continue
+                full = Path(dirpath) / fn
+                name = full.relative_to(self.root).as_posix()
+                if not name.startswith(prefix):
+                    continue
+                oid = self._read_file(full)
+                if oid is not None:
+                    out[name] = oid
+        return dict(sorted(out.items()))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, refs: Sequence[str]) -> Iterator[None]:
+        held: list[Path] = []
+        try:
+            for ref in sorted(set(refs)):
+                path = self._path(ref) if ref != "HEAD" else self.root / "HEAD"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                lock = path.with_name(path.name + ".lock")
+                deadline = time.monotonic() + _LOCK_WAIT_S
+                while True:
+                    try:
+                        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                        os.close(fd)
+                        held.append(lock)
+                        break
+                    except FileExistsError:
+                        if time.monotonic() > deadline:
+                            raise LockHeldError(lock) from None
+                        time.sleep(0.01)
+            yield
+        finally:
+            for lock in held:
+                try:
+                    os.unlink(lock)
+                except OSError:
+                    pass
+
+    def update_many(
+        self, updates: Sequence[tuple[str, str | None, str | None]], *, message: str
+    ) -> None:
+        """Change several refs all-or-nothing, each compared with the value expected.
+
+        Args:
+            updates: ``(ref, expected_old, new)``; ``expected_old`` None means "must not exist",
+                ``new`` None deletes the ref.
+            message: written to the reflog.
+
+        Raises:
+            RefConflictError: a ref does not hold the value expected; nothing was changed.
+            LockHeldError: another process holds one of the locks.
+        """
+        for ref, _old, new in updates:
+            _check_full(ref)
+            if new is not None and not is_oid(new):
+                raise ValueError(f"not an object id: {new}")
+        with self._locked([u[0] for u in updates]):
+            for ref, old, _new in updates:
+                actual = self._read_file(self._path(ref))
+                if actual != old:
+                    raise RefConflictError(ref, old, actual)
+            for ref, old, new in updates:
+                path = self._path(ref)
+                if new is None:
+                    try:
+                        path.unlink()
+                    except FileNotFoundError:
+                        pass
+                    fsync_dir(path.parent)
+                else:
+                    atomic_write(path, (new + "\n").encode())
+                self._log(ref, old, new, message)
+
+    def set_if_equals(self, ref: str, old: str | None, new: str, *, message: str) -> None:
+        """Compare-and-swap one ref (see :meth:`update_many`)."""
+        self.update_many([(ref, old, new)], message=message)
+
+    def delete_if_equals(self, ref: str, old: str, *, message: str) -> None:
+        """Delete a ref if it still holds ``old``."""
+        self.update_many([(ref, old, None)], message=message)
+
+    def set_head(self, *, ref: str | None = None, oid: str | None = None, message: str = "") -> None:
+        """Point HEAD at a model ref (symbolic) or detach it at a commit id."""
+        if (ref is None) == (oid is None):
+            raise ValueError("give exactly one of ref and oid")
+        if ref is not None:
+            _check_full(ref)
+            text = f"ref: {ref}\n"
+        else:
+            assert oid is not None and is_oid(oid)
+            text = oid + "\n"
+        with self._locked(["HEAD"]):
+            old = self.read("HEAD")
+            atomic_write(self.root / "HEAD", text.encode())
+            self._log("HEAD", old, self.read("HEAD"), message)
+
+    def _log(self, ref: str, old: str | None, new: str | None, message: str) -> None:
+        path = self.root / "logs" / Path(*ref.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(
+            {"old": old, "new": new, "time": int(time.time()), "who": self.who, "message": message},
+            sort_keys=True,
+        )
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def reflog(self, ref: str) -> list[dict[str, object]]:
+        """The reflog entries of a ref, oldest first."""
+        path = self.root / "logs" / Path(*ref.split("/"))
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
