@@ -25,7 +25,16 @@ from mgit.lineage.render import entries_from_graph, graph_log, to_dot, to_html, 
 
 __all__ = ["synthetic_lineage", "main"]
 
-_DERIVATIONS = ["finetune", "finetune", "finetune", "adapter", "distill", "prune", "quantize", "other"]
+_DERIVATIONS = [
+    "finetune",
+    "finetune",
+    "finetune",
+    "adapter",
+    "distill",
+    "prune",
+    "quantize",
+    "other",
+]
 _ROOTS = ["bert-base", "llama-7b", "t5-small", "vit-b16", "whisper-tiny", "resnet50"]
 _TASKS = ["sst2", "mnli", "squad", "imdb", "cifar10", "librispeech", "code", "chat", "ner", "xsum"]
 
@@ -34,7 +43,7 @@ def _oid(k: int) -> str:
     return hashlib.sha256(f"commit-{k}".encode()).hexdigest()
 
 
-def synthetic_lineage(models: int = 200, *, seed: int = 7) -> nx.DiGraph:
+def synthetic_lineage(models: int = 200, *, seed: int = 7) -> nx.DiGraph[str]:
     """Return a synthetic lineage graph with ``models`` model lines.
 
     Args:
@@ -45,7 +54,7 @@ def synthetic_lineage(models: int = 200, *, seed: int = 7) -> nx.DiGraph:
         The graph, with every node and edge attribute the views read.
     """
     rnd = random.Random(seed)
-    g: nx.DiGraph = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     t = 1_700_000_000.0
     count = 0
     lines: dict[str, list[str]] = {}
@@ -62,7 +71,10 @@ def synthetic_lineage(models: int = 200, *, seed: int = 7) -> nx.DiGraph:
             message=message,
             author=rnd.choice(["ana", "bo", "chen", "dee"]) + "@lab.example",
             time=t,
-            meta={"task": rnd.choice(_TASKS), "metrics": json.dumps({"acc": round(rnd.random(), 3)})},
+            meta={
+                "task": rnd.choice(_TASKS),
+                "metrics": json.dumps({"acc": round(rnd.random(), 3)}),
+            },
             tags=[],
             heads=[],
             lossy=rnd.random() < 0.1,
@@ -116,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
 
     g = synthetic_lineage(args.models)
     entries = entries_from_graph(g)
-    print(f"lineage: {args.models} models, {g.number_of_nodes()} commits, {g.number_of_edges()} edges")
+    print(
+        f"lineage: {args.models} models, {g.number_of_nodes()} commits, {g.number_of_edges()} edges"
+    )
     log_lines = graph_log(entries)
     width = max(len(line) for line in log_lines)
     print(f"graph_log: {len(log_lines)} lines, widest {width} characters")

@@ -8,6 +8,7 @@ directory with a process-unique name, fsync, ``os.replace``. A reader never sees
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -16,6 +17,7 @@ from types import TracebackType
 from mgit.errors import UnsafePathError
 
 __all__ = [
+    "syncfs",
     "AtomicFile",
     "atomic_write",
     "fsync_dir",
@@ -28,6 +30,33 @@ __all__ = [
 def temp_name(final: Path) -> Path:
     """Process-unique temp name beside ``final`` (file locks lie on NFS; unique names don't)."""
     return final.with_name(f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+_libc = None
+
+
+def syncfs(path: Path) -> bool:
+    """Flush every dirty page of the filesystem holding ``path`` (Linux ``syncfs(2)``).
+
+    One call makes a whole batch of freshly written files durable, data and metadata, which
+    costs far less than an ``fsync`` per file. Returns False where ``syncfs`` is unavailable.
+    """
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        fn = _libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fn(fd) == 0
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

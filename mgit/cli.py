@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "cmd_maint",
     "cmd_lineage",
     "cmd_diff",
+    "cmd_remote",
 ]
 
 

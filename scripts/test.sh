@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
 if ! command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/apt-get ] && [ "$(id -u)" = 0 ]; then
   echo "setup: installing Debian's chromium for the browser test"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null) \
     || echo "setup: could not install chromium; the browser test will say so"
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

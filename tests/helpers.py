@@ -284,7 +284,11 @@ def finetune_head(tensors: Mapping[str, np.ndarray], seed: int = 99) -> dict[str
     out = dict(tensors)
     for i, name in enumerate(HEAD_TENSORS):
         old = tensors[name]
-        out[name] = make_tensor(st_dtype(old), old.shape, seed + i)
+        new = make_tensor(st_dtype(old), old.shape, seed + i)
+        # reversed, so that the special values at the start do not line up with the base's
+        new = np.ascontiguousarray(new.reshape(-1)[::-1]).reshape(old.shape)
+        assert new.tobytes() != old.tobytes()
+        out[name] = new
     return out
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import threading
+
 import numpy as np
 
 from mgit.errors import CodecError
@@ -21,6 +23,7 @@ __all__ = [
     "zigzag",
     "unzigzag",
     "check_itemsize",
+    "scratch",
 ]
 
 _WORDS: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -87,20 +90,53 @@ def word_dtype(itemsize: int) -> tuple[Any, int]:
     return np.uint8, 1
 
 
-def split_planes(buf: np.ndarray, itemsize: int) -> np.ndarray:
+#: Scratch buffers up to this size are kept per thread and reused; larger ones are not kept.
+_SCRATCH_MAX = 64 << 20
+
+
+class _Scratch(threading.local):
+    """Per-thread reusable work buffers.
+
+    A fresh multi-megabyte numpy array costs about a page fault per 4 KiB on first touch (measured:
+    three fresh 4 MiB arrays 4.5 ms, the same arrays reused 0.35 ms), which is more than the codec
+    work itself, so the hot paths write into buffers kept per thread. Scratch memory never leaves
+    the codecs: results are always copied out (``bytes``) or freshly compressed.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, nbytes: int, dtype: Any = np.uint8) -> np.ndarray:
+        """A flat array of ``nbytes`` bytes viewed as ``dtype``; its content is garbage."""
+        if nbytes > _SCRATCH_MAX:
+            return np.empty(nbytes, dtype=np.uint8).view(dtype)
+        buf = self.buffers.get(name)
+        if buf is None or buf.size < nbytes:
+            buf = self.buffers[name] = np.empty(max(nbytes, 1 << 16), dtype=np.uint8)
+        return buf[:nbytes].view(dtype)
+
+
+#: The per-thread scratch buffers (see :class:`_Scratch`).
+scratch = _Scratch()
+
+
+def split_planes(buf: np.ndarray, itemsize: int, out: np.ndarray | None = None) -> np.ndarray:
     """Group byte *k* of every element together (byte-plane transposition).
 
     Args:
         buf: A flat uint8 array whose length is a multiple of ``itemsize``.
         itemsize: Element size in bytes.
+        out: Where to write (a flat uint8 array of the same length); a new array when omitted.
 
     Returns:
-        A new contiguous uint8 array: all bytes 0, then all bytes 1, and so on.
+        A contiguous uint8 array: all bytes 0, then all bytes 1, and so on (``buf`` itself when
+        ``itemsize`` is 1).
     """
     if itemsize == 1:
         return buf
     n = buf.size // itemsize
-    out = np.empty(buf.size, dtype=np.uint8)
+    if out is None:
+        out = np.empty(buf.size, dtype=np.uint8)
     src = buf.reshape(n, itemsize)
     dst = out.reshape(itemsize, n)
     for i in range(itemsize):
@@ -108,20 +144,24 @@ def split_planes(buf: np.ndarray, itemsize: int) -> np.ndarray:
     return out
 
 
-def merge_planes(planes: np.ndarray, itemsize: int) -> np.ndarray:
+def merge_planes(planes: np.ndarray, itemsize: int, out: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`split_planes`.
 
     Args:
         planes: A flat uint8 array as produced by :func:`split_planes`.
         itemsize: Element size in bytes.
+        out: Where to write (a flat uint8 array of the same length); a new array when omitted.
 
     Returns:
-        A new contiguous uint8 array in element order (or ``planes`` itself when ``itemsize`` is 1).
+        A contiguous uint8 array in element order (``out``; or a copy of ``planes`` when
+        ``itemsize`` is 1).
     """
+    if out is None:
+        out = np.empty(planes.size, dtype=np.uint8)
     if itemsize == 1:
-        return planes
+        out[:] = planes
+        return out
     n = planes.size // itemsize
-    out = np.empty(planes.size, dtype=np.uint8)
     dst = out.reshape(n, itemsize)
     src = planes.reshape(itemsize, n)
     for i in range(itemsize):
@@ -129,34 +169,42 @@ def merge_planes(planes: np.ndarray, itemsize: int) -> np.ndarray:
     return out
 
 
-def zigzag(d: np.ndarray) -> np.ndarray:
+def zigzag(d: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     """Map a wrapped difference to an unsigned code with small magnitudes first, in place.
 
     ``0, -1, 1, -2, 2, ...`` become ``0, 1, 2, 3, 4, ...``; the sign lands in bit 0.
 
     Args:
         d: An unsigned integer array holding two's-complement differences; overwritten.
+        tmp: Optional work array of the same shape and dtype.
 
     Returns:
         ``d``.
     """
-    signed = d.view(_SIGNED[d.itemsize])
-    sign = signed >> (8 * d.itemsize - 1)  # arithmetic shift: all ones where negative
+    signed_type = _SIGNED[d.itemsize]
+    if tmp is None:
+        tmp = np.empty_like(d)
+    sign = tmp.view(signed_type)
+    np.right_shift(d.view(signed_type), 8 * d.itemsize - 1, out=sign)  # all ones where negative
     np.left_shift(d, 1, out=d)
-    np.bitwise_xor(d, sign.view(d.dtype), out=d)
+    np.bitwise_xor(d, tmp, out=d)
     return d
 
 
-def unzigzag(z: np.ndarray) -> np.ndarray:
+def unzigzag(z: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`zigzag`, in place.
 
     Args:
         z: An unsigned integer array of zigzag codes; overwritten.
+        tmp: Optional work array of the same shape and dtype.
 
     Returns:
         ``z``, now holding two's-complement differences.
     """
-    low = z & z.dtype.type(1)
+    if tmp is None:
+        tmp = np.empty_like(z)
+    low = tmp
+    np.bitwise_and(z, 1, out=low)
     np.negative(low.view(_SIGNED[z.itemsize]), out=low.view(_SIGNED[z.itemsize]))
     np.right_shift(z, 1, out=z)
     np.bitwise_xor(z, low, out=z)

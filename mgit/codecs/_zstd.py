@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import zstandard
 
 from mgit.errors import CodecError
 
-__all__ = ["compress", "decompress", "check_level"]
+__all__ = ["compress", "decompress", "decompress_into", "check_level"]
 
 _local = threading.local()
 
@@ -93,22 +94,8 @@ def _frame_length(payload: bytes, header_size: int, has_checksum: bool) -> int:
     return pos + (4 if has_checksum else 0)
 
 
-def decompress(payload: bytes | memoryview, size: int) -> bytes:
-    """Decompress one mgit zstd frame that must hold exactly ``size`` bytes.
-
-    Args:
-        payload: The frame, and nothing after it.
-        size: The decompressed size the caller expects.
-
-    Returns:
-        The ``size`` decompressed bytes.
-
-    Raises:
-        CodecError: If the payload is not one well-formed frame, declares another size (checked
-            before any output is allocated), is truncated, has trailing bytes, or fails its
-            checksum.
-    """
-    payload = bytes(payload) if not isinstance(payload, bytes) else payload
+def _check_frame(payload: bytes, size: int) -> None:
+    """Validate the frame's header, declared size and block structure without decoding it."""
     try:
         params = zstandard.get_frame_parameters(payload)
         header_size = zstandard.frame_header_size(payload)
@@ -123,6 +110,24 @@ def decompress(payload: bytes | memoryview, size: int) -> bytes:
         if frame_len > len(payload):
             raise CodecError("compressed payload is truncated")
         raise CodecError(f"compressed payload has {len(payload) - frame_len} unexpected trailing bytes")
+
+
+def decompress(payload: bytes, size: int) -> bytes:
+    """Decompress one mgit zstd frame that must hold exactly ``size`` bytes.
+
+    Args:
+        payload: The frame, and nothing after it.
+        size: The decompressed size the caller expects.
+
+    Returns:
+        The ``size`` decompressed bytes.
+
+    Raises:
+        CodecError: If the payload is not one well-formed frame, declares another size (checked
+            before any output is allocated), is truncated, has trailing bytes, or fails its
+            checksum.
+    """
+    _check_frame(payload, size)
     if size == 0:
         return b""
     try:
@@ -133,4 +138,37 @@ def decompress(payload: bytes | memoryview, size: int) -> bytes:
         raise CodecError(f"compressed payload is corrupt ({exc})") from None
     if len(out) != size:  # pragma: no cover - zstd enforces the declared size
         raise CodecError(f"compressed payload decompressed to {len(out)} bytes, expected {size}")
+    return out
+
+
+def decompress_into(payload: bytes, out: np.ndarray) -> np.ndarray:
+    """Like :func:`decompress`, but into ``out`` (a flat uint8 array of the expected size).
+
+    Decoding into a reused buffer avoids the page faults of a fresh multi-megabyte allocation.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        CodecError: As :func:`decompress`.
+    """
+    size = out.size
+    _check_frame(payload, size)
+    if size == 0:
+        return out
+    view = memoryview(out)
+    got = 0
+    try:
+        reader = _decompressor().stream_reader(payload, read_size=len(payload), read_across_frames=False)
+        while got < size:
+            n = reader.readinto(view[got:])
+            if n == 0:
+                break
+            got += n
+        # Reading past the end makes zstd finish the frame, which verifies its checksum.
+        extra = reader.read(1)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"compressed payload is corrupt ({exc})") from None
+    if got != size or extra:
+        raise CodecError(f"compressed payload decompressed to another size than the {size} bytes expected")
     return out

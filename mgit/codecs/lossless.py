@@ -36,6 +36,7 @@ from mgit.codecs._bits import (
     check_itemsize,
     effective_itemsize,
     merge_planes,
+    scratch,
     split_planes,
     unzigzag,
     word_dtype,
@@ -140,7 +141,7 @@ def encode_planes(data: memoryview, itemsize: int, level: int) -> tuple[bytes, d
     """Byte planes of ``data`` in one zstd frame (``planes-zstd/1``)."""
     itemsize = check_itemsize(itemsize)
     k = effective_itemsize(len(data), itemsize)
-    planes = split_planes(_array(data), k)
+    planes = split_planes(_array(data), k, scratch.get("planes", len(data)))
     return _zstd.compress(planes, plane_level(level)), {"itemsize": itemsize}
 
 
@@ -151,10 +152,10 @@ def decode_planes(payload: bytes, params: dict[str, Any], size: int) -> bytes:
         CodecError: If the parameters or the payload are invalid.
     """
     k = _params_itemsize(params, size)
-    planes = np.frombuffer(_zstd.decompress(payload, size), dtype=np.uint8)
     if k == 1:
-        return planes.tobytes()
-    return merge_planes(planes, k).tobytes()
+        return _zstd.decompress(payload, size)
+    planes = _zstd.decompress_into(payload, scratch.get("planes", size))
+    return merge_planes(planes, k, scratch.get("out", size)).tobytes()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,11 +183,12 @@ def encode_delta_planes(
     word, _ = word_dtype(k)
     child = np.frombuffer(data, dtype=word)
     parent = np.frombuffer(base, dtype=word)
+    delta = scratch.get("delta", len(data), word)
     if transform == "sub":
-        delta = zigzag(np.subtract(child, parent))
+        zigzag(np.subtract(child, parent, out=delta), scratch.get("tmp", len(data), word))
     else:
-        delta = np.bitwise_xor(child, parent)
-    planes = split_planes(delta.view(np.uint8), k)
+        np.bitwise_xor(child, parent, out=delta)
+    planes = split_planes(delta.view(np.uint8), k, scratch.get("planes", len(data)))
     return _zstd.compress(planes, plane_level(level)), {"itemsize": itemsize}
 
 
@@ -200,14 +202,11 @@ def decode_delta_planes(
     """
     k = _params_itemsize(params, size)
     word, _ = word_dtype(k)
-    planes = np.frombuffer(_zstd.decompress(payload, size), dtype=np.uint8)
-    delta = merge_planes(planes, k)
-    if k == 1:
-        delta = delta.copy()  # frombuffer over bytes is read-only
-    codes = delta.view(word)
+    planes = _zstd.decompress_into(payload, scratch.get("planes", size))
+    codes = merge_planes(planes, k, scratch.get("delta", size)).view(word)
     parent = np.frombuffer(base, dtype=word)
     if transform == "sub":
-        np.add(unzigzag(codes), parent, out=codes)
+        np.add(unzigzag(codes, scratch.get("tmp", size, word)), parent, out=codes)
     else:
         np.bitwise_xor(codes, parent, out=codes)
     return codes.tobytes()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mgit.codecs import _zstd
-from mgit.codecs._bits import merge_planes, split_planes, unzigzag, zigzag
+from mgit.codecs._bits import merge_planes, scratch, split_planes, unzigzag, zigzag
 from mgit.errors import CodecError
 
 __all__ = ["QUANT_PLANES_ZSTD", "LOSSY_DTYPES", "encode_quant", "decode_quant"]
@@ -58,35 +58,49 @@ _QTYPES: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32}
 _QMAX = 2**31 - 1
 
 
-def _to_float(bits: np.ndarray, dtype: str) -> np.ndarray:
-    """Bit patterns of ``dtype`` as values in its compute dtype (exact)."""
+def _to_float(bits: np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Bit patterns of ``dtype`` as values in its compute dtype (exact; a view when possible)."""
     if dtype == "BF16":
-        return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        wide = out.view(np.uint32) if out is not None else np.empty(bits.size, dtype=np.uint32)
+        np.copyto(wide, bits, casting="unsafe")
+        np.left_shift(wide, 16, out=wide)
+        return wide.view(np.float32)
     if dtype == "F16":
-        return bits.view(np.float16).astype(np.float32)
+        vals = out if out is not None else np.empty(bits.size, dtype=np.float32)
+        np.copyto(vals, bits.view(np.float16), casting="unsafe")
+        return vals
     return bits.view(_SPECS[dtype].compute)
 
 
-def _to_bits(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Round values in the compute dtype to ``dtype`` (round to nearest even); a new bit array."""
+def _round_to_bits(vals: np.ndarray, dtype: str) -> np.ndarray:
+    """Round compute-dtype values to ``dtype`` (round to nearest even); may overwrite ``vals``."""
     if dtype == "BF16":
-        x = values.view(np.uint32)
-        # Round to nearest even on the upper half. Only used on finite values or +-inf, for which
-        # this is exact IEEE rounding (inf + 0x7fff stays within the inf exponent).
-        rounded = x + np.uint32(0x7FFF) + ((x >> np.uint32(16)) & np.uint32(1))
-        return (rounded >> np.uint32(16)).astype(np.uint16)
+        x = vals.view(np.uint32)
+        # Round to nearest even on the upper half; exact IEEE rounding for finite values and
+        # +-inf (inf + 0x7fff stays within the inf exponent). NaN never reaches here: q != 0 only
+        # for finite base values and finite steps.
+        low = (x >> np.uint32(16)) & np.uint32(1)
+        np.add(x, low, out=x)
+        np.add(x, np.uint32(0x7FFF), out=x)
+        np.right_shift(x, 16, out=x)
+        return x.astype(np.uint16)
     if dtype == "F16":
-        return values.astype(np.float16).view(np.uint16)
-    return values.view(_SPECS[dtype].bits).copy()
+        return vals.astype(np.float16).view(np.uint16)
+    return vals.view(_SPECS[dtype].bits)
 
 
-def _reconstruct(q: np.ndarray, base_bits: np.ndarray, base_vals: np.ndarray, step: Any, dtype: str) -> np.ndarray:
-    """The decoded bit patterns for quantized changes ``q`` (shared by encoder and decoder)."""
-    spec = _SPECS[dtype]
-    vals = q.astype(spec.compute)
-    np.multiply(vals, step, out=vals)
-    np.add(vals, base_vals, out=vals)
-    out = _to_bits(vals, dtype)
+def _reconstruct(
+    q: np.ndarray, base_bits: np.ndarray, base_vals: np.ndarray, step: Any, dtype: str, work: np.ndarray
+) -> np.ndarray:
+    """The decoded bit patterns for quantized changes ``q``: shared by encoder and decoder.
+
+    ``work`` is a compute-dtype array of ``q``'s length that may be (and for F32/F64 is) returned
+    as the result's storage.
+    """
+    np.copyto(work, q, casting="unsafe")
+    np.multiply(work, step, out=work)
+    np.add(work, base_vals, out=work)
+    out = _round_to_bits(work, dtype)
     # q == 0 means "unchanged": the base's exact bits (keeps -0.0, NaN payloads and infinities).
     np.copyto(out, base_bits, where=q == 0)
     return out
@@ -101,6 +115,19 @@ def _step_for(eps: float, amax: float, spec: _Spec) -> float:
     step = 2.0 * (eps - ulp) if eps > 2.0 * ulp else 2.0 * eps
     # The decoder multiplies in the compute dtype: store exactly the value it will use.
     return float(spec.compute(step))
+
+
+def _safe_threshold(eps: float, compute: Any) -> Any:
+    """Largest compute-dtype ``t`` such that a computed ``|a - b| <= t`` proves ``|a - b| <= eps``.
+
+    A rounded subtraction is within a relative ``2**-p`` of the exact difference (``p`` = 24 or
+    53), so ``t * (1 + 2**(1 - p)) <= eps`` suffices.
+    """
+    p = np.finfo(compute).nmant + 1
+    t = compute(eps)
+    while float(t) * (1.0 + 2.0 ** (1 - p)) > eps:
+        t = np.nextafter(t, compute(0))
+    return t
 
 
 def encode_quant(
@@ -127,56 +154,74 @@ def encode_quant(
     width = np.dtype(spec.bits).itemsize
     if len(data) % width:
         raise CodecError(f"{dtype} chunk of {len(data)} bytes is not a whole number of elements")
+    n = len(data) // width
+    cw = np.dtype(spec.compute).itemsize
+    qtype = np.int64 if width == 8 else np.int32
     child_bits = np.frombuffer(data, dtype=spec.bits)
     base_bits = np.frombuffer(base, dtype=spec.bits)
-    child = _to_float(child_bits, dtype)
-    parent = _to_float(base_bits, dtype)
-    n = child_bits.size
+    child = _to_float(child_bits, dtype, scratch.get("lq_child", n * cw, spec.compute))
+    parent = _to_float(base_bits, dtype, scratch.get("lq_parent", n * cw, spec.compute))
+    work = scratch.get("lq_work", n * cw, spec.compute)
 
     with np.errstate(all="ignore"):
-        finite = np.isfinite(child)
-        finite &= np.isfinite(parent)
-        all_finite = bool(finite.all())
         amax = 0.0
         if n:
-            mags = np.abs(child if all_finite else np.where(finite, child, 0))
-            amax = float(mags.max())
-            mags = np.abs(parent if all_finite else np.where(finite, parent, 0), out=mags)
-            amax = max(amax, float(mags.max()))
+            amax = max(float(np.abs(child, out=work).max()), float(np.abs(parent, out=work).max()))
+            if not math.isfinite(amax):  # non-finite values: the margin comes from the finite ones
+                finite = np.isfinite(work)
+                amax = float(work[finite].max()) if finite.any() else 0.0
+                np.abs(child, out=work)
+                finite = np.isfinite(work)
+                amax = max(amax, float(work[finite].max()) if finite.any() else 0.0)
         step = _step_for(eps, amax, spec)
         step_c = spec.compute(step)
 
-        q = np.subtract(child, parent)
+        # q = rint((child - parent) / step); non-finite and out-of-range values get q = 0 and
+        # are left to the exact corrections below.
+        q = np.subtract(child, parent, out=work)
         np.multiply(q, spec.compute(1.0 / step), out=q)
         np.rint(q, out=q)
-        if not all_finite:
+        finite = np.isfinite(q)
+        if not finite.all():
             q[~finite] = 0
-        too_big = np.abs(q) > _QMAX
-        if too_big.any():
-            q[too_big] = 0
-        qi = q.astype(np.int64 if width == 8 else np.int32)
+        np.clip(q, -_QMAX, _QMAX, out=q)
+        qi = scratch.get("lq_q", n * np.dtype(qtype).itemsize, qtype)
+        np.copyto(qi, q, casting="unsafe")
 
-        decoded = _reconstruct(qi, base_bits, parent, step_c, dtype)
-        # Error of every element, in float64 (exact for the 16/32-bit dtypes).
-        err = np.abs(_to_float(decoded, dtype).astype(np.float64) - child.astype(np.float64))
-        bad = ~(err <= eps)  # NaN errors count as bad
-        if not all_finite:
-            # Non-finite elements with q == 0 decode to the base bits: fine only where identical.
-            bad |= (~finite) & (decoded != child_bits)
+        decoded = _reconstruct(qi, base_bits, parent, step_c, dtype, work)
+        # Error check in the compute dtype against a threshold that proves the exact bound.
+        # Elements whose bits equal the child's are exact whatever they are (NaN, inf).
+        dec_vals = _to_float(decoded, dtype, scratch.get("lq_dec", n * cw, spec.compute))
+        err = np.subtract(dec_vals, child, out=scratch.get("lq_err", n * cw, spec.compute))
+        np.abs(err, out=err)
+        bad = ~(err <= _safe_threshold(eps, spec.compute))  # NaN errors count as bad
+        bad &= decoded != child_bits
         n_bad = int(np.count_nonzero(bad))
         if n_bad:
-            err[bad] = 0.0
-        max_err = float(err.max()) if n else 0.0
+            err[bad] = 0
+        max_err = 0.0
+        if n:
+            # Exact maximum error, recomputed in float64 on the few elements near the maximum.
+            top = float(err.max())
+            near = np.flatnonzero(err >= spec.compute(top * (1 - 2.0**-20)))
+            exact = np.abs(dec_vals[near].astype(np.float64) - child[near].astype(np.float64))
+            max_err = min(float(exact.max()), eps) if near.size else 0.0
 
-    qmax = int(np.abs(qi).max()) if n else 0
+        qmax = int(max(-int(qi.min()), int(qi.max()))) if n else 0
     qbytes = 1 if qmax <= 127 else 2 if qmax <= 32767 else 4
     qt = _QTYPES[qbytes]
-    codes = zigzag(qi.astype(qt).view(np.dtype(qt).str.replace("i", "u")))
-    parts = [split_planes(codes.view(np.uint8), qbytes)]
+    ut = np.dtype(qt).str.replace("i", "u")
+    codes = qi.astype(qt).view(ut)
+    zigzag(codes, scratch.get("lq_tmp", n * qbytes, ut))
+    buffer = scratch.get("lq_buf", n * qbytes + (n * width if n_bad else 0))
+    split_planes(codes.view(np.uint8), qbytes, buffer[: n * qbytes]) if qbytes > 1 else np.copyto(
+        buffer[:n], codes.view(np.uint8)
+    )
     if n_bad:
-        correction = np.where(bad, child_bits - decoded, spec.bits(0)).astype(spec.bits)
-        parts.append(split_planes(zigzag(correction).view(np.uint8), width))
-    buffer = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        correction = np.subtract(child_bits, decoded, out=scratch.get("lq_corr", n * width, spec.bits))
+        correction[~bad] = 0
+        zigzag(correction, scratch.get("lq_tmp", n * width, spec.bits))
+        split_planes(correction.view(np.uint8), width, buffer[n * qbytes :])
     payload = _zstd.compress(buffer, 1 if level <= 3 else level)
     params: dict[str, Any] = {
         "dtype": dtype,
@@ -217,18 +262,18 @@ def decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memory
     if size % width or not 0 <= n_bad <= n:
         raise CodecError(f"lossy codec parameters do not fit a {size}-byte {dtype} chunk")
     expected = n * qbytes + (n * width if n_bad else 0)
-    raw = np.frombuffer(_zstd.decompress(payload, expected), dtype=np.uint8)
+    raw = _zstd.decompress_into(payload, scratch.get("lq_buf", expected))
     qt = _QTYPES[qbytes]
-    codes = merge_planes(raw[: n * qbytes], qbytes)
-    if qbytes == 1:
-        codes = codes.copy()
-    q = unzigzag(codes.view(np.dtype(qt).str.replace("i", "u"))).view(qt)
+    ut = np.dtype(qt).str.replace("i", "u")
+    codes = merge_planes(raw[: n * qbytes], qbytes, scratch.get("lq_codes", n * qbytes)).view(ut)
+    q = unzigzag(codes, scratch.get("lq_tmp", n * qbytes, ut)).view(qt)
     base_bits = np.frombuffer(base, dtype=spec.bits)
+    cw = np.dtype(spec.compute).itemsize
     with np.errstate(all="ignore"):
-        decoded = _reconstruct(q, base_bits, _to_float(base_bits, dtype), spec.compute(step), dtype)
+        parent = _to_float(base_bits, dtype, scratch.get("lq_parent", n * cw, spec.compute))
+        work = scratch.get("lq_work", n * cw, spec.compute)
+        decoded = _reconstruct(q, base_bits, parent, spec.compute(step), dtype, work)
     if n_bad:
-        correction = merge_planes(raw[n * qbytes :], width).view(spec.bits)
-        if width == 1:  # pragma: no cover - no 1-byte lossy dtype
-            correction = correction.copy()
-        np.add(decoded, unzigzag(correction), out=decoded)
+        correction = merge_planes(raw[n * qbytes :], width, scratch.get("lq_corr", n * width)).view(spec.bits)
+        np.add(decoded, unzigzag(correction, scratch.get("lq_tmp", n * width, spec.bits)), out=decoded)
     return decoded.tobytes()

@@ -1,5 +1,6 @@
-"""Model diff: which tensors changed between two model versions, by how much, and how the
-structure (module tree, config, dataflow graph) differs.
+"""Model diff: which tensors changed between two model versions, and by how much.
+
+Also how the structure (module tree, config, dataflow graph) differs.
 
 The engine is pure library code: each side is a :class:`TensorSource` (the repository
 provides one per commit; :class:`DictTensorSource` holds arrays in memory).

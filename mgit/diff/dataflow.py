@@ -25,9 +25,14 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from mgit.diff.names import DEFAULT_HEAD_PREFIXES, pair_names
+from mgit.diff.names import (
+    DEFAULT_HEAD_PREFIXES,
+    apply_prefix_change,
+    dominant_prefix_change,
+    pair_names,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +55,16 @@ OUTPUT_NODE = "output"
 INPUT_PREFIX = "input:"
 
 _SEQ_LEN = 8
+# An untrusted config.json could ask for a model that takes forever to build and trace.
+_MAX_LAYERS = 512
+_LAYER_KEYS = (
+    "num_hidden_layers",
+    "n_layer",
+    "num_layers",
+    "encoder_layers",
+    "decoder_layers",
+    "num_decoder_layers",
+)
 _CALL_SUFFIX = re.compile(r"@\d+$")
 
 
@@ -100,7 +115,9 @@ class DataflowDiff:
         kinds: Node to kind (b's kind where the node is in b).
         kind_changes: Nodes in both graphs whose kind differs: node -> (kind_a, kind_b).
         edges: Every edge of either graph to its status, like ``nodes``.
-        renamed: Node name in a -> name in b, for nodes paired across a prefix.
+        renamed: Node name in a -> name in b, for nodes paired across a prefix. Nodes of a
+            without a partner are shown with the prevailing prefix change applied
+            (``encoder.layer.2.x`` of a base model as ``bert.encoder.layer.2.x``).
         graph_a: The first graph.
         graph_b: The second graph.
     """
@@ -208,8 +225,12 @@ def build_model_from_config(config: Mapping[str, Any]) -> torch.nn.Module:
     if not isinstance(model_type, str) or not model_type:
         raise DataflowError("config.json has no model_type")
     cfg.pop("auto_map", None)  # never follow remote code
+    for key in _LAYER_KEYS:
+        n = cfg.get(key)
+        if isinstance(n, int) and n > _MAX_LAYERS:
+            raise DataflowError(f"config has {key}={n}; tracing is limited to {_MAX_LAYERS}")
     level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -238,7 +259,7 @@ def build_model_from_config(config: Mapping[str, Any]) -> torch.nn.Module:
     finally:
         transformers.logging.set_verbosity(level)
     model.eval()
-    return model
+    return cast("torch.nn.Module", model)
 
 
 def _construct(factory: Any, hf_config: Any) -> Any:
@@ -468,13 +489,31 @@ def diff_dataflow(
     Returns:
         The diff.
     """
+
+    def special(n: str) -> bool:
+        return n == OUTPUT_NODE or n.startswith(INPUT_PREFIX)
+
+    pairs = pair_names(
+        [n for n in a.nodes if not special(n)],
+        [n for n in b.nodes if not special(n)],
+        prefixes=prefixes,
+    )
     renamed: dict[str, str] = {}
-    for na, nb in pair_names(a.nodes, b.nodes, prefixes=prefixes):
+    for na, nb in pairs:
         if na is not None and nb is not None and na != nb:
             renamed[na] = nb
+    # Unpaired nodes of a follow the prevailing prefix change, unless that would collide.
+    change = dominant_prefix_change(pairs, prefixes=prefixes)
+    mapping = {
+        n: n if special(n) else renamed.get(n, apply_prefix_change(n, change)) for n in a.nodes
+    }
+    if len(set(mapping.values())) != len(mapping) or any(
+        mapping[x] in b.nodes for x, y in pairs if x is not None and y is None
+    ):
+        mapping = {n: renamed.get(n, n) for n in a.nodes}
 
     def ren(n: str) -> str:
-        return renamed.get(n, n)
+        return mapping[n]
 
     nodes_a = {ren(n): k for n, k in a.nodes.items()}
     edges_a = [(ren(s), ren(t)) for s, t in a.edges]

@@ -14,6 +14,7 @@ from typing import Any
 
 from mgit.diff.dataflow import INPUT_PREFIX, OUTPUT_NODE, DataflowDiff
 from mgit.diff.layout import layered_layout
+from mgit.diff.names import strip_head_prefix
 from mgit.diff.structural import StructuralDiff
 
 __all__ = ["structural_html", "dataflow_svg", "COLORS"]
@@ -30,6 +31,7 @@ _NODE_H = 34
 _GAP_X = 16
 _MARGIN = 24
 _CHAR_W = 6.6
+_MAX_LABEL = 36
 
 
 def _e(x: Any) -> str:
@@ -37,11 +39,15 @@ def _e(x: Any) -> str:
 
 
 def _label(name: str) -> str:
+    """Short node label: from the component before the last number on, head prefix dropped."""
     if name.startswith(INPUT_PREFIX) or name == OUTPUT_NODE:
         return name
-    parts = name.split(".")
-    short = ".".join(parts[-3:])
-    return short if len(parts) <= 3 else "\u2026" + short
+    parts = strip_head_prefix(name).split(".")
+    numeric = [i for i, p in enumerate(parts) if p.isdigit()]
+    if numeric:
+        parts = parts[max(0, numeric[-1] - 1) :]
+    short = ".".join(parts)
+    return short if len(short) <= _MAX_LABEL else "\u2026" + short[-(_MAX_LABEL - 1) :]
 
 
 def dataflow_svg(fd: DataflowDiff) -> str:
@@ -61,11 +67,11 @@ def dataflow_svg(fd: DataflowDiff) -> str:
         rows.setdefault(place[n][0], []).append(n)
     for row in rows.values():
         row.sort(key=lambda n: place[n][1])
-    width_of = {
-        n: max(len(_label(n)), len(fd.kinds.get(n, "")) ) * _CHAR_W + 16 for n in names
+    width_of = {n: max(len(_label(n)), len(fd.kinds.get(n, ""))) * _CHAR_W + 16 for n in names}
+    row_w = {
+        li: sum(width_of[n] for n in row) + _GAP_X * (len(row) - 1) for li, row in rows.items()
     }
-    row_w = {li: sum(width_of[n] for n in row) + _GAP_X * (len(row) - 1) for li, row in rows.items()}
-    total_w = max(row_w.values(), default=200) + 2 * _MARGIN
+    total_w = max(row_w.values(), default=200) + 2 * _MARGIN + 140
     total_h = (max(rows, default=0) + 1) * _ROW_H + 2 * _MARGIN
     xy: dict[str, tuple[float, float]] = {}
     for li, row in rows.items():
@@ -76,7 +82,7 @@ def dataflow_svg(fd: DataflowDiff) -> str:
     out: list[str] = [
         f'<svg id="graph" xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" '
         f'height="{total_h:.0f}" viewBox="0 0 {total_w:.0f} {total_h:.0f}">',
-        '<defs>',
+        "<defs>",
     ]
     for status, (_, stroke) in COLORS.items():
         out.append(
@@ -101,14 +107,20 @@ def dataflow_svg(fd: DataflowDiff) -> str:
             d = f"M {x1:.1f} {y1:.1f} C {x1:.1f} {mid:.1f}, {x2:.1f} {mid:.1f}, {x2:.1f} {y2:.1f}"
         else:
             dy = (y2 - y1) / 2
-            d = (f"M {x1:.1f} {y1:.1f} C {x1:.1f} {y1 + dy:.1f}, {x2:.1f} {y2 - dy:.1f}, "
-                 f"{x2:.1f} {y2:.1f}")
+            span = round((y2 - y1 + _NODE_H) / _ROW_H)
+            # Edges that skip layers (residual connections) bow sideways so that they do not
+            # hide behind the nodes they pass.
+            bow = 0.0 if span <= 1 else 40.0 + 12.0 * min(span, 8)
+            d = (
+                f"M {x1:.1f} {y1:.1f} C {x1 + bow:.1f} {y1 + dy:.1f}, "
+                f"{x2 + bow:.1f} {y2 - dy:.1f}, {x2:.1f} {y2:.1f}"
+            )
         width = "1.2" if status == "common" else "2"
         out.append(
             f'<path class="edge {status}" data-source="{_e(s)}" data-target="{_e(t)}" d="{d}" '
             f'fill="none" stroke="{stroke}" stroke-width="{width}" '
             f'marker-end="url(#arrow-{status})"><title>{_e(s)} \u2192 {_e(t)} ({status})'
-            f'</title></path>'
+            f"</title></path>"
         )
     out.append("</g>")
     out.append('<g class="nodes">')
@@ -249,28 +261,56 @@ def structural_html(sd: StructuralDiff, *, title: str | None = None) -> str:
         + "</p>"
     )
     if sd.modules:
-        parts.append(_table(
-            ["status", "module", "tensors", "elements"],
-            [(m.status, (m.status, m.path, m.tensors, m.numel)) for m in sd.modules],
-        ))
+        parts.append(
+            _table(
+                ["status", "module", "tensors", "elements"],
+                [(m.status, (m.status, m.path, m.tensors, m.numel)) for m in sd.modules],
+            )
+        )
     if sd.params:
         parts.append("<h2>Tensors</h2>")
-        parts.append(_table(
-            ["status", "tensor", "dtype a", "dtype b", "shape a", "shape b"],
-            [(p.status, (p.status, p.name, p.dtype_a or "", p.dtype_b or "", _shape(p.shape_a),
-                         _shape(p.shape_b))) for p in sd.params],
-        ))
+        parts.append(
+            _table(
+                ["status", "tensor", "dtype a", "dtype b", "shape a", "shape b"],
+                [
+                    (
+                        p.status,
+                        (
+                            p.status,
+                            p.name,
+                            p.dtype_a or "",
+                            p.dtype_b or "",
+                            _shape(p.shape_a),
+                            _shape(p.shape_b),
+                        ),
+                    )
+                    for p in sd.params
+                ],
+            )
+        )
     parts.append("<h2>config.json</h2>")
     if not sd.config_a and not sd.config_b:
         parts.append('<p class="note">Neither side has a config.json.</p>')
     elif not sd.config:
         parts.append('<p class="note">No changes.</p>')
     else:
-        parts.append(_table(
-            ["status", "key", sd.a, sd.b],
-            [(c.status, (c.status, c.path, "" if c.status == "added" else repr(c.a),
-                         "" if c.status == "removed" else repr(c.b))) for c in sd.config],
-        ))
+        parts.append(
+            _table(
+                ["status", "key", sd.a, sd.b],
+                [
+                    (
+                        c.status,
+                        (
+                            c.status,
+                            c.path,
+                            "" if c.status == "added" else repr(c.a),
+                            "" if c.status == "removed" else repr(c.b),
+                        ),
+                    )
+                    for c in sd.config
+                ],
+            )
+        )
     parts.append("<h2>Dataflow</h2>")
     fd = sd.dataflow
     if fd is None:

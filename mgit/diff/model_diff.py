@@ -306,7 +306,7 @@ def _same_bytes(x: np.ndarray, y: np.ndarray) -> bool:
 
 
 def _overlap(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    region = tuple(slice(0, min(p, q)) for p, q in zip(x.shape, y.shape))
+    region = tuple(slice(0, min(p, q)) for p, q in zip(x.shape, y.shape, strict=True))
     return np.ascontiguousarray(x[region]), np.ascontiguousarray(y[region])
 
 
@@ -378,14 +378,18 @@ def diff_models(
             and ia.dtype == ib.dtype
             and ia.shape == ib.shape
         ):
-            entries.append(TensorDiff(nb, "unchanged", ia.dtype, ib.dtype, ia.shape, ib.shape,
-                                      renamed_from=renamed))
+            entries.append(
+                TensorDiff(
+                    nb, "unchanged", ia.dtype, ib.dtype, ia.shape, ib.shape, renamed_from=renamed
+                )
+            )
             continue
         status = _classify(ia, ib)
         if status == "shape_changed" and len(ia.shape) != len(ib.shape):
             # Nothing to compare element by element; no need to read the data.
-            entries.append(TensorDiff(nb, status, ia.dtype, ib.dtype, ia.shape, ib.shape,
-                                      renamed_from=renamed))
+            entries.append(
+                TensorDiff(nb, status, ia.dtype, ib.dtype, ia.shape, ib.shape, renamed_from=renamed)
+            )
             continue
         loaded += 1
         entries.append(
@@ -411,8 +415,9 @@ def _compare_loaded(
     xa = a.load(na)
     xb = b.load(nb)
     if status == "changed" and _same_bytes(xa, xb):
-        return TensorDiff(nb, "unchanged", ia.dtype, ib.dtype, ia.shape, ib.shape,
-                          renamed_from=renamed)
+        return TensorDiff(
+            nb, "unchanged", ia.dtype, ib.dtype, ia.shape, ib.shape, renamed_from=renamed
+        )
     is_float = is_float_dtype(ia.dtype) and is_float_dtype(ib.dtype)
     stats: TensorStats | None = None
     error: str | None = None
@@ -421,14 +426,24 @@ def _compare_loaded(
             pa, pb = _overlap(xa, xb)
             del xa, xb
             if pa.size:
-                stats = compute_stats(pa, pb, rank=rank, rank_rtol=rank_rtol, overlap=True,
-                                      is_float=is_float)
+                stats = compute_stats(
+                    pa, pb, rank=rank, rank_rtol=rank_rtol, overlap=True, is_float=is_float
+                )
         else:
             stats = compute_stats(xa, xb, rank=rank, rank_rtol=rank_rtol, is_float=is_float)
     except (ValueError, TypeError, ArithmeticError, np.linalg.LinAlgError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return TensorDiff(nb, status, ia.dtype, ib.dtype, ia.shape, ib.shape, stats=stats,
-                      renamed_from=renamed, error=error)
+    return TensorDiff(
+        nb,
+        status,
+        ia.dtype,
+        ib.dtype,
+        ia.shape,
+        ib.shape,
+        stats=stats,
+        renamed_from=renamed,
+        error=error,
+    )
 
 
 def _numel(shape: tuple[int, ...] | None) -> int:
@@ -539,14 +554,16 @@ JSON_SCHEMA_DOC = """\
 
 Top level:
 
-| key       | type   | meaning                                                             |
-|-----------|--------|---------------------------------------------------------------------|
-| `schema`  | int    | schema version, `1`                                                 |
-| `a`, `b`  | string | labels of the two sides (`"minilm@1a2b3c"`); `a` is "before"       |
-| `summary` | object | counts over the whole diff (below)                                  |
-| `tensors` | array  | one object for **every** tensor of either side, sorted by `name`    |
-| `groups`  | array  | one summary per module (tensor name minus its last component), sorted by size of change |
-| `blocks`  | array  | the same at block level (`encoder.layer.3`, `embeddings`, `classifier`)                |
+| key       | type   | meaning                                                          |
+|-----------|--------|------------------------------------------------------------------|
+| `schema`  | int    | schema version, `1`                                              |
+| `a`, `b`  | string | labels of the two sides (`"minilm@1a2b3c"`); `a` is "before"    |
+| `summary` | object | counts over the whole diff (below)                               |
+| `tensors` | array  | one object for **every** tensor of either side, sorted by `name` |
+| `groups`  | array  | one summary per module (name minus its last component)          |
+| `blocks`  | array  | one summary per block (`encoder.layer.3`, `embeddings`)          |
+
+`groups` and `blocks` are sorted by size of change (see below).
 
 `summary`: `tensors_a`, `tensors_b` (int); one int per status: `removed`, `added`,
 `shape_changed`, `dtype_changed`, `changed`, `unchanged`; `renamed` (tensors paired across a
@@ -557,15 +574,18 @@ others were decided from content ids); `numel_a`, `numel_b` (elements); `numel_c
 
 Each `tensors[]` object:
 
-| key            | type               | meaning                                                   |
-|----------------|--------------------|-----------------------------------------------------------|
-| `name`         | string             | name in b (in a for a removed tensor)                     |
-| `status`       | string             | `added` (only in b), `removed` (only in a), `unchanged`, `changed` (values), `dtype_changed` (values compared in float64), `shape_changed` |
-| `renamed_from` | string or null     | name in a when it differs from `name` (task-head prefix)  |
-| `dtype_a`, `dtype_b` | string or null | safetensors dtype (`F32`, `BF16`, ...); null on the side that lacks the tensor |
-| `shape_a`, `shape_b` | int array or null | shapes; null on the side that lacks the tensor    |
-| `stats`        | object or null     | for `changed` and `dtype_changed`; for `shape_changed` of equal rank, over the common leading region (`overlap: true`); else null |
-| `error`        | string or null     | why `stats` could not be computed                         |
+- `name` (string): the name in b (in a for a removed tensor).
+- `status` (string): `added` (only in b), `removed` (only in a), `unchanged`, `changed`
+  (same dtype and shape, other values), `dtype_changed` (values compared in float64),
+  `shape_changed`.
+- `renamed_from` (string or null): the name in a when it differs from `name` (paired across
+  a task-head prefix).
+- `dtype_a`, `dtype_b` (string or null): safetensors dtypes (`F32`, `BF16`, ...); null on the
+  side that lacks the tensor.
+- `shape_a`, `shape_b` (int array or null): shapes; null on the side that lacks the tensor.
+- `stats` (object or null): for `changed` and `dtype_changed`; for `shape_changed` of equal
+  rank, over the common leading region (`overlap: true`); else null.
+- `error` (string or null): why `stats` could not be computed.
 
 `stats` (all computed in float64; an element that is NaN or infinite on either side is left
 out of the norms and counted in `nonfinite_a` / `nonfinite_b`; floats that would be NaN or

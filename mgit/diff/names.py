@@ -24,6 +24,8 @@ __all__ = [
     "block_of",
     "strip_head_prefix",
     "pair_names",
+    "dominant_prefix_change",
+    "apply_prefix_change",
 ]
 
 #: Prefixes under which task models and wrappers keep their base model's tensors.
@@ -172,3 +174,51 @@ def pair_names(
     pairs.extend((None, n) for n in left_b if n not in paired_b)
     pairs.sort(key=lambda p: (p[1] if p[1] is not None else p[0]) or "")
     return pairs
+
+
+def dominant_prefix_change(
+    pairs: Iterable[tuple[str | None, str | None]],
+    *,
+    prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES,
+) -> tuple[str, str] | None:
+    """Return the most common prefix change among paired names.
+
+    Args:
+        pairs: Output of :func:`pair_names`.
+        prefixes: The prefixes used for pairing.
+
+    Returns:
+        ``(prefix_a, prefix_b)`` such that most renamed pairs are ``prefix_a + key`` and
+        ``prefix_b + key`` (either may be ``""``), or ``None`` if no pair was renamed.
+
+    Example:
+        >>> dominant_prefix_change([("e.w", "bert.e.w"), ("p.w", "bert.p.w"), ("x", "x")])
+        ('', 'bert.')
+    """
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for na, nb in pairs:
+        if na is None or nb is None or na == nb:
+            continue
+        key = strip_head_prefix(na, prefixes=prefixes)
+        counts[(na[: len(na) - len(key)], nb[: len(nb) - len(key)])] += 1
+    if not counts:
+        return None
+    return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+
+def apply_prefix_change(name: str, change: tuple[str, str] | None) -> str:
+    """Rename ``prefix_a + rest`` to ``prefix_b + rest``; other names are returned as they are.
+
+    Args:
+        name: A name of the first model.
+        change: ``(prefix_a, prefix_b)`` from :func:`dominant_prefix_change`, or ``None``.
+
+    Returns:
+        The name as the second model would spell it.
+    """
+    if change is None:
+        return name
+    pa, pb = change
+    if name.startswith(pa):
+        return pb + name[len(pa) :]
+    return name

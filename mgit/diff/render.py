@@ -228,7 +228,9 @@ def render_text(
             listed = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
             lines.append(
                 _paint(
-                    f"= {len(unchanged_groups)} unchanged {level}s ({n_tensors} tensors): {listed}",
+                    f"= {len(unchanged_groups)} unchanged {level}"
+                    f"{'s' if len(unchanged_groups) != 1 else ''} "
+                    f"({n_tensors} tensor{'s' if n_tensors != 1 else ''}): {listed}",
                     "dim",
                     color,
                 )

@@ -111,7 +111,8 @@ def _np_dtype_by_name(name: str) -> np.dtype[Any]:
     if name in ("bfloat16",) or name.startswith("float8") or name.startswith("float4"):
         import ml_dtypes
 
-        return np.dtype(getattr(ml_dtypes, name))
+        found: np.dtype[Any] = np.dtype(getattr(ml_dtypes, name))
+        return found
     return np.dtype(name)
 
 
@@ -184,6 +185,7 @@ class DictTensorSource:
         tensors: Mapping[str, np.ndarray],
         config: dict[str, Any] | None = None,
     ) -> None:
+        """Hold the arrays and compute their content ids (see the class docstring)."""
         self.label = label
         self._arrays: dict[str, np.ndarray] = {}
         self._infos: dict[str, TensorInfo] = {}
@@ -226,4 +228,5 @@ class DictTensorSource:
         return self._config
 
     def __repr__(self) -> str:
+        """Show the label and the number of tensors."""
         return f"DictTensorSource({self.label!r}, {len(self._arrays)} tensors)"

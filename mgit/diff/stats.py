@@ -270,7 +270,7 @@ class _Delta:
     def gram(self) -> np.ndarray:
         """``D^T D`` (n x n) when m >= n, else ``D D^T`` (m x m)."""
         if self.m >= self.n:
-            g = np.zeros((self.n, self.n), dtype=self.dtype)
+            g: np.ndarray = np.zeros((self.n, self.n), dtype=self.dtype)
             for _, _, d in self.row_blocks():
                 g += d.T @ d
         else:
@@ -281,14 +281,14 @@ class _Delta:
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """``D @ x`` for x of shape (n, k)."""
-        out = np.empty((self.m, x.shape[1]), dtype=self.dtype)
+        out: np.ndarray = np.empty((self.m, x.shape[1]), dtype=self.dtype)
         for r0, r1, d in self.row_blocks():
             out[r0:r1] = d @ x
         return out
 
     def rmatmul(self, y: np.ndarray) -> np.ndarray:
         """``D^T @ y`` for y of shape (m, k)."""
-        out = np.zeros((self.n, y.shape[1]), dtype=self.dtype)
+        out: np.ndarray = np.zeros((self.n, y.shape[1]), dtype=self.dtype)
         for r0, r1, d in self.row_blocks():
             out += d.T @ y[r0:r1]
         return out
@@ -297,18 +297,20 @@ class _Delta:
 def _singular_values_exact(delta: _Delta) -> np.ndarray:
     g = delta.gram()
     ev = np.linalg.eigvalsh(g)[::-1]
-    return np.sqrt(np.clip(ev, 0.0, None))
+    sv: np.ndarray = np.sqrt(np.clip(ev, 0.0, None))
+    return sv
 
 
 def _singular_values_randomized(delta: _Delta, sketch: int, power_iters: int) -> np.ndarray:
     rng = np.random.default_rng(0)
-    omega = rng.standard_normal((delta.n, sketch)).astype(delta.dtype)
+    omega: np.ndarray = rng.standard_normal((delta.n, sketch)).astype(delta.dtype)
     q, _ = np.linalg.qr(delta.matmul(omega))
     for _ in range(power_iters):
         z, _ = np.linalg.qr(delta.rmatmul(q))
         q, _ = np.linalg.qr(delta.matmul(z))
     bt = delta.rmatmul(q)  # (Q^T D)^T, n x sketch
-    return np.linalg.svd(bt, compute_uv=False)
+    sv: np.ndarray = np.linalg.svd(bt, compute_uv=False)
+    return sv
 
 
 def estimate_rank(

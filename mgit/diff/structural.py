@@ -31,7 +31,13 @@ from mgit.diff.dataflow import (
     dataflow_from_config,
     diff_dataflow,
 )
-from mgit.diff.names import DEFAULT_HEAD_PREFIXES, ROOT_GROUP, module_of, pair_names
+from mgit.diff.names import (
+    DEFAULT_HEAD_PREFIXES,
+    apply_prefix_change,
+    dominant_prefix_change,
+    module_of,
+    pair_names,
+)
 from mgit.diff.source import TensorInfo, TensorSource
 
 __all__ = [
@@ -70,8 +76,12 @@ class ModuleChange:
 
     def to_json(self) -> dict[str, Any]:
         """Return ``{"path", "status", "tensors", "numel"}``."""
-        return {"path": self.path, "status": self.status, "tensors": self.tensors,
-                "numel": self.numel}
+        return {
+            "path": self.path,
+            "status": self.status,
+            "tensors": self.tensors,
+            "numel": self.numel,
+        }
 
 
 @dataclass(frozen=True)
@@ -124,8 +134,12 @@ class ConfigChange:
 
     def to_json(self) -> dict[str, Any]:
         """Return ``{"path", "status", "a", "b"}``."""
-        return {"path": self.path, "status": self.status, "a": _jsonable(self.a),
-                "b": _jsonable(self.b)}
+        return {
+            "path": self.path,
+            "status": self.status,
+            "a": _jsonable(self.a),
+            "b": _jsonable(self.b),
+        }
 
 
 @dataclass(frozen=True)
@@ -315,9 +329,9 @@ def _noise_free(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in config.items() if k not in CONFIG_NOISE_KEYS}
 
 
-def _graph_or_error(config: Mapping[str, Any] | None, side: str) -> tuple[
-    DataflowGraph | None, str | None
-]:
+def _graph_or_error(
+    config: Mapping[str, Any] | None, side: str
+) -> tuple[DataflowGraph | None, str | None]:
     if config is None:
         return None, f"{side} has no config.json"
     try:
@@ -349,8 +363,17 @@ def structural_diff(
     infos_b = b.tensors()
     pairs = pair_names(infos_a, infos_b, prefixes=prefixes)
     renamed = tuple((x, y) for x, y in pairs if x is not None and y is not None and x != y)
-    # a's names as b calls them, so both module trees use one naming.
-    to_b = dict(renamed)
+    # a's names as b calls them, so both module trees use one naming: paired names map to
+    # their partner, unpaired ones follow the prevailing prefix change (so the layers a
+    # pruned model lost line up with b's naming).
+    change = dominant_prefix_change(pairs, prefixes=prefixes)
+    to_b = {n: apply_prefix_change(n, change) for n in infos_a}
+    to_b.update(renamed)
+    paired_b = {y for x, y in pairs if x is not None and y is not None}
+    moved = {to_b[x] for x, y in pairs if x is not None and y is None}
+    if len(set(to_b.values())) != len(to_b) or moved & (set(infos_b) - paired_b):
+        to_b = {n: n for n in infos_a}  # the prefix change would collide: keep a's names
+        to_b.update(renamed)
     infos_a_b = {to_b.get(n, n): info for n, info in infos_a.items()}
     mods_a = module_paths(list(infos_a_b))
     mods_b = module_paths(list(infos_b))
@@ -382,11 +405,13 @@ def structural_diff(
         else:
             ia, ib = infos_a[na], infos_b[nb]
             if ia.shape != ib.shape:
-                params.append(ParamChange(nb, "shape_changed", ia.dtype, ib.dtype, ia.shape,
-                                          ib.shape))
+                params.append(
+                    ParamChange(nb, "shape_changed", ia.dtype, ib.dtype, ia.shape, ib.shape)
+                )
             elif ia.dtype != ib.dtype:
-                params.append(ParamChange(nb, "dtype_changed", ia.dtype, ib.dtype, ia.shape,
-                                          ib.shape))
+                params.append(
+                    ParamChange(nb, "dtype_changed", ia.dtype, ib.dtype, ia.shape, ib.shape)
+                )
     params.sort(key=lambda p: p.name)
 
     cfg_a, cfg_b = a.config(), b.config()
@@ -425,10 +450,22 @@ def structural_diff(
     )
 
 
-_ANSI = {"red": "\x1b[31m", "green": "\x1b[32m", "magenta": "\x1b[35m", "yellow": "\x1b[33m",
-         "bold": "\x1b[1m", "dim": "\x1b[2m", "reset": "\x1b[0m"}
-_STYLE = {"added": ("+", "green"), "removed": ("-", "red"), "changed": ("~", "yellow"),
-          "shape_changed": ("!", "magenta"), "dtype_changed": ("~", "magenta")}
+_ANSI = {
+    "red": "\x1b[31m",
+    "green": "\x1b[32m",
+    "magenta": "\x1b[35m",
+    "yellow": "\x1b[33m",
+    "bold": "\x1b[1m",
+    "dim": "\x1b[2m",
+    "reset": "\x1b[0m",
+}
+_STYLE = {
+    "added": ("+", "green"),
+    "removed": ("-", "red"),
+    "changed": ("~", "yellow"),
+    "shape_changed": ("!", "magenta"),
+    "dtype_changed": ("~", "magenta"),
+}
 
 
 def _paint(text: str, style: str, color: bool) -> str:
@@ -464,21 +501,25 @@ def render_structural_text(
         The lines, without newlines.
     """
     lines = [_paint(f"structural diff {sd.a} -> {sd.b}", "bold", color)]
-    lines.append(f"  modules: {sd.modules_a} in a, {sd.modules_b} in b: "
-                 f"{len(sd.modules_removed)} removed, {len(sd.modules_added)} added "
-                 f"(top-most paths)")
+    lines.append(
+        f"  modules: {sd.modules_a} in a, {sd.modules_b} in b: "
+        f"{len(sd.modules_removed)} removed, {len(sd.modules_added)} added "
+        f"(top-most paths)"
+    )
     if sd.renamed:
         x, y = sd.renamed[0]
-        lines.append(f"  {len(sd.renamed)} tensors paired across a head prefix "
-                     f"(e.g. {x} -> {y})")
+        lines.append(f"  {len(sd.renamed)} tensors paired across a head prefix (e.g. {x} -> {y})")
     if sd.modules:
         lines.append("")
         lines.append("modules:")
         items = []
         for m in sd.modules:
             mark, style = _STYLE[m.status]
-            items.append("  " + _paint(f"{mark} {m.path}", style, color)
-                         + f"  ({m.tensors} tensors, {m.numel} elements)")
+            items.append(
+                "  "
+                + _paint(f"{mark} {m.path}", style, color)
+                + f"  ({m.tensors} tensors, {m.numel} elements)"
+            )
         lines.extend(_limited(items, limit))
     if sd.params:
         lines.append("")

@@ -133,11 +133,13 @@ JS = r"""
   var inE = nodes.map(function () { return []; });
   var outE = nodes.map(function () { return []; });
   edges.forEach(function (e, k) { inE[e.t].push(k); outE[e.s].push(k); });
-  inE.forEach(function (l) { l.sort(function (a, b) { return edges[a].index - edges[b].index; }); });
+  inE.forEach(function (l) {
+    l.sort(function (a, b) { return edges[a].index - edges[b].index; });
+  });
 
   function el(tag, attrs, parent) {
     var e = document.createElementNS(NS, tag);
-    for (var k in attrs) { if (Object.prototype.hasOwnProperty.call(attrs, k)) e.setAttribute(k, String(attrs[k])); }
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
     if (parent) parent.appendChild(e);
     return e;
   }
@@ -169,7 +171,8 @@ JS = r"""
     if (b === null || b === undefined) return "unknown";
     var u = ["B", "KiB", "MiB", "GiB", "TiB"], v = b, i = 0;
     while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
-    return (i ? v.toFixed(1) : String(v)) + " " + u[i] + (i ? " (" + b.toLocaleString("en-US") + " bytes)" : "");
+    var exact = i ? " (" + b.toLocaleString("en-US") + " bytes)" : "";
+    return (i ? v.toFixed(1) : String(v)) + " " + u[i] + exact;
   }
   function fitText(t, s, max) {
     t.textContent = s;
@@ -203,7 +206,7 @@ JS = r"""
       stroke: data.colors[r], "marker-end": "url(#arrow-" + r + ")" }, gEdges);
     edgeEls.push(p);
     var t = null;
-    if (r !== "version") {
+    if (r !== "version" && e.label) {
       t = el("text", { "class": "e-label", x: e.lx, y: e.ly, fill: data.colors[r] }, gLabels);
       t.textContent = r;
     }
@@ -219,9 +222,16 @@ JS = r"""
     fitText(t1, n.model || "(no model)", W - 18);
     var t2 = el("text", { "class": "n-sub", x: 9, y: 30 }, g);
     fitText(t2, short7(n) + (n.tags.length ? "  " + n.tags.join(", ") : ""), W - 18);
-    if (n.lossy) el("path", { "class": "lossy-mark", d: "M" + (W - 14) + " 0H" + (W - 7) + "A7 7 0 0 1 " + W + " 7V14z" }, g);
-    g.addEventListener("click", function (ev) { if (!moved) { ev.stopPropagation(); select(i, false); } });
-    g.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(i, false); } });
+    if (n.lossy) {
+      var corner = "M" + (W - 14) + " 0H" + (W - 7) + "A7 7 0 0 1 " + W + " 7V14z";
+      el("path", { "class": "lossy-mark", d: corner }, g);
+    }
+    g.addEventListener("click", function (ev) {
+      if (!moved) { ev.stopPropagation(); select(i, false); }
+    });
+    g.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(i, false); }
+    });
     g.addEventListener("mouseenter", function (ev) { showTip(i, ev); });
     g.addEventListener("mousemove", function (ev) { placeTip(ev); });
     g.addEventListener("mouseleave", function () { tip.hidden = true; });
@@ -233,7 +243,8 @@ JS = r"""
     if (!inE[i].length) return "root (no parent)";
     var rels = inE[i].map(function (k) { return edges[k].relation; });
     var refs = inE[i].map(function (k) { return ref(nodes[edges[k].s]); });
-    if (rels.every(function (r) { return r === rels[0]; })) return rels[0] + " of " + refs.join(", ");
+    var same = rels.every(function (r) { return r === rels[0]; });
+    if (same) return rels[0] + " of " + refs.join(", ");
     return rels.map(function (r, j) { return r + " of " + refs[j]; }).join(", ");
   }
   function showTip(i, ev) {
@@ -349,7 +360,8 @@ JS = r"""
   // ---- pan and zoom -------------------------------------------------------------------------
   var view = { x: 0, y: 0, k: 1 };
   function apply() {
-    viewport.setAttribute("transform", "translate(" + view.x.toFixed(2) + "," + view.y.toFixed(2) + ") scale(" + view.k.toFixed(4) + ")");
+    viewport.setAttribute("transform", "translate(" + view.x.toFixed(2) + "," +
+      view.y.toFixed(2) + ") scale(" + view.k.toFixed(4) + ")");
     svg.classList.toggle("far", view.k < 0.45);
   }
   function zoomAt(px, py, f) {
@@ -406,8 +418,9 @@ JS = r"""
     svg.classList.remove("panning");
   });
   svg.addEventListener("click", function () { if (!moved) clearSelection(); });
-  document.getElementById("zoom-in").addEventListener("click", function () { zoomAt(svg.clientWidth / 2, svg.clientHeight / 2, 1.25); });
-  document.getElementById("zoom-out").addEventListener("click", function () { zoomAt(svg.clientWidth / 2, svg.clientHeight / 2, 0.8); });
+  function zoomCenter(f) { zoomAt(svg.clientWidth / 2, svg.clientHeight / 2, f); }
+  document.getElementById("zoom-in").addEventListener("click", function () { zoomCenter(1.25); });
+  document.getElementById("zoom-out").addEventListener("click", function () { zoomCenter(0.8); });
   document.getElementById("fit").addEventListener("click", function () { fit(false); });
   window.addEventListener("resize", function () { apply(); });
 
@@ -425,7 +438,9 @@ JS = r"""
     svg.classList.toggle("searching", q !== "");
     var models = {};
     matches.forEach(function (i) { models[nodes[i].model] = true; });
-    countEl.textContent = q === "" ? "" : (matches.length ? Object.keys(models).length + " model" + (Object.keys(models).length === 1 ? "" : "s") + ", " + matches.length + " version" + (matches.length === 1 ? "" : "s") : "no match");
+    var nm = Object.keys(models).length, nv = matches.length;
+    countEl.textContent = q === "" ? "" : nv === 0 ? "no match" :
+      nm + " model" + (nm === 1 ? "" : "s") + ", " + nv + " version" + (nv === 1 ? "" : "s");
   }
   search.addEventListener("input", runSearch);
   search.addEventListener("keydown", function (ev) {

@@ -47,11 +47,11 @@ def first_line(text: str) -> str:
     return ""
 
 
-def _as_str(value: Any, default: str = "") -> str:
+def _as_str(value: Any, default: str = "") -> str:  # noqa: ANN401
     return default if value is None else str(value)
 
 
-def _as_time(value: Any) -> float:
+def _as_time(value: Any) -> float:  # noqa: ANN401
     try:
         t = float(value)
     except (TypeError, ValueError):
@@ -59,7 +59,7 @@ def _as_time(value: Any) -> float:
     return t if math.isfinite(t) else 0.0
 
 
-def _as_bytes(value: Any) -> int | None:
+def _as_bytes(value: Any) -> int | None:  # noqa: ANN401
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -68,7 +68,7 @@ def _as_bytes(value: Any) -> int | None:
         return None
 
 
-def _as_str_list(value: Any) -> list[str]:
+def _as_str_list(value: Any) -> list[str]:  # noqa: ANN401
     if value is None:
         return []
     if isinstance(value, str):
@@ -76,7 +76,7 @@ def _as_str_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _as_meta(value: Any) -> dict[str, str]:
+def _as_meta(value: Any) -> dict[str, str]:  # noqa: ANN401
     if not isinstance(value, Mapping):
         return {}
     return {str(k): _as_str(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
@@ -133,14 +133,14 @@ def edge_record(parent: str, child: str, attrs: Mapping[str, Any]) -> dict[str, 
     return {"source": str(parent), "target": str(child), "relation": relation, "index": index}
 
 
-def sorted_nodes(g: nx.DiGraph) -> list[dict[str, Any]]:
+def sorted_nodes(g: nx.DiGraph[str]) -> list[dict[str, Any]]:
     """Return the records of every node of ``g``, oldest first (by time, then id)."""
     records = [node_record(n, g.nodes[n]) for n in g.nodes]
     records.sort(key=lambda r: (r["time"], r["id"]))
     return records
 
 
-def sorted_edges(g: nx.DiGraph) -> list[dict[str, Any]]:
+def sorted_edges(g: nx.DiGraph[str]) -> list[dict[str, Any]]:
     """Return the records of every edge of ``g``, sorted by (child, parent index, parent)."""
     records = [edge_record(u, v, d) for u, v, d in g.edges(data=True)]
     records.sort(key=lambda r: (r["target"], r["index"], r["source"]))

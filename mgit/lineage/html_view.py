@@ -1,9 +1,9 @@
-"""The lineage graph as one self-contained HTML page.
+r"""The lineage graph as one self-contained HTML page.
 
 The page needs no network: its stylesheet and script are inline, and a Content-Security-Policy
 (``default-src 'none'`` plus the hashes of the inline script and style) keeps it so, and stops any
 script that an injected string might smuggle in from running. The graph travels as JSON in a
-``<script type="application/json">`` block, with ``<``, ``>`` and ``&`` written as ``\\uXXXX``
+``<script type="application/json">`` block, with ``<``, ``>`` and ``&`` written as ``\uXXXX``
 escapes so that no user string can close the block; the script builds the drawing with DOM calls
 and ``textContent`` only.
 """
@@ -14,7 +14,6 @@ import base64
 import hashlib
 import html
 import json
-from typing import Any
 
 import networkx as nx
 
@@ -36,10 +35,10 @@ _RELATION_HELP = {
 }
 
 
-def embed_json(data: Any) -> str:
-    """Serialise ``data`` for a ``<script type="application/json">`` block.
+def embed_json(data: object) -> str:
+    r"""Serialise ``data`` for a ``<script type="application/json">`` block.
 
-    ``<``, ``>`` and ``&`` become ``\\u003c``, ``\\u003e`` and ``\\u0026`` (still valid JSON), so
+    ``<``, ``>`` and ``&`` become ``\u003c``, ``\u003e`` and ``\u0026`` (still valid JSON), so
     that no string in the data can end the block (``</script>``) or open a comment (``<!--``).
     U+2028 and U+2029 are escaped as well.
 
@@ -93,7 +92,7 @@ def _legend() -> str:
     )
 
 
-def to_html(g: nx.DiGraph, *, title: str = "mgit lineage") -> str:
+def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage") -> str:
     """Return the lineage graph as one self-contained, interactive HTML page.
 
     The page draws each commit as a node (model name, short id, tags), each model line's versions
@@ -137,6 +136,7 @@ def to_html(g: nx.DiGraph, *, title: str = "mgit lineage") -> str:
                 "path": route.path,
                 "lx": round(route.label_x, 1),
                 "ly": round(route.label_y, 1),
+                "label": route.label,
             }
         )
     lanes = [
@@ -191,9 +191,7 @@ def to_html(g: nx.DiGraph, *, title: str = "mgit lineage") -> str:
         '<div id="tip" hidden></div></div>\n'
         '<aside id="panel"><div id="panel-body"><div id="panel-empty">Click a model version to '
         "see its details. Drag to pan, scroll to zoom, press / to search.</div>"
-        '<div id="details" hidden></div></div>'
-        + _legend()
-        + "</aside>\n"
+        '<div id="details" hidden></div></div>' + _legend() + "</aside>\n"
         "</main>\n"
         "<noscript>This page needs JavaScript to draw the lineage graph.</noscript>\n"
         f'<script type="application/json" id="mgit-data">{embed_json(data)}</script>\n'

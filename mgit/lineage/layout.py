@@ -98,8 +98,11 @@ class EdgeRoute:
         source: Parent commit id.
         target: Child commit id.
         path: SVG path data (numbers only).
-        label_x: Where the middle of the relation label goes.
-        label_y: Where the middle of the relation label goes.
+        label_x: Where the middle of the relation label goes: in the column gap just before the
+            child, right above (or, for a second relation into the same child, below) the arrow.
+        label_y: See ``label_x``.
+        label: Whether to draw the label: ``False`` for ``version`` edges and for an edge whose
+            relation is already written at the same child (the parents of a merge).
     """
 
     source: str
@@ -107,6 +110,7 @@ class EdgeRoute:
     path: str
     label_x: float
     label_y: float
+    label: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,10 @@ def _fmt(v: float) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".")
 
 
-def _layers(ids: Sequence[str], parents: dict[str, list[str]], children: dict[str, list[str]]) -> dict[str, int]:
-    """Longest path from a root, by Kahn's algorithm; nodes on a cycle (a bad input) still get one."""
+def _layers(
+    ids: Sequence[str], parents: dict[str, list[str]], children: dict[str, list[str]]
+) -> dict[str, int]:
+    """Longest path from a root (Kahn's algorithm); nodes on a cycle (bad input) get one too."""
     indeg = {n: len(parents[n]) for n in ids}
     queue = deque(n for n in ids if indeg[n] == 0)
     layer: dict[str, int] = {}
@@ -169,8 +175,10 @@ def compute_layout(nodes: Sequence[dict[str, Any]], edges: Sequence[dict[str, An
     when = {str(n["id"]): float(n["time"]) for n in nodes}
     parents: dict[str, list[str]] = {n: [] for n in ids}
     children: dict[str, list[str]] = {n: [] for n in ids}
+    ordered = sorted(edges, key=lambda e: (str(e["target"]), int(e["index"]), str(e["source"])))
     kept = [
-        e for e in sorted(edges, key=lambda e: (str(e["target"]), int(e["index"]), str(e["source"])))
+        e
+        for e in ordered
         if e["source"] in model and e["target"] in model and e["source"] != e["target"]
     ]
     for e in kept:
@@ -325,6 +333,23 @@ def _route_all(
     for r, items in channel_runs.items():
         chan_off.update(_spread({r: items}, channel_y(r)[1]))
 
+    # Labels sit where each edge enters its child; every child has its own cell, so labels of
+    # different children cannot collide. Distinct relations into one child are stacked around the
+    # arrow: above, below, further above, further below.
+    written: dict[str, list[str]] = {}
+    stack = (-8.0, 9.0, -20.0, 21.0)
+
+    def label_at(k: int) -> tuple[float, float, bool]:
+        e = edges[k]
+        c = boxes[e["target"]]
+        x, y = c.x - GAP_X / 2, c.y + NODE_H / 2
+        relation = str(e.get("relation", "other"))
+        seen = written.setdefault(e["target"], [])
+        if relation == "version" or relation in seen or len(seen) >= len(stack):
+            return x, y + stack[0], False
+        seen.append(relation)
+        return x, y + stack[len(seen) - 1], True
+
     routes: list[EdgeRoute] = []
     f = _fmt
     for k, e in enumerate(edges):
@@ -334,12 +359,11 @@ def _route_all(
         x2, y2 = c.x, c.y + NODE_H / 2
         if k in direct:
             if y1 == y2:
-                label_x = (x1 + x2) / 2 if c.layer - p.layer == 1 else x2 - GAP_X / 2
-                routes.append(EdgeRoute(src, dst, f"M{f(x1)} {f(y1)}H{f(x2)}", label_x, y1))
+                routes.append(EdgeRoute(src, dst, f"M{f(x1)} {f(y1)}H{f(x2)}", *label_at(k)))
             else:
                 mx = (x1 + x2) / 2
                 path = f"M{f(x1)} {f(y1)}C{f(mx)} {f(y1)} {f(mx)} {f(y2)} {f(x2)} {f(y2)}"
-                routes.append(EdgeRoute(src, dst, path, mx, (y1 + y2) / 2))
+                routes.append(EdgeRoute(src, dst, path, *label_at(k)))
             continue
         r = channel_of[k]
         ch = channel_y(r)[0] + chan_off[(r, src)]
@@ -354,5 +378,5 @@ def _route_all(
             f"H{f(gx2 - q)}Q{f(gx2)} {f(ch)} {f(gx2)} {f(ch + s2 * q)}"
             f"V{f(y2 - s2 * q)}Q{f(gx2)} {f(y2)} {f(gx2 + q)} {f(y2)}H{f(x2)}"
         )
-        routes.append(EdgeRoute(src, dst, path, (gx1 + gx2) / 2, ch))
+        routes.append(EdgeRoute(src, dst, path, *label_at(k)))
     return routes

@@ -1,4 +1,4 @@
-"""Views of the lineage graph: an ASCII ``log --graph``, Graphviz DOT, JSON and an HTML page.
+r"""Views of the lineage graph: an ASCII ``log --graph``, Graphviz DOT, JSON and an HTML page.
 
 These functions only render. The repository and the DAG walks build the input: for
 :func:`graph_log`, a list of :class:`LogEntry` in the order to print (newest first, children before
@@ -13,7 +13,7 @@ Example:
     ...              message="finetune on sst2"),
     ...     LogEntry("a" * 64, model="tiny", message="base"),
     ... ]
-    >>> print("\\n".join(graph_log(entries)))
+    >>> print("\n".join(graph_log(entries)))
     * bbbbbbbbbbbb tiny-sst2 [finetune of tiny@aaaaaaa] finetune on sst2
     * aaaaaaaaaaaa tiny base
 """
@@ -121,11 +121,11 @@ _STRENGTH = {" ": 0, "_": 1, "/": 2, "\\": 2, "|": 3}
 
 
 def _transition_row(moves: Sequence[tuple[int, int]], slots: int) -> str:
-    """Draw one row that takes each column from slot ``a`` to slot ``b`` for ``(a, b)`` in moves.
+    r"""Draw one row that takes each column from slot ``a`` to slot ``b`` for ``(a, b)`` in moves.
 
     Slot ``s`` sits at character ``2 * s``. A column that stays draws ``|``; one that moves by one
-    slot draws ``/`` or ``\\`` between the two; one that moves further runs along the bottom of
-    the row with ``_`` (``|_|/`` or ``\\_``), so every transition takes a single row.
+    slot draws ``/`` or ``\`` between the two; one that moves further runs along the bottom of
+    the row with ``_`` (``|_|/`` or ``\_``), so every transition takes a single row.
     """
     cells = [" "] * (2 * slots + 1)
 
@@ -196,13 +196,13 @@ def graph_log(
     models: Mapping[str, str] | None = None,
     verbose: bool = False,
 ) -> list[str]:
-    """Draw commits as ``git log --graph`` does, one commit per line plus connecting lines.
+    r"""Draw commits as ``git log --graph`` does, one commit per line plus connecting lines.
 
     Each commit line holds the graph columns (``*`` for the commit, ``|`` for the other lines of
     history), the short id, decorations ``(model-head, tag: x)``, the model name, the relation to
     the parents where it is worth saying (``[finetune of minilm@abc1234]``: any relation other
     than ``version``, or a parent in another model line) and the message's first line. Between
-    commit lines come ``|/``, ``|\\`` and ``|_|/`` rows where lines of history fork, join, start
+    commit lines come ``|/``, ``|\`` and ``|_|/`` rows where lines of history fork, join, start
     or end. Parents that are not in ``commits`` (outside a partial listing) get no column.
 
     The work is O(n * width) for n commits and ``width`` lines of history open at once.
@@ -284,7 +284,7 @@ def graph_log(
     return lines
 
 
-def entries_from_graph(g: nx.DiGraph, *, order: str = "topo") -> list[LogEntry]:
+def entries_from_graph(g: nx.DiGraph[str], *, order: str = "topo") -> list[LogEntry]:
     """Return every commit of a lineage graph as log entries, in the order to print.
 
     Both orders are topological (every child before its parents).
@@ -314,8 +314,10 @@ def entries_from_graph(g: nx.DiGraph, *, order: str = "topo") -> list[LogEntry]:
     for edge in sorted_edges(g):
         parents_of[edge["target"]].append((edge["source"], edge["relation"]))
         children_of[edge["source"]].append(edge["target"])
-    oids = _topo_dfs(records, parents_of, children_of) if order == "topo" else _by_date(
-        records, parents_of, children_of
+    oids = (
+        _topo_dfs(records, parents_of, children_of)
+        if order == "topo"
+        else _by_date(records, parents_of, children_of)
     )
     return [
         LogEntry(
@@ -415,14 +417,14 @@ def _by_date(
 
 
 def _dot_quote(text: str) -> str:
-    """Quote ``text`` as a DOT string: backslashes and quotes escaped, newlines as ``\\n``."""
+    r"""Quote ``text`` as a DOT string: backslashes and quotes escaped, newlines as ``\n``."""
     text = text.replace("\\", "\\\\").replace('"', '\\"')
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
     text = "".join(ch if ch >= " " or ch == "\t" else " " for ch in text)
     return f'"{text}"'
 
 
-def to_dot(g: nx.DiGraph, *, title: str = "lineage") -> str:
+def to_dot(g: nx.DiGraph[str], *, title: str = "lineage") -> str:
     """Return the lineage graph in Graphviz DOT.
 
     Nodes are labelled with the model name, the short id and the tags, grouped in one cluster per
@@ -453,7 +455,10 @@ def to_dot(g: nx.DiGraph, *, title: str = "lineage") -> str:
             label = f"{r['model']}\n{r['short']}"
             if r["tags"]:
                 label += "\n" + ", ".join(f"tag: {t}" for t in r["tags"])
-            attrs = [f"label={_dot_quote(label)}", f"tooltip={_dot_quote(first_line(r['message']))}"]
+            attrs = [
+                f"label={_dot_quote(label)}",
+                f"tooltip={_dot_quote(first_line(r['message']))}",
+            ]
             if r["heads"]:
                 attrs.append("penwidth=2")
             if r["lossy"]:
@@ -475,7 +480,7 @@ def to_dot(g: nx.DiGraph, *, title: str = "lineage") -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def to_json(g: nx.DiGraph) -> dict[str, Any]:
+def to_json(g: nx.DiGraph[str]) -> dict[str, Any]:
     """Return the lineage graph as plain JSON-ready data.
 
     The result is ``{"nodes": [...], "edges": [...]}``:
@@ -496,4 +501,3 @@ def to_json(g: nx.DiGraph) -> dict[str, Any]:
         The data; ``json.dumps`` of it is deterministic for a given graph.
     """
     return {"nodes": sorted_nodes(g), "edges": sorted_edges(g)}
-

@@ -9,10 +9,12 @@ where meta is ``{"codec", "size", "params", "base", "depth"}``: the codec that t
 back into the content, the content length, the codec's parameters, and for a delta the id of
 the base chunk and the chain depth. The id is over the *content*, never the stored encoding.
 
-Objects are write-once (temp file, fsync, rename; "already exists" is success), read-only on
-disk, and verified on every read: a mismatch raises :class:`CorruptObjectError`, never returns
-wrong bytes. Directory fsyncs are batched: :meth:`DiskStore.sync` makes every object written so
-far durable, and callers run it before they write a ref that points at those objects.
+Objects are write-once (temp file, rename; "already exists" is success), read-only on disk, and
+verified on every read: a mismatch raises :class:`CorruptObjectError`, never returns wrong bytes.
+Durability is batched: :meth:`DiskStore.sync` makes every object written so far durable (one
+``syncfs`` on Linux, else an fsync per file and folder), and callers run it before they write a
+ref that points at those objects. A crash before that leaves only unreferenced objects, which
+are complete or absent (the rename is atomic) and which ``gc`` removes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mgit import codecs
-from mgit._fs import fsync_dir, temp_name
+from mgit._fs import fsync_dir, syncfs, temp_name
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 
@@ -125,6 +127,7 @@ class DiskStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._pending: set[Path] = set()
+        self._pending_files: list[Path] = []
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
@@ -191,8 +194,6 @@ class DiskStore:
             with os.fdopen(fd, "wb") as f:
                 for p in parts:
                     f.write(p)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)  # same bytes if another writer won: harmless
         except BaseException:
             try:
@@ -202,16 +203,27 @@ class DiskStore:
             raise
         with self._lock:
             self._pending.add(path.parent)
+            self._pending_files.append(path)
         return True
 
     def sync(self) -> None:
-        """Make every object written so far durable (fsync of the touched shard folders)."""
+        """Make every object written so far durable: contents, names and folders."""
         with self._lock:
             dirs, self._pending = self._pending, set()
+            files, self._pending_files = self._pending_files, []
+        if not files:
+            return
+        if syncfs(self.root):
+            return
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         for d in dirs:
             fsync_dir(d)
-        if dirs:
-            fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def put(self, kind: str, content: bytes) -> Oid:
         """Store a whole object (metadata objects, small chunks). Idempotent.
@@ -260,11 +272,16 @@ class DiskStore:
         """
         base_bytes: bytes | None = None
         depth = 0
+        # What storing the chunk whole would cost, estimated without compressing it: the
+        # base's own size when the base is stored whole (a finetune barely changes it).
+        alone_estimate = None
         if base is not None and base in self:
             bh = self.header(base)
             if bh.kind == "chunk" and bh.size == len(data) and bh.depth < MAX_CHAIN_DEPTH:
                 base_bytes = self.get(base, kind="chunk")
                 depth = bh.depth + 1
+                if bh.depth == 0:
+                    alone_estimate = self.stored_size(base)
         if eps is not None and base_bytes is not None and dtype is not None:
             lossy = codecs.encode_lossy(data, base_bytes, dtype=dtype, eps=eps)
             if lossy is not None and len(lossy.payload) < len(data):
@@ -287,7 +304,8 @@ class DiskStore:
         if base_bytes is not None:
             enc = codecs.encode_delta(data, base_bytes, itemsize=itemsize, is_float=is_float)
             use_base = base
-            if len(enc.payload) > _GOOD_DELTA * len(data):
+            good = _GOOD_DELTA * len(data) if alone_estimate is None else 0.9 * alone_estimate
+            if len(enc.payload) > good:
                 alone = codecs.encode_standalone(data, itemsize=itemsize, is_float=is_float)
                 if len(alone.payload) <= len(enc.payload):
                     enc, use_base = alone, None

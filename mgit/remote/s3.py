@@ -248,6 +248,21 @@ class S3Transport:
                 return
             token = resp.get("NextContinuationToken")
 
+    def _list_once(self, rel_prefix: str) -> set[str] | None:
+        """Object ids under ``rel_prefix`` if one listing request holds them all, else None."""
+        try:
+            resp = self._call("list_objects_v2", None, Prefix=self._key(rel_prefix), MaxKeys=1000)
+        except _Expected as exp:
+            raise RemoteError(f"S3 listing on {self.url} failed ({exp.code})") from None
+        if resp.get("IsTruncated"):
+            return None
+        out = set()
+        for item in resp.get("Contents", ()):
+            parts = item["Key"].rsplit("/", 2)
+            if len(parts) == 3 and is_oid(parts[1] + parts[2]):
+                out.add(parts[1] + parts[2])
+        return out
+
     def _map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         if len(items) <= 1 or self.max_workers == 1:
             return [fn(x) for x in items]
@@ -428,9 +443,15 @@ class S3Transport:
         Raises:
             RemoteError: A request failed.
         """
+        wanted_all = {validate_oid(oid) for oid in oids}
+        if len(wanted_all) > _HEAD_PER_SHARD * 4:
+            # A small store lists in one request: cheaper than anything per shard.
+            listed = self._list_once("objects/")
+            if listed is not None:
+                return wanted_all & listed
         by_shard: dict[str, set[str]] = {}
-        for oid in set(oids):
-            by_shard.setdefault(validate_oid(oid)[:2], set()).add(oid)
+        for oid in wanted_all:
+            by_shard.setdefault(oid[:2], set()).add(oid)
 
         def check(item: tuple[str, set[str]]) -> set[str]:
             shard, wanted = item

@@ -72,6 +72,8 @@ __all__ = [
     "remove_remote",
     "resolve_remote",
     "normalize_url",
+    "split_remote_and_refs",
+    "default_clone_dir",
     "push",
     "fetch",
     "pull",
@@ -336,6 +338,35 @@ def resolve_remote(repo: Repository | None, remote: str | None) -> tuple[str | N
     if (scheme and len(scheme) > 1) or "/" in remote or remote.startswith(".") or os.path.isdir(remote):
         return None, normalize_url(remote)
     raise UsageError(f"no such remote: {remote}", hint="see 'mgit remote list', or give a URL")
+
+
+def split_remote_and_refs(
+    repo: Repository, remote: str | None, refs: list[str]
+) -> tuple[str | None, list[str]]:
+    """Read ``push [REMOTE] [REF...]`` leniently: a first word that is no remote or URL but a
+    local model or tag is taken as a REF of the default remote."""
+    if remote is None:
+        return None, refs
+    if remote in {r.name for r in list_remotes(repo)}:
+        return remote, refs
+    try:
+        resolve_remote(repo, remote)
+        return remote, refs
+    except UsageError:
+        pass
+    if repo.refs.read(HEADS + remote) is not None or repo.refs.read(TAGS + remote) is not None:
+        return None, [remote, *refs]
+    return remote, refs
+
+
+def default_clone_dir(url: str, model: str | None = None) -> str:
+    """The folder ``clone`` creates when none is given: the model's or the URL's last name."""
+    if model:
+        return model.rstrip("/").rsplit("/", 1)[-1]
+    parts = urlsplit(url)
+    path = parts.path if parts.scheme and len(parts.scheme) > 1 else url
+    name = path.rstrip("/").rsplit("/", 1)[-1] or parts.netloc
+    return name or "mgit-clone"
 
 
 def _open_remote(url: str, *, create: bool) -> Transport:

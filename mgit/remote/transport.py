@@ -197,6 +197,13 @@ class Transport(Protocol):
         ...
 
 
+def _default_lock_timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get("MGIT_LOCK_TIMEOUT", "5")))
+    except ValueError:
+        return 5.0
+
+
 def _fsync_dir(path: Path) -> None:
     """fsync a directory so that a rename or unlink in it is durable (best effort)."""
     try:
@@ -228,13 +235,13 @@ class LocalTransport:
     Args:
         root: The store's root directory (it need not exist before :meth:`init`).
         lock_timeout: Seconds to keep retrying a ref lock held by someone else before
-            raising :class:`~mgit.errors.LockHeldError`.
+            raising :class:`~mgit.errors.LockHeldError` (default ``MGIT_LOCK_TIMEOUT`` or 5).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, lock_timeout: float | None = None) -> None:
         self.root = Path(os.path.abspath(os.fspath(root)))
         self.url = str(self.root)
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = lock_timeout if lock_timeout is not None else _default_lock_timeout()
 
     def __repr__(self) -> str:
         return f"LocalTransport({self.url!r})"
@@ -550,7 +557,8 @@ def open_transport(url: str) -> Transport:
     """Open the transport a remote URL names.
 
     Args:
-        url: A path (``/mnt/models``, ``../shared``), ``file:///path``, or
+        url: A path (``/mnt/models``, ``../shared``; a repository with a working tree is
+            read through its ``.mgit`` folder), ``file:///path``, or
             ``s3://bucket/prefix``. For S3, the endpoint comes from ``MGIT_S3_ENDPOINT_URL``,
             ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, and credentials and region from
             the usual AWS environment variables and config files.
@@ -574,10 +582,18 @@ def open_transport(url: str) -> Transport:
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RemoteError(f"file URL with a host is not supported: {url!r}")
-        return LocalTransport(unquote(parts.path))
+        return _local(unquote(parts.path))
     if scheme and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive
         raise RemoteError(
             f"unsupported remote URL {url!r}",
             hint="use a path, file:///PATH or s3://BUCKET/PREFIX",
         )
-    return LocalTransport(os.path.expanduser(url))
+    return _local(os.path.expanduser(url))
+
+
+def _local(path: str) -> LocalTransport:
+    """A path transport; a repository with a working tree is served from its ``.mgit``."""
+    inner = Path(path) / ".mgit"
+    if (inner / "config").is_file():
+        return LocalTransport(inner)
+    return LocalTransport(path)

@@ -31,11 +31,7 @@ from mgit.remote.transport import (
     validate_ref_name,
 )
 
-try:
-    from tests.s3server import make_client, s3_bucket, s3_env, s3_server  # noqa: F401
-except ImportError:  # pytest did not put the repository root on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.s3server import make_client, s3_bucket, s3_env, s3_server  # noqa: F401
+from tests.s3server import make_client, s3_bucket, s3_env, s3_server  # noqa: F401  (fixtures)
 
 A = "a1" + "0" * 62
 B = "b2" + "1" * 62
@@ -457,6 +453,20 @@ class TestS3Transport(TransportContract):
         ]
         body = client.get_object(Bucket=s3_bucket, Key="team/models/refs/heads/org/bert")["Body"]
         assert body.read() == (B + "\n").encode()
+
+    def test_has_objects_per_shard_paths(
+        self, t: Transport, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        stored = [oid(300 + i, "7f") for i in range(4)] + [oid(400 + i) for i in range(20)]
+        for o in stored:
+            t.put_object(o, b"x")
+        # Few ids: HEAD for sparse shards, one listing for the shard with several.
+        few = [oid(300, "7f"), oid(301, "7f"), oid(399, "7f"), oid(400), oid(999)]
+        assert t.has_objects(few) == {oid(300, "7f"), oid(301, "7f"), oid(400)}
+        # Many ids, and a store too big for one listing page: per-shard requests.
+        monkeypatch.setattr(type(t), "_list_once", lambda self, rel: None)
+        many = stored + [oid(500 + i) for i in range(10)]
+        assert t.has_objects(many) == set(stored)
 
     def test_bucket_root_prefix(self, s3_bucket: str) -> None:
         t = open_transport(f"s3://{s3_bucket}")

@@ -26,8 +26,16 @@ from mgit.diff.render import ANSI
 from mgit.diff.stats import compute_stats, estimate_rank
 
 
-def bert_like(layers: int = 2, *, hidden: int = 32, inter: int = 64, vocab: int = 100,
-              seed: int = 0, head: bool = True, prefix: str = "") -> dict[str, np.ndarray]:
+def bert_like(
+    layers: int = 2,
+    *,
+    hidden: int = 32,
+    inter: int = 64,
+    vocab: int = 100,
+    seed: int = 0,
+    head: bool = True,
+    prefix: str = "",
+) -> dict[str, np.ndarray]:
     """Tensors named like a BERT model (random values)."""
     rng = np.random.default_rng(seed)
 
@@ -42,8 +50,12 @@ def bert_like(layers: int = 2, *, hidden: int = 32, inter: int = 64, vocab: int 
     }
     for i in range(layers):
         p = f"encoder.layer.{i}."
-        for m in ("attention.self.query", "attention.self.key", "attention.self.value",
-                  "attention.output.dense"):
+        for m in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ):
             t[p + m + ".weight"] = w(hidden, hidden)
             t[p + m + ".bias"] = w(hidden)
         t[p + "attention.output.LayerNorm.weight"] = np.ones(hidden, np.float32)
@@ -146,7 +158,8 @@ def _lora_model(seed: int = 0) -> dict[str, np.ndarray]:
     for i in range(3):
         for m in ("q_proj", "k_proj", "v_proj", "o_proj"):
             t[f"model.layers.{i}.self_attn.{m}.weight"] = (
-                rng.standard_normal((64, 48)) * 0.02).astype(np.float32)
+                rng.standard_normal((64, 48)) * 0.02
+            ).astype(np.float32)
         t[f"model.layers.{i}.input_layernorm.weight"] = np.ones(48, np.float32)
     return t
 
@@ -155,8 +168,9 @@ def test_merged_rank4_lora_has_rank_4() -> None:
     a = _lora_model()
     b = dict(a)
     rng = np.random.default_rng(1)
-    touched = [f"model.layers.{i}.self_attn.{m}.weight" for i in range(3)
-               for m in ("q_proj", "v_proj")]
+    touched = [
+        f"model.layers.{i}.self_attn.{m}.weight" for i in range(3) for m in ("q_proj", "v_proj")
+    ]
     for name in touched:
         lora_b = (rng.standard_normal((64, 4)) * 0.05).astype(np.float32)
         lora_a = (rng.standard_normal((4, 48)) * 0.05).astype(np.float32)
@@ -198,7 +212,8 @@ def test_vocab_extension_is_shape_changed_with_overlap_stats() -> None:
     b = dict(a)
     extra = np.random.default_rng(3).standard_normal((8, 32)).astype(np.float32)
     b["embeddings.word_embeddings.weight"] = np.concatenate(
-        [a["embeddings.word_embeddings.weight"], extra])
+        [a["embeddings.word_embeddings.weight"], extra]
+    )
     d = diff_models(DictTensorSource("a", a), DictTensorSource("b", b))
     t = d.get("embeddings.word_embeddings.weight")
     assert t.status == "shape_changed"
@@ -244,10 +259,14 @@ def test_added_and_removed_with_colours() -> None:
 
 
 def test_nan_and_inf_do_not_crash() -> None:
-    a = {"w": np.array([[1.0, np.nan, 3.0], [np.inf, 5.0, 6.0]], np.float32),
-         "v": np.full(4, np.nan, np.float32)}
-    b = {"w": np.array([[1.0, np.nan, 4.0], [7.0, -np.inf, 6.0]], np.float32),
-         "v": np.full(4, np.nan, np.float32) * 0 + np.array([np.nan, 1, 2, 3], np.float32)}
+    a = {
+        "w": np.array([[1.0, np.nan, 3.0], [np.inf, 5.0, 6.0]], np.float32),
+        "v": np.full(4, np.nan, np.float32),
+    }
+    b = {
+        "w": np.array([[1.0, np.nan, 4.0], [7.0, -np.inf, 6.0]], np.float32),
+        "v": np.full(4, np.nan, np.float32) * 0 + np.array([np.nan, 1, 2, 3], np.float32),
+    }
     d = diff_models(DictTensorSource("a", a), DictTensorSource("b", b))
     s = d.get("w").stats
     assert s is not None
@@ -292,15 +311,30 @@ def test_to_json_covers_every_tensor_and_is_stable() -> None:
     assert set(names) == set(a) | set(b)
     assert len(names) == len(set(a) | set(b))
     for t in doc["tensors"]:
-        assert set(t) == {"name", "status", "renamed_from", "dtype_a", "dtype_b", "shape_a",
-                          "shape_b", "stats", "error"}
+        assert set(t) == {
+            "name",
+            "status",
+            "renamed_from",
+            "dtype_a",
+            "dtype_b",
+            "shape_a",
+            "shape_b",
+            "stats",
+            "error",
+        }
         assert t["status"] in STATUSES
     s = doc["summary"]
     assert sum(s[k] for k in STATUSES) == len(names)
     assert s["tensors_a"] == len(a) and s["tensors_b"] == len(b)
     changed = next(t for t in doc["tensors"] if t["status"] == "changed")
-    assert set(changed["stats"]) >= {"l2_diff", "relative_change", "max_abs_diff",
-                                     "fraction_changed", "cosine_similarity", "rank"}
+    assert set(changed["stats"]) >= {
+        "l2_diff",
+        "relative_change",
+        "max_abs_diff",
+        "fraction_changed",
+        "cosine_similarity",
+        "rank",
+    }
     for key in ("groups", "blocks"):
         covered = [n for g in doc[key] for n in g["names"]]
         assert sorted(covered) == sorted(names)
@@ -335,8 +369,9 @@ def test_prefix_pairing() -> None:
     assert d.get("encoder.layer.0.attention.self.query.weight") is t
     assert {x.name for x in d.by_status("added")} == {"classifier.weight", "classifier.bias"}
     assert "paired across a head prefix" in "\n".join(render_text(d, color=False))
-    plain = diff_models(DictTensorSource("base", a), DictTensorSource("task", b),
-                        pair_prefixes=False)
+    plain = diff_models(
+        DictTensorSource("base", a), DictTensorSource("task", b), pair_prefixes=False
+    )
     assert plain.summary.counts["removed"] == len(a)
     assert plain.summary.renamed == 0
 
@@ -364,8 +399,11 @@ def test_loads_at_most_two_tensors_at_a_time() -> None:
 def test_progress_callback() -> None:
     a = bert_like(1)
     seen: list[tuple[str, int, int]] = []
-    diff_models(DictTensorSource("a", a), DictTensorSource("b", a),
-                progress=lambda n, i, total: seen.append((n, i, total)))
+    diff_models(
+        DictTensorSource("a", a),
+        DictTensorSource("b", a),
+        progress=lambda n, i, total: seen.append((n, i, total)),
+    )
     assert [i for _, i, _ in seen] == list(range(len(a)))
     assert all(total == len(a) for _, _, total in seen)
 
@@ -389,8 +427,10 @@ def test_render_folds_and_limits() -> None:
 
 
 def test_module_and_block_of() -> None:
-    assert module_of("encoder.layer.3.attention.self.query.weight") == \
-        "encoder.layer.3.attention.self.query"
+    assert (
+        module_of("encoder.layer.3.attention.self.query.weight")
+        == "encoder.layer.3.attention.self.query"
+    )
     assert block_of("encoder.layer.3.attention.self.query.weight") == "encoder.layer.3"
     assert block_of("model.layers.12.mlp.up_proj.weight") == "model.layers.12"
     assert block_of("embeddings.word_embeddings.weight") == "embeddings"
@@ -404,8 +444,10 @@ def test_module_and_block_of() -> None:
 
 
 def test_pair_names() -> None:
-    pairs = pair_names(["embeddings.w", "pooler.w", "x"],
-                       ["bert.embeddings.w", "bert.pooler.w", "x", "classifier.w"])
+    pairs = pair_names(
+        ["embeddings.w", "pooler.w", "x"],
+        ["bert.embeddings.w", "bert.pooler.w", "x", "classifier.w"],
+    )
     assert pairs == [
         ("embeddings.w", "bert.embeddings.w"),
         ("pooler.w", "bert.pooler.w"),
@@ -421,10 +463,16 @@ def test_pair_names() -> None:
     assert pair_names(["e.w"], ["bert.e.w"], prefixes=()) == [(None, "bert.e.w"), ("e.w", None)]
 
 
-@settings(max_examples=40, derandomize=True, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(st.sampled_from(["a", "b", "bert.a", "model.a", "c.d", "bert.c.d"]),
-                         max_size=6), min_size=2, max_size=2))
+@settings(
+    max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "bert.a", "model.a", "c.d", "bert.c.d"]), max_size=6),
+        min_size=2,
+        max_size=2,
+    )
+)
 def test_pair_names_uses_every_name_once(sides: list[list[str]]) -> None:
     names_a, names_b = sides
     pairs = pair_names(names_a, names_b)
@@ -484,14 +532,19 @@ def test_compute_stats_values() -> None:
 
 @settings(max_examples=60, derandomize=True, deadline=None)
 @given(
-    st.lists(st.sampled_from([0.0, -0.0, 1.0, -2.5, 1e30, float("nan"), float("inf"),
-                              -float("inf"), 3e-39]), min_size=6, max_size=6),
-    st.lists(st.sampled_from([0.0, 1.0, 2.0, float("nan"), float("inf"), -1e30]),
-             min_size=6, max_size=6),
+    st.lists(
+        st.sampled_from(
+            [0.0, -0.0, 1.0, -2.5, 1e30, float("nan"), float("inf"), -float("inf"), 3e-39]
+        ),
+        min_size=6,
+        max_size=6,
+    ),
+    st.lists(
+        st.sampled_from([0.0, 1.0, 2.0, float("nan"), float("inf"), -1e30]), min_size=6, max_size=6
+    ),
     st.sampled_from(["float32", "bfloat16", "float16", "float8_e4m3fn"]),
 )
-def test_stats_never_raise_and_json_is_finite(xs: list[float], ys: list[float],
-                                              dtype: str) -> None:
+def test_stats_never_raise_and_json_is_finite(xs: list[float], ys: list[float], dtype: str) -> None:
     dt = np.dtype(getattr(ml_dtypes, dtype, None) or dtype)
     with np.errstate(over="ignore"):
         a = {"w": np.array(xs, np.float32).reshape(2, 3).astype(dt)}

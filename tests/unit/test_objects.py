@@ -263,7 +263,7 @@ def test_malformed_commit(data: bytes) -> None:
         Commit.from_bytes(data)
 
 
-@pytest.mark.parametrize("lossy", [{"eps": "0.1", "max_err": 0.0}, {"eps": 0.1, "max_err": None}, {"eps": True}])
+@pytest.mark.parametrize("lossy", [{"eps": "0.1", "max_err": 0.0}, {"eps": 0.1, "max_err": None}, {"eps": 0.1}])
 def test_commit_lossy_values_must_be_numbers(lossy: dict) -> None:
     # ``mgit log``/``show`` format these with ``:g``; a commit from a remote is not trusted.
     with pytest.raises(CorruptObjectError):

