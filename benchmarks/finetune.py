@@ -444,7 +444,7 @@ def _cast_bf16_folder(src: Path, dst: Path) -> None:
     tensors: dict[str, Any] = {}
     with safe_open(str(src / "model.safetensors"), framework="pt") as f:
         metadata = f.metadata()
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             t = f.get_tensor(key)
             tensors[key] = t.to(torch.bfloat16) if t.is_floating_point() else t
     save_file(tensors, str(dst / "model.safetensors"), metadata=metadata)

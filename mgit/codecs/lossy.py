@@ -194,11 +194,11 @@ def encode_quant(
         dec_vals = _to_float(decoded, dtype, scratch.get("lq_dec", n * cw, spec.compute))
         err = np.subtract(dec_vals, child, out=scratch.get("lq_err", n * cw, spec.compute))
         np.abs(err, out=err)
-        bad = ~(err <= _safe_threshold(eps, spec.compute))  # NaN errors count as bad
-        bad &= decoded != child_bits
+        not_ok = ~(err <= _safe_threshold(eps, spec.compute))  # NaN errors are not ok
+        bad = not_ok & (decoded != child_bits)
         n_bad = int(np.count_nonzero(bad))
-        if n_bad:
-            err[bad] = 0
+        # Bad elements get an exact correction; the other not-ok ones are already bit-exact.
+        err[not_ok] = 0
         max_err = 0.0
         if n:
             # Exact maximum error, recomputed in float64 on the few elements near the maximum.

@@ -27,7 +27,17 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
         tags.setdefault(oid, []).append(name)
 
     def render() -> None:
-        if graph or oneline:
+        if oneline and not graph:
+            for c in commits:
+                deco = heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])]
+                rel = [f"{r} of {repo.read_commit(p).model}@{p[:7]}" for p, r in c.parents
+                       if r != "version" or repo.read_commit(p).model != c.model]
+                echo(" ".join(x for x in (
+                    click.style(c.short, fg="yellow"), f"({', '.join(deco)})" if deco else "", c.model,
+                    f"[{'; '.join(rel)}]" if rel else "", c.message.splitlines()[0] if c.message else "",
+                ) if x))
+            return
+        if graph:
             from mgit.lineage.render import LogEntry, graph_log
 
             entries = [
@@ -42,8 +52,6 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
                     if p not in models:
                         models[p] = repo.read_commit(p).model
             lines = graph_log(entries, models=models)
-            if not graph:
-                lines = [ln.lstrip("* ") for ln in lines if ln.lstrip().startswith("*")]
             for line in lines:
                 echo(line)
             return

@@ -109,7 +109,12 @@ def remote_list_cmd() -> None:
     from mgit.remote.sync import list_remotes
 
     remotes = list_remotes(open_repo())
-    emit([r.to_json() for r in remotes], lambda: [echo(f"{r.name}\t{r.url}") for r in remotes])
+
+    def render() -> None:
+        for r in remotes:
+            echo(f"{r.name}\t{r.url}")
+
+    emit([r.to_json() for r in remotes], render)
 
 
 @remote_cmd.command("add")

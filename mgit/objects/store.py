@@ -78,6 +78,8 @@ class ChunkPut:
     codec: str
     depth: int
     max_err: float = 0.0
+    #: For a lossily stored chunk, the bytes it decodes to (what export will give back).
+    content: bytes | None = None
 
 
 def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
@@ -291,10 +293,10 @@ class DiskStore:
                 loid = hash_object("chunk", content)
                 max_err = float(lossy.params.get("max_err", 0.0))
                 if loid in self:
-                    return ChunkPut(loid, False, 0, lossy.codec, depth, max_err)
+                    return ChunkPut(loid, False, 0, lossy.codec, depth, max_err, content)
                 assert base is not None
                 self._write_file(loid, _encode_file("chunk", lossy, len(data), base, depth))
-                return ChunkPut(loid, True, self.stored_size(loid), lossy.codec, depth, max_err)
+                return ChunkPut(loid, True, self.stored_size(loid), lossy.codec, depth, max_err, content)
         if oid is None:
             oid = hash_object("chunk", data)
         if oid in self:

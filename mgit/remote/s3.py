@@ -122,9 +122,9 @@ class S3Transport:
         max_workers: int = 8,
     ) -> None:
         try:
-            import boto3
-            import botocore.config
-            import botocore.exceptions
+            import boto3  # type: ignore[import-untyped]
+            import botocore.config  # type: ignore[import-untyped]
+            import botocore.exceptions  # type: ignore[import-untyped]
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RemoteError(
                 "S3 remotes need boto3", hint="pip install 'mgit[s3]' (or pip install boto3)"

@@ -151,7 +151,7 @@ ERRORS: dict[str, tuple[Setup, list[str] | None, int | None, str | None]] = {
     "nothing to commit": (lambda r: ["commit", "-m", "x"], None, 1, "nothing to commit"),
     "staged file changed": (_staged_changed, None, 2, "new.txt"),
     "invalid model name": (lambda r: ["branch", "a..b"], None, 2, "a..b"),
-    "invalid tag name": (lambda r: ["tag", "-x"], None, None, None),
+    "invalid tag name": (lambda r: ["tag", "--", "-x"], None, 2, "-x"),
     "HEAD as a model name": (lambda r: ["commit", "-m", "x", "--model", "HEAD", "--allow-empty"], None, 2, "HEAD"),
     "existing tag": (lambda r: ["tag", "t1"] if Repository.open(r).create_tag("t1") else [], None, 2, "t1"),
     "lock held": (_lock_held, None, 11, "lock"),
@@ -211,6 +211,20 @@ def test_non_utf8_message_does_not_crash(committed: Path, capsys: pytest.Capture
     # A message that is not valid Unicode (bytes from a non-UTF-8 terminal arrive as lone
     # surrogates): committed, or refused with one line, never a traceback.
     code, out, err = run_main(capsys, committed, "commit", "-m", "caf\udce9", "--allow-empty")
+    assert "Traceback" not in err
+    if code != 0:
+        assert_one_line_error(code, out, err)
+
+
+def test_non_utf8_file_name_does_not_crash(committed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A file whose name is not valid UTF-8 (made on a Latin-1 system): committed, or refused
+    # with one line, never a traceback.
+    with open(os.fsencode(committed) + b"/caf\xe9.txt", "wb") as f:
+        f.write(b"latin-1 name")
+    code, out, err = run_main(capsys, committed, "add", ".")
+    assert "Traceback" not in err
+    if code == 0:
+        code, out, err = run_main(capsys, committed, "commit", "-m", "x")
     assert "Traceback" not in err
     if code != 0:
         assert_one_line_error(code, out, err)
