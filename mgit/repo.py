@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgit._fs import atomic_write, check_relpath
+from mgit._fs import atomic_write, check_relpath, safe_join
 from mgit.errors import (
     AmbiguousRefError,
     CorruptObjectError,
     DirtyWorkingTreeError,
+    InvalidRefNameError,
     MgitError,
     NotARepositoryError,
     NothingToCommitError,
@@ -286,11 +287,21 @@ def _check_relation(rel: str) -> str:
     return rel
 
 
+def _check_text(text: str, what: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} is not valid UTF-8") from None
+    return text
+
+
 def _check_meta(meta: dict[str, str] | None) -> dict[str, str]:
     meta = dict(meta or {})
     for k, v in meta.items():
         if not isinstance(k, str) or not k or not isinstance(v, str):
             raise UsageError(f"bad metadata entry {k!r}")
+        _check_text(k, "a metadata key")
+        _check_text(v, "a metadata value")
     return meta
 
 
@@ -670,6 +681,7 @@ class Repository:
         self._need_worktree()
         eps = _check_eps(eps)
         meta = _check_meta(meta)
+        _check_text(message, "the commit message")
         with index_lock(self.mgit_dir):
             index = Index.load(self.mgit_dir)
             if not index.staged and not allow_empty:
@@ -750,6 +762,7 @@ class Repository:
         """
         eps = _check_eps(eps)
         meta = _check_meta(meta)
+        _check_text(message, "the commit message")
         check_name(model, what="model name")
         src = Path(folder)
         if not src.is_dir():
@@ -909,7 +922,12 @@ class Repository:
         """
         self._need_worktree()
         oid = self.resolve(ref)
-        target_model = ref if self.refs.read(HEADS + ref) is not None else None
+        try:
+            target_model = ref if self.refs.read(HEADS + ref) is not None else None
+        except InvalidRefNameError:
+            target_model = None  # HEAD~1, an id, a tag: detach
+        if ref.strip() in ("HEAD", "@"):
+            target_model = self.head_model
         new_tree = self.read_tree(self.read_commit(oid).tree)
         old_tree = self._head_tree()
         with index_lock(self.mgit_dir):
@@ -924,18 +942,16 @@ class Repository:
             with self._pool() as pool:
                 for rel, entry in sorted(new_tree.files.items()):
                     path = self.root / rel
-                    old = old_tree.files.get(rel)
-                    c = index.cache.get(rel)
-                    if old is not None and old.xxh == entry.xxh and path.is_file() and (
-                        c is not None and c.xxh == entry.xxh and c.matches_stat(path.stat())
-                    ):
-                        continue
+                    if path.is_file() and not path.is_symlink() and index.current_xxh(rel, path) == entry.xxh:
+                        continue  # already these bytes
                     write_file(self.store, entry, self.root, rel, pool=pool, workers=self.workers)
-                    stt = path.stat()
-                    index.cache[rel] = Snapshot(stt.st_size, stt.st_mtime_ns, entry.xxh)
+                    index.cache[rel] = Snapshot.of(path.stat(), entry.xxh)
                     written.append(rel)
             for rel in sorted(set(old_tree.files) - set(new_tree.files)):
-                path = self.root / rel
+                try:
+                    path = safe_join(self.root, rel)
+                except UnsafePathError:
+                    continue  # never delete through a symlinked folder
                 if path.is_file() or path.is_symlink():
                     path.unlink()
                     removed.append(rel)
@@ -1104,7 +1120,7 @@ class Repository:
             first, versions = tip, 1
             while True:
                 fc = self.read_commit(first)
-                prev = [p for p in fc.parents if p.relation == "version" and self.read_commit(p.oid).model == name]
+                prev = [p for p in fc.parents if self.read_commit(p.oid).model == name]
                 if not prev:
                     break
                 first = prev[0].oid
@@ -1130,8 +1146,8 @@ class Repository:
         Nodes are commit ids with ``model``, ``short``, ``message``, ``author``, ``time``,
         ``meta``, ``tags``, ``heads`` (model lines whose latest version it is), ``lossy`` and
         ``logical_bytes``; edges run parent -> child with ``relation`` and ``index`` (the
-        parent's position). With REF and ``direction`` ``"ancestors"`` or ``"descendants"``,
-        only that part of the graph (REF included).
+        parent's position). With REF: REF's ancestors and descendants (REF included), or only
+        one side with ``direction`` ``"ancestors"`` or ``"descendants"``.
         """
         import networkx as nx
 
@@ -1143,7 +1159,9 @@ class Repository:
                 commits = dag.ancestors([oid], self.parents_of)
             elif direction == "descendants":
                 commits = {oid} | dag.descendants(oid, commits, self.parents_of)
-            elif direction is not None:
+            elif direction is None:
+                commits = dag.ancestors([oid], self.parents_of) | dag.descendants(oid, commits, self.parents_of)
+            else:
                 raise UsageError(f"unknown direction {direction!r}")
         heads: dict[str, list[str]] = {}
         for name, oid in self.model_heads().items():
@@ -1212,7 +1230,7 @@ class Repository:
             cm = self.read_commit(cur)
             if any(p.relation == relation for p in cm.parents):
                 return True
-            nxt = [p.oid for p in cm.parents if p.relation == "version" and self.read_commit(p.oid).model == cm.model]
+            nxt = [p.oid for p in cm.parents if self.read_commit(p.oid).model == cm.model]
             cur = nxt[0] if nxt else None
         return False
 
@@ -1393,6 +1411,8 @@ class Repository:
         """Start model line ``name`` at REF (default HEAD)."""
         check_name(name, what="model name")
         oid = self.resolve(ref or "HEAD")
+        if self.refs.read(HEADS + name) is not None:
+            raise UsageError(f"model line {name} already exists")
         self.refs.set_if_equals(HEADS + name, None, oid, message=f"branch: created from {ref or 'HEAD'}")
         return oid
 

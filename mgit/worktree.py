@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 import xxhash
 
-from mgit._fs import atomic_write
+from mgit._fs import atomic_write, check_relpath
 from mgit.errors import LockHeldError, UnsafePathError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "file_xxh",
     "snapshot",
     "index_lock",
+    "folder_bytes",
     "IGNORE_FILE",
 ]
 
@@ -38,26 +40,47 @@ IGNORE_FILE = ".mgitignore"
 _BLOCK = 8 << 20
 
 
+#: A file modified this close to when its snapshot was taken may have changed again within the
+#: same timestamp tick without its stat changing ("racy" entries, as git calls them): re-hash it.
+_RACY_NS = 2_000_000_000
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What a working file looked like: stat fields and content checksum."""
+    """What a working file looked like: stat fields, content checksum, when it was taken."""
 
     size: int
     mtime_ns: int
     xxh: str
+    ctime_ns: int = 0
+    ino: int = 0
+    taken_ns: int = 0
+
+    @classmethod
+    def of(cls, st: os.stat_result, xxh: str) -> Snapshot:
+        """A snapshot of a file whose stat is ``st`` and checksum ``xxh``, taken now."""
+        return cls(st.st_size, st.st_mtime_ns, xxh, st.st_ctime_ns, st.st_ino, time.time_ns())
 
     def matches_stat(self, st: os.stat_result) -> bool:
-        """Same size and mtime as ``st``."""
-        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+        """Same size, mtime, ctime and inode as ``st``, and not racily close to the snapshot."""
+        return (
+            st.st_size == self.size
+            and st.st_mtime_ns == self.mtime_ns
+            and st.st_ctime_ns == self.ctime_ns
+            and st.st_ino == self.ino
+            and self.taken_ns - self.mtime_ns > _RACY_NS
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
-        return {"size": self.size, "mtime_ns": self.mtime_ns, "xxh": self.xxh}
+        return {"size": self.size, "mtime_ns": self.mtime_ns, "xxh": self.xxh,
+                "ctime_ns": self.ctime_ns, "ino": self.ino, "taken_ns": self.taken_ns}
 
     @classmethod
     def from_json(cls, v: dict[str, Any]) -> Snapshot:
         """From JSON."""
-        return cls(int(v["size"]), int(v["mtime_ns"]), str(v["xxh"]))
+        return cls(int(v["size"]), int(v["mtime_ns"]), str(v["xxh"]), int(v.get("ctime_ns", 0)),
+                   int(v.get("ino", 0)), int(v.get("taken_ns", 0)))
 
 
 def file_xxh(path: Path) -> str:
@@ -75,7 +98,7 @@ def file_xxh(path: Path) -> str:
 def snapshot(path: Path) -> Snapshot:
     """Stat and checksum a file."""
     st = path.stat()
-    return Snapshot(st.st_size, st.st_mtime_ns, file_xxh(path))
+    return Snapshot.of(st, file_xxh(path))
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -131,6 +154,12 @@ def scan(root: Path, *, under: str = "", strict: bool = False) -> dict[str, Path
             rel = f"{rel_dir}/{fn}" if rel_dir else fn
             if _ignored(rel, patterns) or fn.endswith(".mgit-tmp"):
                 continue
+            try:
+                check_relpath(rel)
+            except UnsafePathError:
+                if strict:
+                    raise
+                continue
             full = dp / fn
             if full.is_symlink():
                 if not _check_link(full, root_real, rel, strict):
@@ -152,6 +181,13 @@ def _check_link(full: Path, root_real: Path, rel: str, strict: bool) -> bool:
         if strict:
             raise UnsafePathError(rel, f"symlink points outside the model folder ({target})") from None
         return False
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files :func:`scan` would find in ``folder`` (0 if it is not a folder)."""
+    if not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in scan(folder).values())
 
 
 @contextmanager
@@ -214,7 +250,7 @@ class Index:
         c = self.cache.get(rel)
         if c is not None and c.matches_stat(st):
             return c.xxh
-        snap = Snapshot(st.st_size, st.st_mtime_ns, file_xxh(path))
+        snap = Snapshot.of(st, file_xxh(path))
         self.cache[rel] = snap
         return snap.xxh
 

@@ -21,30 +21,43 @@ import numpy as np
 __all__ = [
     "ALL_DTYPES",
     "FLOAT_DTYPES",
+    "HEAD_TENSORS",
     "NP_DTYPES",
     "ST_NAMES",
-    "make_tensor",
-    "st_dtype",
     "bits",
-    "same_array",
-    "safetensors_bytes",
-    "raw_safetensors",
-    "write_safetensors",
-    "model_tensors",
-    "write_model_folder",
-    "make_model_folder",
-    "finetune_head",
-    "sha256_tree",
-    "list_objects",
-    "objects_of_kind",
     "cli_runner",
+    "finetune_head",
+    "list_objects",
+    "make_model_folder",
+    "make_tensor",
+    "model_tensors",
+    "objects_of_kind",
+    "raw_safetensors",
     "run_cli",
     "run_main",
-    "HEAD_TENSORS",
+    "safetensors_bytes",
+    "same_array",
+    "sha256_tree",
+    "st_dtype",
+    "write_model_folder",
+    "write_safetensors",
 ]
 
 #: Every safetensors dtype the tests generate.
-ALL_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "I64", "I32", "I16", "I8", "U8", "BOOL")
+ALL_DTYPES = (
+    "F64",
+    "F32",
+    "F16",
+    "BF16",
+    "F8_E4M3",
+    "F8_E5M2",
+    "I64",
+    "I32",
+    "I16",
+    "I8",
+    "U8",
+    "BOOL",
+)
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 
 #: safetensors dtype name -> numpy dtype (bf16 and fp8 through ml_dtypes).
@@ -71,10 +84,25 @@ _UINT = {1: np.dtype("u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype(
 # signalling NaN, negative NaN with a payload, smallest denormal, negative largest denormal.
 _SPECIAL_BITS: dict[str, list[int]] = {
     "F64": [
-        0x8000000000000000, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000001,
-        0x7FF0000000000001, 0xFFF80000DEADBEEF, 0x0000000000000001, 0x800FFFFFFFFFFFFF,
+        0x8000000000000000,
+        0x7FF0000000000000,
+        0xFFF0000000000000,
+        0x7FF8000000000001,
+        0x7FF0000000000001,
+        0xFFF80000DEADBEEF,
+        0x0000000000000001,
+        0x800FFFFFFFFFFFFF,
     ],
-    "F32": [0x80000000, 0x7F800000, 0xFF800000, 0x7FC00001, 0x7F800001, 0xFFC12345, 0x00000001, 0x807FFFFF],
+    "F32": [
+        0x80000000,
+        0x7F800000,
+        0xFF800000,
+        0x7FC00001,
+        0x7F800001,
+        0xFFC12345,
+        0x00000001,
+        0x807FFFFF,
+    ],
     "F16": [0x8000, 0x7C00, 0xFC00, 0x7E01, 0x7C01, 0xFE42, 0x0001, 0x83FF],
     "BF16": [0x8000, 0x7F80, 0xFF80, 0x7FC1, 0x7F81, 0xFFC3, 0x0001, 0x807F],
     # e4m3fn has no infinity: 0x7f / 0xff are its NaNs; 0x7e is the largest finite value.
@@ -134,7 +162,9 @@ def same_array(a: Any, b: Any) -> bool:
     return sa == sb and ra == rb
 
 
-def raw_safetensors(header: bytes | str | Mapping[str, Any], data: bytes = b"", *, length: int | None = None) -> bytes:
+def raw_safetensors(
+    header: bytes | str | Mapping[str, Any], data: bytes = b"", *, length: int | None = None
+) -> bytes:
     """Bytes of a safetensors file from a header (dict, or exact text) and a data section.
 
     ``length`` overrides the 8-byte header length (to craft lies).
@@ -173,7 +203,11 @@ def safetensors_bytes(
         off += len(raw)
     for name in tensors:
         arr = tensors[name]
-        header[name] = {"dtype": st_dtype(arr), "shape": list(arr.shape), "data_offsets": list(offsets[name])}
+        header[name] = {
+            "dtype": st_dtype(arr),
+            "shape": list(arr.shape),
+            "data_offsets": list(offsets[name]),
+        }
     hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
     pad = (-len(hb)) % align if align else 0
     hb += b" " * (pad + extra_padding)
@@ -244,7 +278,9 @@ def write_model_folder(
     cfg.update(config or {})
     (root / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     vocab = {f"tok{i}": i for i in range(40)}
-    (root / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"vocab": vocab}}) + "\n")
+    (root / "tokenizer.json").write_text(
+        json.dumps({"version": "1.0", "model": {"vocab": vocab}}) + "\n"
+    )
     meta = dict(metadata) if metadata is not None else {"format": "pt"}
     if not sharded:
         write_safetensors(root / "model.safetensors", tensors, meta)
@@ -330,12 +366,19 @@ def cli_runner() -> Any:
     return CliRunner()
 
 
-def run_cli(path: str | os.PathLike[str], *args: str, input: str | None = None, env: Mapping[str, str] | None = None) -> Any:
+def run_cli(
+    path: str | os.PathLike[str],
+    *args: str,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Any:
     """Invoke ``mgit -C PATH ARGS...`` on the click group (library errors propagate raw:
     ``result.exception``)."""
     from mgit.cli import cli
 
-    return cli_runner().invoke(cli, ["-C", str(path), *args], input=input, env=dict(env or {}), catch_exceptions=True)
+    return cli_runner().invoke(
+        cli, ["-C", str(path), *args], input=input, env=dict(env or {}), catch_exceptions=True
+    )
 
 
 def run_main(capsys: Any, path: str | os.PathLike[str] | None, *args: str) -> tuple[int, str, str]:

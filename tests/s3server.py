@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["MotoS3Server", "s3_server", "s3_env", "s3_bucket", "S3_TEST_ENV", "make_client"]
+__all__ = ["S3_TEST_ENV", "MotoS3Server", "make_client", "s3_bucket", "s3_env", "s3_server"]
 
 S3_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -93,13 +93,6 @@ class MotoS3Server:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-
-    def __enter__(self) -> MotoS3Server:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 _clients: dict[str, Any] = {}

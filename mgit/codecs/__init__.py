@@ -2,8 +2,8 @@
 
 Tensor data is split into fixed-size chunks of whole elements. Each chunk is stored on its own
 (:func:`encode_standalone`), as a lossless delta against the aligned chunk of the parent model's
-tensor (:func:`encode_delta`), or, when the user opts in, as a quantized delta with an absolute error
-bound (:func:`encode_lossy`). :func:`decode` turns any of them back into the chunk's bytes.
+tensor (:func:`encode_delta`), or, when the user opts in, as a quantized delta with an absolute
+error bound (:func:`encode_lossy`). :func:`decode` turns any of them back into the chunk's bytes.
 
 Codecs see raw bytes; the caller says how wide an element is and whether it is a float. Lossless
 codecs are bit-exact for every dtype (NaN payloads, -0.0, denormals included), because object ids
@@ -67,10 +67,6 @@ __all__ = [
 #: Default effort. For the plane codecs, levels 1-3 all run zstd level 1 (see
 #: :func:`mgit.codecs.lossless.plane_level` for the measurements behind this).
 DEFAULT_LEVEL = 3
-
-#: A delta whose payload is larger than this fraction of the raw chunk is also tried standalone,
-#: and the smaller encoding wins (a re-initialized tensor shares nothing with its parent).
-_DELTA_FALLBACK_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -145,9 +141,8 @@ def encode_delta(
     The delta is the zigzag-coded wrapping difference of the bit patterns (``transform="sub"``,
     codec ``sub-planes-zstd/1``), which measured smaller than XOR on every finetune tried, or the
     XOR of the bit patterns (``transform="xor"``, ``xor-planes-zstd/1``); then byte planes and
-    zstd. When the delta stays above 80% of the raw size (the chunk is unrelated to its base), the
-    standalone encoding is tried as well and the smaller one is returned: check
-    :func:`codec_needs_base` on the result's codec before recording a base.
+    zstd. The result always needs the base; a caller that suspects the chunk is unrelated to its
+    base (a delta above about 80% of the raw size) can compare with :func:`encode_standalone`.
 
     Args:
         data: The child chunk's bytes.
@@ -173,13 +168,7 @@ def encode_delta(
         raise CodecError(
             f"delta base has {len(base_view)} bytes but the chunk has {len(view)}; they must match"
         )
-    if len(view) == 0:
-        return Encoded(RAW, b"", {})
     payload, params = lossless.encode_delta_planes(view, base_view, itemsize, level, transform)
-    if len(payload) > _DELTA_FALLBACK_FRACTION * len(view):
-        alone = _smallest_standalone(view, itemsize, is_float, level)
-        if len(alone.payload) < len(payload):
-            return alone
     return Encoded(codec, payload, params)
 
 
@@ -194,9 +183,12 @@ def encode_lossy(
     """Encode a float chunk as a quantized delta whose every element is within ``eps`` of ``data``.
 
     ``params`` records ``eps`` and the measured ``max_err`` (``max |decoded - data|``, never above
-    ``eps``), plus ``step``, ``qbytes``, ``corrections`` and ``dtype``. Elements that quantization
-    cannot bring within ``eps`` (non-finite values, overflow, dtypes whose own rounding is coarser
-    than ``eps``) are stored exactly, so the bound always holds. Decoding is deterministic.
+    ``eps``), plus ``dtype``, ``step``, ``bits``, ``escapes``, ``ebytes`` and ``corrections`` (see
+    :mod:`mgit.codecs.lossy`). Elements that quantization cannot bring within ``eps`` (non-finite
+    values, overflow, dtypes whose own rounding is coarser than ``eps``) are stored exactly, so the
+    bound always holds and a float chunk is never refused. Decoding is deterministic. The payload
+    is not guaranteed smaller than the lossless delta (it is for fp32/fp16 finetunes; for bfloat16
+    at ``eps`` below its rounding it is about the same): callers may compare.
 
     Args:
         data: The child chunk's bytes.
@@ -213,7 +205,11 @@ def encode_lossy(
             invalid.
     """
     check_level(level)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps > 0):
+    if (
+        isinstance(eps, bool)
+        or not isinstance(eps, (int, float))
+        or not (math.isfinite(eps) and eps > 0)
+    ):
         raise CodecError(f"lossy error bound must be a finite number > 0, got {eps!r}")
     if dtype not in LOSSY_DTYPES:
         return None

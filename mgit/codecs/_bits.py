@@ -6,11 +6,11 @@ dtype (bf16, fp16, fp32, fp8, ints, NaN payloads, -0.0, denormals) round-trips e
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-import threading
-
 import numpy as np
+import numpy.typing as npt
 
 from mgit.errors import CodecError
 
@@ -24,6 +24,8 @@ __all__ = [
     "unzigzag",
     "check_itemsize",
     "scratch",
+    "pack_bits",
+    "unpack_bits",
 ]
 
 _WORDS: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -65,7 +67,11 @@ def check_itemsize(itemsize: object) -> int:
     Raises:
         CodecError: If it is not an integer from 1 to 64.
     """
-    if isinstance(itemsize, bool) or not isinstance(itemsize, int) or not 1 <= itemsize <= MAX_ITEMSIZE:
+    if (
+        isinstance(itemsize, bool)
+        or not isinstance(itemsize, int)
+        or not 1 <= itemsize <= MAX_ITEMSIZE
+    ):
         raise CodecError(f"itemsize must be an integer from 1 to {MAX_ITEMSIZE}, got {itemsize!r}")
     return itemsize
 
@@ -106,7 +112,7 @@ class _Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[str, np.ndarray] = {}
 
-    def get(self, name: str, nbytes: int, dtype: Any = np.uint8) -> np.ndarray:
+    def get(self, name: str, nbytes: int, dtype: npt.DTypeLike = np.uint8) -> np.ndarray:
         """A flat array of ``nbytes`` bytes viewed as ``dtype``; its content is garbage."""
         if nbytes > _SCRATCH_MAX:
             return np.empty(nbytes, dtype=np.uint8).view(dtype)
@@ -137,8 +143,17 @@ def split_planes(buf: np.ndarray, itemsize: int, out: np.ndarray | None = None) 
     n = buf.size // itemsize
     if out is None:
         out = np.empty(buf.size, dtype=np.uint8)
-    src = buf.reshape(n, itemsize)
     dst = out.reshape(itemsize, n)
+    if itemsize in (2, 4):
+        # Shift-and-narrow on whole words: 2-5x faster than strided byte copies.
+        words = buf.view(_WORDS[itemsize])
+        tmp = scratch.get("plane_tmp", buf.size // itemsize * itemsize, _WORDS[itemsize])
+        np.copyto(dst[0], words, casting="unsafe")
+        for i in range(1, itemsize):
+            np.right_shift(words, 8 * i, out=tmp)
+            np.copyto(dst[i], tmp, casting="unsafe")
+        return out
+    src = buf.reshape(n, itemsize)
     for i in range(itemsize):
         dst[i] = src[:, i]
     return out
@@ -162,8 +177,17 @@ def merge_planes(planes: np.ndarray, itemsize: int, out: np.ndarray | None = Non
         out[:] = planes
         return out
     n = planes.size // itemsize
-    dst = out.reshape(n, itemsize)
     src = planes.reshape(itemsize, n)
+    if itemsize in (2, 4):
+        words = out.view(_WORDS[itemsize])
+        tmp = scratch.get("plane_tmp", planes.size, _WORDS[itemsize])
+        np.copyto(words, src[0], casting="unsafe")
+        for i in range(1, itemsize):
+            np.copyto(tmp, src[i], casting="unsafe")
+            np.left_shift(tmp, 8 * i, out=tmp)
+            np.bitwise_or(words, tmp, out=words)
+        return out
+    dst = out.reshape(n, itemsize)
     for i in range(itemsize):
         dst[:, i] = src[i]
     return out
@@ -209,3 +233,62 @@ def unzigzag(z: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     np.right_shift(z, 1, out=z)
     np.bitwise_xor(z, low, out=z)
     return z
+
+
+def pack_bits(symbols: np.ndarray, bits: int) -> np.ndarray:
+    """Pack uint8 symbols below ``2**bits`` into bytes, ``8 // bits`` per byte, low bits first.
+
+    Packing several small symbols per byte lets zstd's byte-wise Huffman coder code them jointly,
+    which beats its one-bit-per-byte floor when the symbols carry less than a bit or two each.
+
+    Args:
+        symbols: A flat uint8 array.
+        bits: 1, 2, 4 or 8.
+
+    Returns:
+        A new uint8 array of ``ceil(len(symbols) * bits / 8)`` bytes.
+    """
+    if bits == 8:
+        return symbols.copy()
+    per = 8 // bits
+    n = symbols.size
+    full = n - n % per
+    out = np.zeros((n + per - 1) // per, dtype=np.uint8)
+    body = symbols[:full].reshape(-1, per)
+    head = out[: full // per]
+    for i in range(per):
+        head |= body[:, i] << np.uint8(bits * i)
+    for i, v in enumerate(symbols[full:]):
+        out[-1] |= np.uint8(v) << np.uint8(bits * i)
+    return out
+
+
+def unpack_bits(packed: np.ndarray, bits: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: the first ``n`` symbols, as uint8.
+
+    Args:
+        packed: The packed bytes (at least ``ceil(n * bits / 8)``).
+        bits: 1, 2, 4 or 8.
+        n: Number of symbols.
+        out: Optional uint8 array of ``n`` elements to write into.
+
+    Returns:
+        The symbols.
+    """
+    if out is None:
+        out = np.empty(n, dtype=np.uint8)
+    if bits == 8:
+        out[:] = packed[:n]
+        return out
+    per = 8 // bits
+    mask = np.uint8((1 << bits) - 1)
+    full = n - n % per
+    body = out[:full].reshape(-1, per)
+    src = packed[: full // per]
+    for i in range(per):
+        np.bitwise_and(src >> np.uint8(bits * i), mask, out=body[:, i])
+    if full < n:
+        last = packed[full // per]
+        for i in range(n - full):
+            out[full + i] = (last >> np.uint8(bits * i)) & mask
+    return out

@@ -19,7 +19,7 @@ import zstandard
 
 from mgit.errors import CodecError
 
-__all__ = ["compress", "decompress", "decompress_into", "check_level"]
+__all__ = ["compress", "decompress", "decompress_into", "check_level", "PLANES_FAST"]
 
 _local = threading.local()
 
@@ -40,9 +40,23 @@ def check_level(level: int) -> int:
     Raises:
         CodecError: If the level is not an integer from 1 to 22.
     """
-    if isinstance(level, bool) or not isinstance(level, int) or not _MIN_LEVEL <= level <= _MAX_LEVEL:
-        raise CodecError(f"zstd level must be an integer from {_MIN_LEVEL} to {_MAX_LEVEL}, got {level!r}")
+    if (
+        isinstance(level, bool)
+        or not isinstance(level, int)
+        or not _MIN_LEVEL <= level <= _MAX_LEVEL
+    ):
+        raise CodecError(
+            f"zstd level must be an integer from {_MIN_LEVEL} to {_MAX_LEVEL}, got {level!r}"
+        )
     return level
+
+
+#: Pseudo-level for byte planes: zstd level 1 with a minimum match of 7 and a 2**8-entry hash
+#: table. Weight planes are mostly entropy (Huffman) with few useful matches; looking for fewer
+#: matches gave smaller output *and* 2-2.6x the speed of level 1 on real models (all-MiniLM-L6-v2
+#: standalone: fp32 1.209x at 1580 MB/s vs 1.200x at 786; bf16 1.470x at 1172 vs 1.445x at 448;
+#: deltas equal or slightly smaller; decode 1.4-1.8x faster).
+PLANES_FAST = 0
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
@@ -51,9 +65,16 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
         cache = _local.cctx = {}
     cctx = cache.get(level)
     if cctx is None:
-        cctx = cache[level] = zstandard.ZstdCompressor(
-            level=level, write_checksum=True, write_content_size=True
-        )
+        if level == PLANES_FAST:
+            params = zstandard.ZstdCompressionParameters.from_level(
+                1, min_match=7, hash_log=8, write_checksum=True, write_content_size=True
+            )
+            cctx = zstandard.ZstdCompressor(compression_params=params)
+        else:
+            cctx = zstandard.ZstdCompressor(
+                level=level, write_checksum=True, write_content_size=True
+            )
+        cache[level] = cctx
     return cctx
 
 
@@ -64,17 +85,17 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dctx
 
 
-def compress(data: bytes | memoryview, level: int) -> bytes:
+def compress(data: bytes | memoryview | np.ndarray, level: int) -> bytes:
     """Compress ``data`` into one zstd frame with its content size and a checksum.
 
     Args:
         data: Bytes, or any C-contiguous buffer (a numpy array works without a copy).
-        level: zstd level, already validated.
+        level: zstd level, already validated, or :data:`PLANES_FAST`.
 
     Returns:
         The frame.
     """
-    return _compressor(level).compress(data)
+    return _compressor(level).compress(data)  # type: ignore[arg-type]
 
 
 def _frame_length(payload: bytes, header_size: int, has_checksum: bool) -> int:
@@ -109,7 +130,9 @@ def _check_frame(payload: bytes, size: int) -> None:
     if frame_len != len(payload):
         if frame_len > len(payload):
             raise CodecError("compressed payload is truncated")
-        raise CodecError(f"compressed payload has {len(payload) - frame_len} unexpected trailing bytes")
+        raise CodecError(
+            f"compressed payload has {len(payload) - frame_len} unexpected trailing bytes"
+        )
 
 
 def decompress(payload: bytes, size: int) -> bytes:
@@ -156,10 +179,12 @@ def decompress_into(payload: bytes, out: np.ndarray) -> np.ndarray:
     _check_frame(payload, size)
     if size == 0:
         return out
-    view = memoryview(out)
+    view = memoryview(out)  # type: ignore[arg-type]
     got = 0
     try:
-        reader = _decompressor().stream_reader(payload, read_size=len(payload), read_across_frames=False)
+        reader = _decompressor().stream_reader(
+            payload, read_size=len(payload), read_across_frames=False
+        )
         while got < size:
             n = reader.readinto(view[got:])
             if n == 0:
@@ -170,5 +195,7 @@ def decompress_into(payload: bytes, out: np.ndarray) -> np.ndarray:
     except zstandard.ZstdError as exc:
         raise CodecError(f"compressed payload is corrupt ({exc})") from None
     if got != size or extra:
-        raise CodecError(f"compressed payload decompressed to another size than the {size} bytes expected")
+        raise CodecError(
+            f"compressed payload decompressed to another size than the {size} bytes expected"
+        )
     return out

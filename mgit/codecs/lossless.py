@@ -32,7 +32,6 @@ import numpy as np
 
 from mgit.codecs import _zstd
 from mgit.codecs._bits import (
-    as_bytes,
     check_itemsize,
     effective_itemsize,
     merge_planes,
@@ -73,20 +72,22 @@ DELTA_TRANSFORMS: dict[str, str] = {"sub": SUB_PLANES_ZSTD, "xor": XOR_PLANES_ZS
 
 
 def plane_level(level: int) -> int:
-    """The zstd level used on byte planes for a requested ``level``.
+    """The zstd setting used on byte planes for a requested ``level``.
 
-    On byte planes of weights and of weight deltas zstd level 1 gave both the smallest output and
-    3-4x the speed of levels 2-9 (its longer minimum match skips short, useless matches and leaves
-    the bytes to the Huffman coder); only level 19 was smaller, by under 1.5%, at a few MB/s. So
-    levels 1-3 (the default) all mean zstd level 1 here, and higher levels are passed on unchanged.
+    On byte planes of weights and of weight deltas, zstd level 1 gave both smaller output and 3-4x
+    the speed of levels 2-9 (a longer minimum match skips short, useless matches and leaves the
+    bytes to the Huffman coder); only level 19 was smaller, by under 1.5%, at a few MB/s. Going
+    further the same way (:data:`mgit.codecs._zstd.PLANES_FAST`: minimum match 7, tiny hash table)
+    was smaller still and twice as fast. So levels 1-3 (the default) all mean ``PLANES_FAST`` here,
+    and higher levels are passed to zstd unchanged.
 
     Args:
         level: The requested level (1-22, already validated).
 
     Returns:
-        The zstd level to use.
+        The zstd level to use, or ``PLANES_FAST``.
     """
-    return 1 if level <= 3 else level
+    return _zstd.PLANES_FAST if level <= 3 else level
 
 
 def _array(data: memoryview) -> np.ndarray:
@@ -209,4 +210,4 @@ def decode_delta_planes(
         np.add(unzigzag(codes, scratch.get("tmp", size, word)), parent, out=codes)
     else:
         np.bitwise_xor(codes, parent, out=codes)
-    return codes.tobytes()
+    return bytes(codes.tobytes())

@@ -1,9 +1,9 @@
 """Lossy delta codec with a guaranteed absolute error bound: ``quant-planes-zstd/1``.
 
-The change ``data - base`` is quantized to integers ``q = rint((data - base) / step)`` and decoded as
-``base + q * step``, rounded to the dtype; ``q == 0`` decodes to the base's exact bits. The step is
-``2 * (eps - ulp)``, where ``ulp`` is the unit in the last place of the largest magnitude in the chunk,
-so that the rounding of the decode itself cannot push an element past ``eps``.
+The change ``data - base`` is quantized to integers ``q = rint((data - base) / step)`` and decoded
+as ``base + q * step``, rounded to the dtype; ``q == 0`` decodes to the base's exact bits. The step
+is ``2 * (eps - ulp)``, where ``ulp`` is the unit in the last place of the largest magnitude in the
+chunk, so that the rounding of the decode itself cannot push an element past ``eps``.
 
 The encoder computes exactly what the decoder will (same functions, same order of operations, IEEE
 float32/float64 arithmetic, which is deterministic), measures the error of every element, and
@@ -12,10 +12,17 @@ overflow, or dtypes whose own rounding is coarser than ``eps``, such as bfloat16
 zigzag-coded wrapping difference of its bit patterns against the quantized decode. So the bound
 always holds, and the codec never has to give up on a float dtype.
 
-Layout: the zigzag-coded ``q`` in the narrowest integer type that holds it (int8/16/32), byte
-planes, then (only when there are corrections) the correction words as byte planes, all in one zstd
-frame. Parameters: ``dtype``, ``eps``, ``max_err`` (the measured maximum error), ``step``, ``qbytes``
-and ``corrections`` (how many elements are stored exactly).
+When quantization fails for more than an eighth of the elements (bfloat16 at small ``eps``), the
+encoder also tries "keep the base where it is within ``eps``, store the exact child elsewhere"
+(every ``q`` is 0) and keeps the smaller payload.
+
+Layout, one zstd frame: the zigzag-coded ``q`` clipped to ``2**bits - 1`` and packed ``8 // bits``
+symbols per byte (``bits`` is 1, 2, 4 or 8: the narrowest whose escapes stay under 1/16 of the
+elements; packing lets the byte-wise Huffman coder code 2-8 symbols jointly, which is what beats
+LZMA on these low-entropy streams), then the escapes (``code - (2**bits - 1)`` for the clipped
+elements, as byte planes of ``ebytes``-wide words), then, only when there are corrections, the
+correction words as byte planes. Parameters: ``dtype``, ``eps``, ``max_err`` (the measured maximum
+error), ``step``, ``bits``, ``escapes``, ``ebytes`` and ``corrections`` (elements stored exactly).
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ from typing import Any
 import numpy as np
 
 from mgit.codecs import _zstd
-from mgit.codecs._bits import merge_planes, scratch, split_planes, unzigzag, zigzag
+from mgit.codecs._bits import (
+    merge_planes,
+    pack_bits,
+    scratch,
+    split_planes,
+    unpack_bits,
+    unzigzag,
+    zigzag,
+)
+from mgit.codecs.lossless import plane_level
 from mgit.errors import CodecError
 
 __all__ = ["QUANT_PLANES_ZSTD", "LOSSY_DTYPES", "encode_quant", "decode_quant"]
@@ -54,7 +70,8 @@ _SPECS: dict[str, _Spec] = {
 #: Safetensors dtype names the lossy codec accepts.
 LOSSY_DTYPES = frozenset(_SPECS)
 
-_QTYPES: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32}
+_QTYPES: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+_UNSIGNED: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _QMAX = 2**31 - 1
 
 
@@ -90,7 +107,12 @@ def _round_to_bits(vals: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def _reconstruct(
-    q: np.ndarray, base_bits: np.ndarray, base_vals: np.ndarray, step: Any, dtype: str, work: np.ndarray
+    q: np.ndarray,
+    base_bits: np.ndarray,
+    base_vals: np.ndarray,
+    step: np.floating[Any],
+    dtype: str,
+    work: np.ndarray,
 ) -> np.ndarray:
     """The decoded bit patterns for quantized changes ``q``: shared by encoder and decoder.
 
@@ -107,7 +129,7 @@ def _reconstruct(
 
 
 def _step_for(eps: float, amax: float, spec: _Spec) -> float:
-    """Quantization step: ``2 * (eps - ulp(amax))``, so that decode rounding stays within ``eps``."""
+    """Quantization step ``2 * (eps - ulp(amax))``: decode rounding then stays within ``eps``."""
     if amax > 0 and math.isfinite(amax):
         ulp = math.ldexp(1.0, math.frexp(amax)[1] - 1 - spec.mantissa)
     else:
@@ -117,7 +139,7 @@ def _step_for(eps: float, amax: float, spec: _Spec) -> float:
     return float(spec.compute(step))
 
 
-def _safe_threshold(eps: float, compute: Any) -> Any:
+def _safe_threshold(eps: float, compute: type[np.floating[Any]]) -> np.floating[Any]:
     """Largest compute-dtype ``t`` such that a computed ``|a - b| <= t`` proves ``|a - b| <= eps``.
 
     A rounded subtraction is within a relative ``2**-p`` of the exact difference (``p`` = 24 or
@@ -199,39 +221,92 @@ def encode_quant(
         n_bad = int(np.count_nonzero(bad))
         # Bad elements get an exact correction; the other not-ok ones are already bit-exact.
         err[not_ok] = 0
-        max_err = 0.0
-        if n:
-            # Exact maximum error, recomputed in float64 on the few elements near the maximum.
-            top = float(err.max())
-            near = np.flatnonzero(err >= spec.compute(top * (1 - 2.0**-20)))
-            exact = np.abs(dec_vals[near].astype(np.float64) - child[near].astype(np.float64))
-            max_err = min(float(exact.max()), eps) if near.size else 0.0
+        if n_bad > n // 8:  # variant B below reuses the work arrays: keep what A needs
+            err_a, dec_vals_a = err.copy(), dec_vals.copy()
+            decoded = decoded.copy()
+        payload, layout = _layout(qi, decoded, child_bits, bad, n_bad, width, level)
 
-        qmax = int(max(-int(qi.min()), int(qi.max()))) if n else 0
-    qbytes = 1 if qmax <= 127 else 2 if qmax <= 32767 else 4
-    qt = _QTYPES[qbytes]
-    ut = np.dtype(qt).str.replace("i", "u")
-    codes = qi.astype(qt).view(ut)
-    zigzag(codes, scratch.get("lq_tmp", n * qbytes, ut))
-    buffer = scratch.get("lq_buf", n * qbytes + (n * width if n_bad else 0))
-    split_planes(codes.view(np.uint8), qbytes, buffer[: n * qbytes]) if qbytes > 1 else np.copyto(
-        buffer[:n], codes.view(np.uint8)
-    )
-    if n_bad:
-        correction = np.subtract(child_bits, decoded, out=scratch.get("lq_corr", n * width, spec.bits))
-        correction[~bad] = 0
-        zigzag(correction, scratch.get("lq_tmp", n * width, spec.bits))
-        split_planes(correction.view(np.uint8), width, buffer[n * qbytes :])
-    payload = _zstd.compress(buffer, 1 if level <= 3 else level)
-    params: dict[str, Any] = {
-        "dtype": dtype,
-        "eps": float(eps),
-        "max_err": max_err,
-        "step": step,
-        "qbytes": qbytes,
-        "corrections": n_bad,
-    }
+        if n_bad > n // 8:
+            # Quantization failed for many elements (a dtype whose own rounding is coarser than
+            # eps, such as bfloat16): also try keeping the base wherever it is within eps and the
+            # exact child elsewhere, and keep the smaller payload.
+            ok = np.subtract(parent, child, out=err)
+            np.abs(ok, out=ok)
+            b_err = ok
+            b_not_ok = ~(b_err <= _safe_threshold(eps, spec.compute))
+            b_bad = b_not_ok & (base_bits != child_bits)
+            b_err[b_not_ok] = 0
+            qi[:] = 0
+            b_payload, b_layout = _layout(
+                qi, base_bits, child_bits, b_bad, int(np.count_nonzero(b_bad)), width, level
+            )
+            if len(b_payload) < len(payload):
+                payload, layout = b_payload, b_layout
+                max_err = _exact_max(b_err, parent, child, eps, spec)
+            else:
+                max_err = _exact_max(err_a, dec_vals_a, child, eps, spec)
+        else:
+            max_err = _exact_max(err, dec_vals, child, eps, spec)
+
+    params: dict[str, Any] = {"dtype": dtype, "eps": float(eps), "max_err": max_err, "step": step}
+    params.update(layout)
     return payload, params
+
+
+def _exact_max(
+    err: np.ndarray, approx: np.ndarray, child: np.ndarray, eps: float, spec: _Spec
+) -> float:
+    """Exact maximum error, recomputed in float64 on the few elements near the computed maximum."""
+    if err.size == 0:
+        return 0.0
+    top = float(err.max())
+    if not top > 0:  # every element exact (the not-ok ones were zeroed by the caller)
+        return 0.0
+    near = np.flatnonzero(err >= spec.compute(top * (1 - 2.0**-20)))
+    exact = np.abs(approx[near].astype(np.float64) - child[near].astype(np.float64))
+    return min(float(exact.max()), eps)
+
+
+def _layout(
+    q: np.ndarray,
+    decoded: np.ndarray,
+    child_bits: np.ndarray,
+    bad: np.ndarray,
+    n_bad: int,
+    width: int,
+    level: int,
+) -> tuple[bytes, dict[str, Any]]:
+    """Build the payload: packed q symbols, escapes, corrections; ``q`` is overwritten."""
+    n = q.size
+    codes = zigzag(q.view(np.dtype(q.dtype).str.replace("i", "u")))
+    small = np.minimum(codes, 255).astype(np.uint8)
+    counts = np.bincount(small, minlength=256)
+    # Narrowest symbol width whose escapes (codes >= 2**bits - 1) stay rare.
+    bits = 8
+    for candidate in (1, 2, 4):
+        if int(counts[(1 << candidate) - 1 :].sum()) * 16 <= n:
+            bits = candidate
+            break
+    esc = (1 << bits) - 1
+    if bits < 8:
+        np.minimum(small, esc, out=small)
+    symbols = pack_bits(small, bits)
+    where_esc = np.flatnonzero(codes >= esc)
+    extra = codes[where_esc] - codes.dtype.type(esc)
+    top = int(extra.max()) if extra.size else 0
+    ebytes = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+    escapes = split_planes(extra.astype(_UNSIGNED[ebytes]).view(np.uint8), ebytes)
+    parts = [symbols, escapes]
+    if n_bad:
+        correction = np.subtract(
+            child_bits, decoded, out=scratch.get("lq_corr", n * width, child_bits.dtype)
+        )
+        correction[~bad] = 0
+        zigzag(correction, scratch.get("lq_tmp", n * width, child_bits.dtype))
+        parts.append(split_planes(correction.view(np.uint8), width))
+    payload = _zstd.compress(np.concatenate(parts), plane_level(level))
+    layout = {"bits": bits, "escapes": int(where_esc.size), "ebytes": ebytes, "corrections": n_bad}
+    return payload, layout
 
 
 def decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memoryview) -> bytes:
@@ -242,31 +317,46 @@ def decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memory
     """
     if not isinstance(params, dict):
         raise CodecError("lossy codec parameters must be a mapping")
-    dtype = params.get("dtype")
-    spec = _SPECS.get(dtype) if isinstance(dtype, str) else None
+    dtype = str(params.get("dtype"))
+    spec = _SPECS.get(dtype)
     step = params.get("step")
-    qbytes = params.get("qbytes")
+    bits = params.get("bits")
+    escapes = params.get("escapes")
+    ebytes = params.get("ebytes")
     n_bad = params.get("corrections")
     if (
         spec is None
         or not isinstance(step, (int, float))
         or isinstance(step, bool)
         or not (math.isfinite(step) and step > 0)
-        or qbytes not in _QTYPES
-        or not isinstance(n_bad, int)
-        or isinstance(n_bad, bool)
+        or bits not in (1, 2, 4, 8)
+        or ebytes not in _UNSIGNED
+        or not _is_count(escapes)
+        or not _is_count(n_bad)
     ):
         raise CodecError(f"lossy codec parameters are invalid: {params!r}")
+    assert isinstance(bits, int) and isinstance(ebytes, int)
+    assert isinstance(escapes, int) and isinstance(n_bad, int)
     width = np.dtype(spec.bits).itemsize
     n = size // width
-    if size % width or not 0 <= n_bad <= n:
+    if size % width or escapes > n or n_bad > n:
         raise CodecError(f"lossy codec parameters do not fit a {size}-byte {dtype} chunk")
-    expected = n * qbytes + (n * width if n_bad else 0)
+    n_sym = (n * bits + 7) // 8
+    expected = n_sym + escapes * ebytes + (n * width if n_bad else 0)
     raw = _zstd.decompress_into(payload, scratch.get("lq_buf", expected))
-    qt = _QTYPES[qbytes]
-    ut = np.dtype(qt).str.replace("i", "u")
-    codes = merge_planes(raw[: n * qbytes], qbytes, scratch.get("lq_codes", n * qbytes)).view(ut)
-    q = unzigzag(codes, scratch.get("lq_tmp", n * qbytes, ut)).view(qt)
+    small = unpack_bits(raw[:n_sym], bits, n, scratch.get("lq_small", n))
+    utype = _UNSIGNED[width if width == 8 else 4]
+    codes = scratch.get("lq_codes", n * np.dtype(utype).itemsize, utype)
+    np.copyto(codes, small, casting="unsafe")
+    if escapes:
+        where_esc = np.flatnonzero(small == (1 << bits) - 1)
+        if where_esc.size != escapes:
+            raise CodecError("lossy payload does not match its escape count")
+        extra = merge_planes(raw[n_sym : n_sym + escapes * ebytes], ebytes).view(_UNSIGNED[ebytes])
+        codes[where_esc] += extra.astype(utype)
+    q = unzigzag(codes, scratch.get("lq_tmp", codes.nbytes, utype)).view(
+        _QTYPES[np.dtype(utype).itemsize]
+    )
     base_bits = np.frombuffer(base, dtype=spec.bits)
     cw = np.dtype(spec.compute).itemsize
     with np.errstate(all="ignore"):
@@ -274,6 +364,12 @@ def decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memory
         work = scratch.get("lq_work", n * cw, spec.compute)
         decoded = _reconstruct(q, base_bits, parent, spec.compute(step), dtype, work)
     if n_bad:
-        correction = merge_planes(raw[n * qbytes :], width, scratch.get("lq_corr", n * width)).view(spec.bits)
-        np.add(decoded, unzigzag(correction, scratch.get("lq_tmp", n * width, spec.bits)), out=decoded)
+        start = n_sym + escapes * ebytes
+        correction = merge_planes(raw[start:], width, scratch.get("lq_corr", n * width))
+        words = correction.view(spec.bits)
+        np.add(decoded, unzigzag(words, scratch.get("lq_tmp", n * width, spec.bits)), out=decoded)
     return decoded.tobytes()
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0

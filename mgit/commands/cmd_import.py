@@ -10,6 +10,7 @@ import click
 from mgit.commands._common import ctx_obj, echo, emit, open_repo, parse_meta, progress_bar
 from mgit.commands.cmd_commit import render_commit_result
 from mgit.objects.model import RELATIONS
+from mgit.worktree import folder_bytes
 
 __all__ = ["COMMANDS"]
 
@@ -29,7 +30,7 @@ def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...
     """Commit the model folder DIRECTORY as a version of model MODEL."""
     repo = open_repo()
     src = Path(directory) if os.path.isabs(directory) else ctx_obj().cwd / directory
-    total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file()) if src.is_dir() else 0
+    total = folder_bytes(src)
     with progress_bar(f"import {model}", total) as prog:
         res = repo.import_folder(
             src, model=model, message=message, parent=list(parents) or None, relation=relation,

@@ -19,17 +19,14 @@ def models_cmd() -> None:
         if not models:
             echo("no models yet")
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table(box=None, pad_edge=False)
-        for col in ("", "model", "latest", "versions", "derived from", "relation", "size", "date", "message"):
-            t.add_column(col)
+        rows = [("", "model", "latest", "versions", "derived from", "relation", "size", "date", "message")]
         for m in models:
-            t.add_row("*" if m.current else "", m.name, m.head[:12], str(m.versions), m.derived_from or "-",
-                      m.relation or "-", human_bytes(m.logical_bytes), fmt_time(m.time),
-                      m.message.splitlines()[0] if m.message else "")
-        Console(width=200, soft_wrap=True).print(t)
+            rows.append(("*" if m.current else "", m.name, m.head[:12], str(m.versions), m.derived_from or "-",
+                         m.relation or "-", human_bytes(m.logical_bytes), fmt_time(m.time),
+                         m.message.splitlines()[0] if m.message else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
     emit([m.to_json() for m in models], render)
 

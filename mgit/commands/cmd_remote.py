@@ -33,8 +33,12 @@ class RichTransferProgress:
         self._objects, self._total_objects, self._bytes = 0, objects, 0
         self._start = time.monotonic()
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[objs]}"), TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[objs]}"),
+            TimeElapsedColumn(),
             transient=True,
         )
         self._progress.start()
@@ -50,7 +54,9 @@ class RichTransferProgress:
         self._bytes += nbytes
         elapsed = max(time.monotonic() - self._start, 1e-6)
         self._progress.update(
-            self._task, advance=nbytes, rate=f"{human_bytes(self._bytes / elapsed)}/s",
+            self._task,
+            advance=nbytes,
+            rate=f"{human_bytes(self._bytes / elapsed)}/s",
             objs=f"{self._objects}/{self._total_objects} objects",
         )
 
@@ -147,8 +153,17 @@ def remote_remove_cmd(name: str) -> None:
 @click.option("-f", "--force", is_flag=True, help="Allow non-fast-forward updates and moving tags.")
 @click.option("--all", "all_models", is_flag=True, help="Push every model line.")
 @click.option("--tags", is_flag=True, help="Push every tag.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel uploads.")
-def push_cmd(remote: str | None, refs: tuple[str, ...], force: bool, all_models: bool, tags: bool, jobs: int) -> None:
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel uploads.",
+)
+def push_cmd(
+    remote: str | None, refs: tuple[str, ...], force: bool, all_models: bool, tags: bool, jobs: int
+) -> None:
     """Send models to REMOTE (default: origin): only the objects it lacks, then its refs.
 
     REFS are model or tag names (default: the checked-out model).
@@ -158,7 +173,16 @@ def push_cmd(remote: str | None, refs: tuple[str, ...], force: bool, all_models:
     repo = open_repo()
     remote, ref_list = split_remote_and_refs(repo, remote, list(refs))
     with _progress() as bar:
-        res = push(repo, remote, ref_list, force=force, all_models=all_models, tags=tags, jobs=jobs, progress=bar)
+        res = push(
+            repo,
+            remote,
+            ref_list,
+            force=force,
+            all_models=all_models,
+            tags=tags,
+            jobs=jobs,
+            progress=bar,
+        )
 
     def render() -> None:
         echo(f"To {res.url}")
@@ -172,17 +196,35 @@ def push_cmd(remote: str | None, refs: tuple[str, ...], force: bool, all_models:
 @click.command("fetch")
 @click.argument("remote", required=False)
 @click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
-@click.option("--prune", is_flag=True, help="Drop remote-tracking refs of models gone from the remote.")
+@click.option(
+    "--prune", is_flag=True, help="Drop remote-tracking refs of models gone from the remote."
+)
 @click.option("--no-tags", is_flag=True, help="Do not create local tags from the remote's.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel downloads.")
-def fetch_cmd(remote: str | None, models: tuple[str, ...], prune: bool, no_tags: bool, jobs: int) -> None:
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel downloads.",
+)
+def fetch_cmd(
+    remote: str | None, models: tuple[str, ...], prune: bool, no_tags: bool, jobs: int
+) -> None:
     """Download new versions from REMOTE (default: origin) into refs/remotes/REMOTE/."""
     from mgit.remote.sync import fetch
 
     repo = open_repo()
     with _progress() as bar:
-        res = fetch(repo, remote, models=list(models) or None, tags=not no_tags, prune=prune,
-                    jobs=jobs, progress=bar)
+        res = fetch(
+            repo,
+            remote,
+            models=list(models) or None,
+            tags=not no_tags,
+            prune=prune,
+            jobs=jobs,
+            progress=bar,
+        )
 
     def render() -> None:
         echo(f"From {res.url}")
@@ -195,7 +237,14 @@ def fetch_cmd(remote: str | None, models: tuple[str, ...], prune: bool, no_tags:
 @click.command("pull")
 @click.argument("remote", required=False)
 @click.argument("model", required=False)
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel downloads.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel downloads.",
+)
 def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
     """Fetch MODEL (default: the checked-out one) and fast-forward it (and the working tree)."""
     from mgit.remote.sync import pull
@@ -209,8 +258,10 @@ def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
         if res.status == "up-to-date":
             echo(f"{res.model}: already up to date with {where} ({_short(res.new)})")
         elif res.status == "ahead":
-            echo(f"{res.model}: ahead of {where} ({_short(res.old)} contains {_short(res.new)}); "
-                 "nothing to pull")
+            echo(
+                f"{res.model}: ahead of {where} ({_short(res.old)} contains {_short(res.new)}); "
+                "nothing to pull"
+            )
         else:
             echo(f"{res.model}: {_short(res.old)}..{_short(res.new)} ({res.status}) from {where}")
             if res.worktree_updated:
@@ -225,9 +276,20 @@ def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
 @click.argument("url")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--model", help="Only this model's history; check it out.")
-@click.option("-o", "--origin", "remote_name", default="origin", show_default=True, help="Name of the remote.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel downloads.")
-def clone_cmd(url: str, directory: str | None, model: str | None, remote_name: str, jobs: int) -> None:
+@click.option(
+    "-o", "--origin", "remote_name", default="origin", show_default=True, help="Name of the remote."
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel downloads.",
+)
+def clone_cmd(
+    url: str, directory: str | None, model: str | None, remote_name: str, jobs: int
+) -> None:
     """Create a repository in DIRECTORY from the remote at URL and check out a model."""
     from mgit.remote.sync import clone, default_clone_dir
 
@@ -236,17 +298,23 @@ def clone_cmd(url: str, directory: str | None, model: str | None, remote_name: s
     if not target.is_absolute():
         target = cwd / target
     with _progress() as bar:
-        res = clone(url, target, model=model, remote_name=remote_name, base=cwd, jobs=jobs, progress=bar)
+        res = clone(
+            url, target, model=model, remote_name=remote_name, base=cwd, jobs=jobs, progress=bar
+        )
 
     def render() -> None:
         echo(f"Cloned {res.url} into {res.directory}")
-        echo(f"received {res.fetch.objects_received} objects, {human_bytes(res.fetch.bytes_received)}")
+        echo(
+            f"received {res.fetch.objects_received} objects, {human_bytes(res.fetch.bytes_received)}"
+        )
         if res.model is None:
             echo("the remote has no models yet")
         else:
             others = [m for m in res.models if m != res.model]
-            echo(f"checked out {res.model} ({len(res.files)} files)"
-                 + (f"; other models: {', '.join(others)}" if others else ""))
+            echo(
+                f"checked out {res.model} ({len(res.files)} files)"
+                + (f"; other models: {', '.join(others)}" if others else "")
+            )
 
     emit(res, render)
 

@@ -14,12 +14,14 @@ import base64
 import hashlib
 import html
 import json
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from mgit.lineage._html_assets import CSS, JS, RELATION_COLORS
 from mgit.lineage._records import RELATIONS, sorted_edges, sorted_nodes
 from mgit.lineage.layout import NODE_H, NODE_W, compute_layout
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["to_html", "embed_json"]
 

@@ -24,9 +24,7 @@ import heapq
 import time as _time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from mgit.lineage._records import (
     DERIVATIONS,
@@ -36,6 +34,9 @@ from mgit.lineage._records import (
     sorted_nodes,
 )
 from mgit.lineage.html_view import to_html
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "RELATIONS",

@@ -135,7 +135,7 @@ class TensorManifest:
         dtype = v.get("dtype")
         shape = v.get("shape")
         cs = v.get("chunk_size")
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise _bad("tensor", f"unknown dtype {dtype!r}")
         if (
             not isinstance(shape, list)
@@ -331,8 +331,12 @@ class Commit:
         if recipe is not None and not isinstance(recipe, dict):
             raise _bad("commit", "recipe must be an object")
         lossy = v.get("lossy")
-        if lossy is not None and not isinstance(lossy, dict):
-            raise _bad("commit", "lossy must be an object")
+        if lossy is not None and (
+            not isinstance(lossy, dict)
+            or set(lossy) != {"eps", "max_err"}
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lossy.values())
+        ):
+            raise _bad("commit", "lossy must be {eps: number, max_err: number}")
         return cls(
             tree=tree, parents=tuple(parents), model=model, author=author, time=t,
             message=message, meta=meta, recipe=recipe, lossy=lossy,

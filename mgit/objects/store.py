@@ -166,10 +166,37 @@ class DiskStore:
         """Read and parse only the header of a stored object."""
         try:
             with open(self.path_for(oid), "rb") as f:
-                head = f.read(9 + _MAX_META)
+                head = f.read(4096)
+                if len(head) >= 9:
+                    (mlen,) = struct.unpack_from("<I", head, 5)
+                    if 9 + mlen > len(head) and mlen <= _MAX_META:
+                        head += f.read(9 + mlen - len(head))
         except FileNotFoundError:
             raise ObjectNotFoundError(oid) from None
         return _parse_header(oid, head)
+
+    @staticmethod
+    def parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
+        """Parse the header of an object's stored bytes (e.g. received from a remote).
+
+        Raises:
+            CorruptObjectError: not a well-formed stored object.
+        """
+        return _parse_header(oid, data)
+
+    def decode_raw(self, oid: str, data: bytes, *, kind: str | None = None) -> bytes:
+        """Decode and verify an object's stored bytes without writing them.
+
+        A delta's base must be in this store.
+
+        Raises:
+            CorruptObjectError: malformed, of another kind, or not hashing to ``oid``.
+            ObjectNotFoundError: a delta whose base is missing.
+        """
+        h = _parse_header(oid, data)
+        if kind is not None and h.kind != kind:
+            raise CorruptObjectError(oid, f"expected a {kind} object, found a {h.kind}")
+        return self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])
 
     def iter_oids(self) -> Iterator[str]:
         """Every object id in the store (unordered)."""

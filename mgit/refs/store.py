@@ -30,6 +30,14 @@ _COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
 _LOCK_WAIT_S = 5.0
 
 
+def _lock_wait() -> float:
+    """Seconds to wait for a held ref lock (``MGIT_LOCK_TIMEOUT``, default 5)."""
+    try:
+        return max(0.0, float(os.environ.get("MGIT_LOCK_TIMEOUT", _LOCK_WAIT_S)))
+    except ValueError:
+        return _LOCK_WAIT_S
+
+
 def check_name(name: str, *, what: str = "name") -> str:
     """Validate a model, tag or remote name (the part after ``refs/heads/`` etc).
 
@@ -131,7 +139,7 @@ class RefStore:
                 path = self._path(ref) if ref != "HEAD" else self.root / "HEAD"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 lock = path.with_name(path.name + ".lock")
-                deadline = time.monotonic() + _LOCK_WAIT_S
+                deadline = time.monotonic() + _lock_wait()
                 while True:
                     try:
                         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

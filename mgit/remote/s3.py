@@ -34,8 +34,8 @@ from typing import Any
 from mgit.errors import InvalidRefNameError, ObjectNotFoundError, RefConflictError, RemoteError
 from mgit.objects.ids import is_oid
 from mgit.remote.transport import (
-    parse_config,
     object_path,
+    parse_config,
     parse_ref_value,
     validate_oid,
     validate_ref_name,
@@ -48,8 +48,16 @@ _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION = frozenset({"PreconditionFailed", "412"})
 _CONFLICT = frozenset({"ConditionalRequestConflict", "409", "OperationAborted"})
 _DENIED = frozenset(
-    {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-     "AllAccessDisabled", "InvalidToken", "ExpiredToken"}
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "InvalidToken",
+        "ExpiredToken",
+    }
 )
 # Above this many wanted ids in one shard, a prefix listing is cheaper than HEAD requests.
 _HEAD_PER_SHARD = 2
@@ -80,9 +88,16 @@ def _session(boto3: Any) -> Any:
     """
     key = tuple(
         os.environ.get(v)
-        for v in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                  "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
-                  "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+        for v in (
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+        )
     )
     if key not in _SESSIONS:
         _SESSIONS[key] = boto3.session.Session()
@@ -139,9 +154,7 @@ class S3Transport:
             s3_options: dict[str, Any] = {}
             if self.endpoint_url:
                 # Custom servers (MinIO, moto, Ceph) expect path-style addressing.
-                s3_options["addressing_style"] = os.environ.get(
-                    "MGIT_S3_ADDRESSING_STYLE", "path"
-                )
+                s3_options["addressing_style"] = os.environ.get("MGIT_S3_ADDRESSING_STYLE", "path")
             config = botocore.config.Config(
                 retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5,
@@ -200,7 +213,9 @@ class S3Transport:
         except exc_mod.BotoCoreError as exc:
             raise RemoteError(f"S3 request to {self.url} failed: {exc}") from exc
 
-    def _client_error(self, code: str, status: str, message: str, op: str, key: str | None) -> RemoteError:
+    def _client_error(
+        self, code: str, status: str, message: str, op: str, key: str | None
+    ) -> RemoteError:
         if code == "NoSuchBucket":
             return RemoteError(
                 f"no such bucket: {self.bucket} ({self.url})",
@@ -241,7 +256,9 @@ class S3Transport:
             try:
                 resp = self._call("list_objects_v2", None, **kwargs)
             except _Expected as exp:
-                raise RemoteError(f"S3 listing of {full} on {self.url} failed ({exp.code})") from None
+                raise RemoteError(
+                    f"S3 listing of {full} on {self.url} failed ({exp.code})"
+                ) from None
             for item in resp.get("Contents", ()):
                 yield item["Key"][strip:]
             if not resp.get("IsTruncated"):
@@ -286,15 +303,30 @@ class S3Transport:
         """Create the store's config if absent (``PUT If-None-Match: *``; idempotent).
 
         Raises:
-            RemoteError: The bucket is missing or not writable.
+            RemoteError: The bucket is missing or not writable, or the prefix holds other
+                keys than a store's.
         """
+        try:
+            resp = self._call("list_objects_v2", None, Prefix=self._key(""), MaxKeys=100)
+        except _Expected as exp:
+            raise RemoteError(f"S3 listing on {self.url} failed ({exp.code})") from None
+        strip = len(self._key(""))
+        for item in resp.get("Contents", ()):
+            rel = item["Key"][strip:]
+            if rel != "config" and not rel.startswith(("objects/", "refs/", "tmp/")):
+                raise RemoteError(
+                    f"{self.url} is not empty and holds no mgit store (found {rel})",
+                    hint="use an empty or new prefix for a remote",
+                )
         data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
         try:
             self._call("put_object", self._key("config"), Body=data, IfNoneMatch="*")
         except _Expected as exp:
             if exp.kind in ("precondition", "conflict"):
                 return  # someone created it first
-            raise RemoteError(f"cannot create the store config on {self.url} ({exp.code})") from None
+            raise RemoteError(
+                f"cannot create the store config on {self.url} ({exp.code})"
+            ) from None
 
     # -- refs -------------------------------------------------------------------------------
 

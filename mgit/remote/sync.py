@@ -60,24 +60,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_JOBS",
-    "TransferProgress",
-    "RemoteInfo",
-    "RefUpdate",
-    "PushResult",
+    "CloneResult",
     "FetchResult",
     "PullResult",
-    "CloneResult",
-    "list_remotes",
+    "PushResult",
+    "RefUpdate",
+    "RemoteInfo",
+    "TransferProgress",
     "add_remote",
+    "clone",
+    "default_clone_dir",
+    "fetch",
+    "list_remotes",
+    "normalize_url",
+    "pull",
+    "push",
     "remove_remote",
     "resolve_remote",
-    "normalize_url",
     "split_remote_and_refs",
-    "default_clone_dir",
-    "push",
-    "fetch",
-    "pull",
-    "clone",
 ]
 
 #: Parallel object transfers (I/O bound: uploads, downloads and verification overlap).
@@ -157,9 +157,11 @@ class PushResult:
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {
-            "remote": self.remote, "url": self.url,
+            "remote": self.remote,
+            "url": self.url,
             "updates": [u.to_json() for u in self.updates],
-            "objects_sent": self.objects_sent, "bytes_sent": self.bytes_sent,
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
             "objects_already_there": self.objects_already_there,
         }
 
@@ -178,9 +180,12 @@ class FetchResult:
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {
-            "remote": self.remote, "url": self.url, "heads": self.heads,
+            "remote": self.remote,
+            "url": self.url,
+            "heads": self.heads,
             "updates": [u.to_json() for u in self.updates],
-            "objects_received": self.objects_received, "bytes_received": self.bytes_received,
+            "objects_received": self.objects_received,
+            "bytes_received": self.bytes_received,
         }
 
 
@@ -201,9 +206,14 @@ class PullResult:
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {
-            "fetch": self.fetch.to_json(), "model": self.model, "old": self.old, "new": self.new,
-            "status": self.status, "worktree_updated": self.worktree_updated,
-            "written": self.written, "removed": self.removed,
+            "fetch": self.fetch.to_json(),
+            "model": self.model,
+            "old": self.old,
+            "new": self.new,
+            "status": self.status,
+            "worktree_updated": self.worktree_updated,
+            "written": self.written,
+            "removed": self.removed,
         }
 
 
@@ -222,8 +232,12 @@ class CloneResult:
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {
-            "url": self.url, "directory": self.directory, "remote": self.remote,
-            "model": self.model, "models": self.models, "fetch": self.fetch.to_json(),
+            "url": self.url,
+            "directory": self.directory,
+            "remote": self.remote,
+            "model": self.model,
+            "models": self.models,
+            "fetch": self.fetch.to_json(),
             "files": self.files,
         }
 
@@ -285,7 +299,9 @@ def add_remote(
     cfg = dict(repo.config)
     remotes = dict(cfg.get("remotes") or {})
     if name in remotes:
-        raise UsageError(f"remote {name} already exists", hint="remove it first, or pick another name")
+        raise UsageError(
+            f"remote {name} already exists", hint="remove it first, or pick another name"
+        )
     remotes[name] = {"url": url}
     cfg["remotes"] = remotes
     repo.write_config(cfg)
@@ -335,7 +351,12 @@ def resolve_remote(repo: Repository | None, remote: str | None) -> tuple[str | N
     if remote in remotes:
         return remote, remotes[remote]
     scheme = urlsplit(remote).scheme
-    if (scheme and len(scheme) > 1) or "/" in remote or remote.startswith(".") or os.path.isdir(remote):
+    if (
+        (scheme and len(scheme) > 1)
+        or "/" in remote
+        or remote.startswith(".")
+        or os.path.isdir(remote)
+    ):
         return None, normalize_url(remote)
     raise UsageError(f"no such remote: {remote}", hint="see 'mgit remote list', or give a URL")
 
@@ -460,7 +481,9 @@ def _select_push_refs(
     if tags:
         out.update(repo.refs.iter_refs(TAGS))
     for ref in refs:
-        for full in (ref,) if ref.startswith(("refs/heads/", "refs/tags/")) else (HEADS + ref, TAGS + ref):
+        for full in (
+            (ref,) if ref.startswith(("refs/heads/", "refs/tags/")) else (HEADS + ref, TAGS + ref)
+        ):
             oid = repo.refs.read(full)
             if oid is not None:
                 out[full] = oid
@@ -570,7 +593,9 @@ def _as_completed(futures: Iterable[Future[Any]]) -> Iterator[Future[Any]]:
         yield from done
 
 
-def _update_remote_refs(repo: Repository, transport: Transport, updates: list[RefUpdate]) -> list[RefUpdate]:
+def _update_remote_refs(
+    repo: Repository, transport: Transport, updates: list[RefUpdate]
+) -> list[RefUpdate]:
     """CAS every update; on a lost race, move back the refs already moved and raise."""
     done: list[RefUpdate] = []
     for u in updates:
@@ -583,10 +608,14 @@ def _update_remote_refs(repo: Repository, transport: Transport, updates: list[Re
                 actual = exc.actual
                 if actual == u.new:
                     break  # someone pushed the very same commit
-                # The remote moved to a commit ours already contains: still a fast-forward.
-                if (
-                    u.ref.startswith(HEADS) and actual is not None and actual in repo.store
-                    and u.new is not None and repo.is_ancestor(actual, u.new)
+                # The remote moved to a commit ours already contains (still a fast-forward),
+                # or the push is forced: compare-and-swap against the new value.
+                if u.status == "forced" or (
+                    u.ref.startswith(HEADS)
+                    and actual is not None
+                    and actual in repo.store
+                    and u.new is not None
+                    and repo.is_ancestor(actual, u.new)
                 ):
                     old = actual
                     continue
@@ -603,7 +632,8 @@ def _update_remote_refs(repo: Repository, transport: Transport, updates: list[Re
         else:
             _roll_back(transport, done)
             raise NonFastForwardError(
-                u.ref, f"push of {_short_ref(u.ref)} rejected: the remote keeps changing",
+                u.ref,
+                f"push of {_short_ref(u.ref)} rejected: the remote keeps changing",
                 hint="run 'mgit pull', then push again",
             )
         done.append(RefUpdate(u.ref, old, u.new, u.status))
@@ -623,7 +653,18 @@ def _short_ref(ref: str) -> str:
     return RefUpdate(ref, None, None, "").name
 
 
-def _update_tracking(repo: Repository, name: str, values: dict[str, str | None], message: str) -> list[RefUpdate]:
+def _move_status(repo: Repository, old: str | None, new: str | None) -> str:
+    """How a local ref moves: ``created``, ``deleted``, ``fast-forward`` or ``forced``."""
+    if new is None:
+        return "deleted"
+    if old is None:
+        return "created"
+    return "fast-forward" if old in repo.store and repo.is_ancestor(old, new) else "forced"
+
+
+def _update_tracking(
+    repo: Repository, name: str, values: dict[str, str | None], message: str
+) -> list[RefUpdate]:
     """Set ``refs/remotes/<name>/<model>`` (CAS against the values read now; retried once)."""
     out: list[RefUpdate] = []
     for _attempt in range(2):
@@ -635,8 +676,7 @@ def _update_tracking(repo: Repository, name: str, values: dict[str, str | None],
             if old == new:
                 continue
             batch.append((ref, old, new))
-            status = "deleted" if new is None else ("created" if old is None else (
-                "fast-forward" if old in repo.store and repo.is_ancestor(old, new) else "forced"))
+            status = _move_status(repo, old, new)
             out.append(RefUpdate(ref, old, new, status))
         if not batch:
             return out
@@ -719,8 +759,14 @@ def push(
 class _Receiver:
     """Downloads objects the repository lacks and writes them in dependency order."""
 
-    def __init__(self, repo: Repository, transport: Transport, *, jobs: int,
-                 progress: TransferProgress | None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        transport: Transport,
+        *,
+        jobs: int,
+        progress: TransferProgress | None,
+    ) -> None:
         self.repo = repo
         self.transport = transport
         self.jobs = max(1, jobs)
@@ -787,11 +833,14 @@ class _Receiver:
                     tensor_ids.update(t for _, t in entry.tensors)
             tensor_ids = {t for t in tensor_ids if t not in store}
             tensors: dict[str, bytes] = {}
+            manifests: dict[str, TensorManifest] = {}
             for oid, data in self._get_many(pool, sorted(tensor_ids)).items():
-                manifest = TensorManifest.from_bytes(self._decode(oid, data, "tensor"))
+                manifests[oid] = TensorManifest.from_bytes(self._decode(oid, data, "tensor"))
                 tensors[oid] = data
-                chunk_ids.update(manifest.chunks)
-            chunks = sorted(o for o in chunk_ids if o not in store)
+                chunk_ids.update(manifests[oid].chunks)
+            chunks = _chunk_order(
+                commits, trees, manifests, {o for o in chunk_ids if o not in store}
+            )
             n_meta = len(commits) + len(trees) + len(tensors)
             if self.progress is not None:
                 self.progress.begin("fetching", objects=len(chunks) + n_meta, total_bytes=None)
@@ -800,7 +849,9 @@ class _Receiver:
                 self._receive_chunks(pool, chunks)
                 # 4. Then tensors, trees, and commits parents first.
                 for group in (tensors, {o: d for o, (d, _) in trees.items()}):
-                    futures = {pool.submit(self._write, oid, data): oid for oid, data in group.items()}
+                    futures = {
+                        pool.submit(self._write, oid, data): oid for oid, data in group.items()
+                    }
                     for fut in _as_completed(futures):
                         self._advance(fut.result())
                 for oid in _parents_first(commits):
@@ -818,7 +869,7 @@ class _Receiver:
 
     def _receive_chunks(self, pool: ThreadPoolExecutor, chunks: list[str]) -> None:
         store = self.repo.store
-        todo = list(reversed(chunks))  # pop() from the end keeps sorted order
+        todo = list(reversed(chunks))  # pop() from the end keeps the given order
         scheduled: set[str] = set(chunks)
         waiting: dict[str, list[tuple[str, bytes]]] = {}  # base -> deltas waiting for it
         written: set[str] = set()
@@ -869,8 +920,43 @@ class _Receiver:
                 fut.cancel()
             raise
         if waiting:
-            missing = sorted(waiting)[0]
-            raise ObjectNotFoundError(missing, context=f"delta base missing on {self.transport.url}")
+            missing = min(waiting)
+            raise ObjectNotFoundError(
+                missing, context=f"delta base missing on {self.transport.url}"
+            )
+
+
+def _chunk_order(
+    commits: dict[str, tuple[bytes, Commit]],
+    trees: dict[str, tuple[bytes, Tree]],
+    manifests: dict[str, TensorManifest],
+    wanted: set[str],
+) -> list[str]:
+    """The chunks to download, older commits' first: a delta's base (a chunk of the parent
+    model) then usually arrives before the delta, so few deltas wait in memory for it."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def add(oid: str) -> None:
+        if oid in wanted and oid not in seen:
+            seen.add(oid)
+            order.append(oid)
+
+    for commit_oid in _parents_first(commits):
+        tree = trees.get(commits[commit_oid][1].tree)
+        if tree is None:
+            continue
+        for _path, entry in sorted(tree[1].files.items()):
+            for oid in entry.chunks:
+                add(oid)
+            if entry.header is not None:
+                add(entry.header)
+            for _name, toid in entry.tensors:
+                manifest = manifests.get(toid)
+                for oid in manifest.chunks if manifest is not None else ():
+                    add(oid)
+    order.extend(sorted(wanted - seen))
+    return order
 
 
 def _parents_first(commits: dict[str, tuple[bytes, Commit]]) -> list[str]:
@@ -982,7 +1068,9 @@ def _create_tags(repo: Repository, remote_tags: dict[str, str], *, message: str)
 # pull and clone
 
 
-def _fast_forward(repo: Repository, model: str, old: str | None, new: str, *, message: str) -> CheckoutResult | None:
+def _fast_forward(
+    repo: Repository, model: str, old: str | None, new: str, *, message: str
+) -> CheckoutResult | None:
     """Move ``refs/heads/<model>`` from ``old`` to ``new``; update the working tree when the
     model is checked out (refusing to overwrite uncommitted changes)."""
     ref = HEADS + model
@@ -1095,7 +1183,7 @@ def clone(
     heads = {r[len(HEADS) :]: o for r, o in transport.list_refs().items() if r.startswith(HEADS)}
     if model is not None and model not in heads:
         raise RefNotFoundError(model, reason=f"no such model on {transport.url}")
-    chosen = model if model is not None else (sorted(heads)[0] if heads else None)
+    chosen = model if model is not None else (min(heads) if heads else None)
     dest = Path(directory).absolute()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"destination {directory} exists and is not an empty folder")
@@ -1105,7 +1193,9 @@ def clone(
         cfg = dict(repo.config)
         cfg["remotes"] = {remote_name: {"url": url}}
         repo.write_config(cfg)
-        fr = fetch(repo, remote_name, models=[model] if model else None, jobs=jobs, progress=progress)
+        fr = fetch(
+            repo, remote_name, models=[model] if model else None, jobs=jobs, progress=progress
+        )
         files: list[str] = []
         if chosen is not None:
             # Check out first (HEAD's model has no commit yet, so nothing can be lost), then
@@ -1128,4 +1218,3 @@ def clone(
                     child.unlink(missing_ok=True)
         raise
     return CloneResult(url, str(dest), remote_name, chosen, sorted(fr.heads), fr, files)
-

@@ -40,17 +40,17 @@ from mgit.objects.ids import is_oid
 from mgit.refs.store import check_name
 
 __all__ = [
-    "Transport",
-    "LocalTransport",
-    "open_transport",
-    "validate_ref_name",
-    "validate_oid",
-    "REMOTE_REF_PREFIXES",
-    "parse_ref_value",
-    "object_path",
     "REMOTE_FORMAT_VERSION",
+    "REMOTE_REF_PREFIXES",
+    "LocalTransport",
+    "Transport",
     "default_remote_config",
+    "object_path",
+    "open_transport",
     "parse_config",
+    "parse_ref_value",
+    "validate_oid",
+    "validate_ref_name",
 ]
 
 REMOTE_REF_PREFIXES = ("refs/heads/", "refs/tags/")
@@ -63,6 +63,8 @@ _SHARD_RE = re.compile(r"[0-9a-f]{2}\Z")
 _REST_RE = re.compile(r"[0-9a-f]{62}\Z")
 # Suffixes of the transport's own scratch files; a ref name may not end with them.
 _RESERVED_SUFFIXES = (".lock", ".tmp")
+# What a store's root holds (a concurrent first push may have made some of it already).
+_STORE_ENTRIES = frozenset({"config", "objects", "refs"})
 
 
 def default_remote_config() -> dict[str, object]:
@@ -270,8 +272,18 @@ class LocalTransport:
             config: The config to write when the store is new.
 
         Raises:
-            RemoteError: The path cannot be created or written.
+            RemoteError: The path cannot be created or written, or is a folder holding other
+                things than a store (mgit never scatters a store among someone's files).
         """
+        if not (self.root / "config").exists() and self.root.is_dir():
+            foreign = sorted(
+                n for n in os.listdir(self.root) if n not in _STORE_ENTRIES and not n.endswith(".tmp")
+            )
+            if foreign:
+                raise RemoteError(
+                    f"{self.root} is not empty and holds no mgit store (found {foreign[0]})",
+                    hint="use an empty or new folder for a remote",
+                )
         try:
             for sub in ("objects", "refs/heads", "refs/tags"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -299,7 +311,9 @@ class LocalTransport:
                 tmp.unlink(missing_ok=True)
             _fsync_dir(self.root)
         except OSError as exc:
-            raise RemoteError(f"cannot create remote store at {self.root}: {exc.strerror or exc}") from exc
+            raise RemoteError(
+                f"cannot create remote store at {self.root}: {exc.strerror or exc}"
+            ) from exc
 
     # -- refs -------------------------------------------------------------------------------
 
@@ -319,7 +333,9 @@ class LocalTransport:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as exc:
-            raise RemoteError(f"cannot read ref {name} on {self.url}: {exc.strerror or exc}") from exc
+            raise RemoteError(
+                f"cannot read ref {name} on {self.url}: {exc.strerror or exc}"
+            ) from exc
         return parse_ref_value(name, data, self.url)
 
     def read_ref(self, name: str) -> str | None:
@@ -387,7 +403,9 @@ class LocalTransport:
                 if time.monotonic() >= deadline:
                     raise LockHeldError(lock) from None
             except OSError as exc:
-                raise RemoteError(f"cannot lock ref {name} on {self.url}: {exc.strerror or exc}") from exc
+                raise RemoteError(
+                    f"cannot lock ref {name} on {self.url}: {exc.strerror or exc}"
+                ) from exc
 
     def update_ref(self, name: str, old: str | None, new: str | None) -> None:
         """Compare-and-swap ``name`` from ``old`` to ``new``.
@@ -437,7 +455,9 @@ class LocalTransport:
                 lock_released = True
                 _fsync_dir(path.parent)
         except OSError as exc:
-            raise RemoteError(f"cannot update ref {name} on {self.url}: {exc.strerror or exc}") from exc
+            raise RemoteError(
+                f"cannot update ref {name} on {self.url}: {exc.strerror or exc}"
+            ) from exc
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -485,7 +505,9 @@ class LocalTransport:
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFoundError(oid, context=self.url) from None
         except OSError as exc:
-            raise RemoteError(f"cannot read object {oid} on {self.url}: {exc.strerror or exc}") from exc
+            raise RemoteError(
+                f"cannot read object {oid} on {self.url}: {exc.strerror or exc}"
+            ) from exc
 
     def put_object(self, oid: str, data: bytes) -> None:
         """Store ``data`` as ``oid``: temp file, fsync, rename, fsync dir; present = success.
@@ -511,7 +533,9 @@ class LocalTransport:
                 tmp.unlink(missing_ok=True)
             _fsync_dir(final.parent)
         except OSError as exc:
-            raise RemoteError(f"cannot write object {oid} to {self.url}: {exc.strerror or exc}") from exc
+            raise RemoteError(
+                f"cannot write object {oid} to {self.url}: {exc.strerror or exc}"
+            ) from exc
 
     def iter_objects(self) -> Iterator[str]:
         """Yield the id of every object in the store (temp files skipped)."""

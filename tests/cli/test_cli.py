@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from helpers import finetune_head, make_tensor, model_tensors, run_cli, run_main, sha256_tree, write_model_folder
+from helpers import (
+    finetune_head,
+    make_tensor,
+    model_tensors,
+    run_cli,
+    run_main,
+    sha256_tree,
+    write_model_folder,
+)
 
 
 def ok(path: Path, *args: str) -> Any:
@@ -36,7 +43,11 @@ def test_end_to_end(tmp_path: Path) -> None:
     # -- commit 1: the base
     res = ok(root, "add", ".")
     assert "staged" in res.stdout and "model.safetensors" in res.stdout
-    assert okj(root, "status")["staged"]["new"] == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert okj(root, "status")["staged"]["new"] == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     res = ok(root, "commit", "-m", "base model")
     assert res.stdout.startswith("[bert ")
     v1 = okj(root, "log")[0]["oid"]
@@ -56,8 +67,20 @@ def test_end_to_end(tmp_path: Path) -> None:
     write_model_folder(root, finetune_head(v2_tensors))
     ok(root, "add", str(root))  # absolute path works too
     res = ok(
-        root, "commit", "-m", "finetuned on sst2", "--model", "bert-sst2", "--parent", "bert",
-        "--relation", "finetune", "--meta", "task=sst2", "--meta", "acc=0.91",
+        root,
+        "commit",
+        "-m",
+        "finetuned on sst2",
+        "--model",
+        "bert-sst2",
+        "--parent",
+        "bert",
+        "--relation",
+        "finetune",
+        "--meta",
+        "task=sst2",
+        "--meta",
+        "acc=0.91",
     )
     assert res.stdout.startswith("[bert-sst2 ")
     files_ft = sha256_tree(root)
@@ -132,13 +155,30 @@ def test_end_to_end(tmp_path: Path) -> None:
     # -- import a folder from elsewhere as a derived model
     other = tmp_path / "distilled"
     write_model_folder(other, model_tensors("F32", seed=5, vocab=300, layers=1))
-    ok(root, "import", str(other), "--model", "bert-tiny", "-m", "distilled", "--parent", "bert", "--relation", "distill")
+    ok(
+        root,
+        "import",
+        str(other),
+        "--model",
+        "bert-tiny",
+        "-m",
+        "distilled",
+        "--parent",
+        "bert",
+        "--relation",
+        "distill",
+    )
     tiny = okj(root, "show", "bert-tiny")
     assert tiny["parents"] == [{"oid": v2, "relation": "distill"}]
     assert sha256_tree(root) == files_ft  # import does not touch the working tree
 
     # -- export, byte-identical
-    for ref, want in (("bert-sst2", files_ft), ("bert~1", files_v1), (v2[:10], files_v2), ("bert-tiny", sha256_tree(other))):
+    for ref, want in (
+        ("bert-sst2", files_ft),
+        ("bert~1", files_v1),
+        (v2[:10], files_v2),
+        ("bert-tiny", sha256_tree(other)),
+    ):
         out = tmp_path / f"out-{ref.replace('~', '_')}"
         ok(root, "export", ref, str(out))
         assert sha256_tree(out) == want, ref
@@ -165,7 +205,21 @@ def test_commit_json_result(tmp_path: Path) -> None:
 def test_help_and_version(tmp_path: Path) -> None:
     res = run_cli(tmp_path, "--help")
     assert res.exit_code == 0
-    for cmd in ("init", "add", "commit", "import", "status", "log", "show", "checkout", "export", "models", "stats", "branch", "tag"):
+    for cmd in (
+        "init",
+        "add",
+        "commit",
+        "import",
+        "status",
+        "log",
+        "show",
+        "checkout",
+        "export",
+        "models",
+        "stats",
+        "branch",
+        "tag",
+    ):
         assert cmd in res.stdout
     assert run_cli(tmp_path, "--version").exit_code == 0
 

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-
 from helpers import make_tensor, model_tensors, raw_safetensors, run_main, write_model_folder
+
 from mgit.repo import Repository
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +29,9 @@ def committed(tmp_path: Path) -> Path:
     return root
 
 
-def assert_one_line_error(code: int, out: str, err: str, *, exit_code: int | None = None, says: str | None = None) -> None:
+def assert_one_line_error(
+    code: int, out: str, err: str, *, exit_code: int | None = None, says: str | None = None
+) -> None:
     assert code != 0
     if exit_code is not None:
         assert code == exit_code, (code, err)
@@ -142,43 +143,64 @@ def _ambiguous(root: Path) -> list[str]:
     raise AssertionError("no collision found")
 
 
-ERRORS: dict[str, tuple[Setup, list[str] | None, int | None, str | None]] = {
-    # name: (setup returning argv after "-C root", None, expected exit code, text in the message)
-    "not a repository": (_not_a_repo, None, 10, "not an mgit repository"),
-    "unknown ref": (lambda r: ["show", "nope"], None, 1, "nope"),
-    "unknown ref in log": (lambda r: ["log", "bert~5"], None, 1, "bert~5"),
-    "ambiguous prefix": (_ambiguous, None, 1, "ambiguous"),
-    "nothing to commit": (lambda r: ["commit", "-m", "x"], None, 1, "nothing to commit"),
-    "staged file changed": (_staged_changed, None, 2, "new.txt"),
-    "invalid model name": (lambda r: ["branch", "a..b"], None, 2, "a..b"),
-    "invalid tag name": (lambda r: ["tag", "--", "-x"], None, 2, "-x"),
-    "HEAD as a model name": (lambda r: ["commit", "-m", "x", "--model", "HEAD", "--allow-empty"], None, 2, "HEAD"),
-    "existing tag": (lambda r: ["tag", "t1"] if Repository.open(r).create_tag("t1") else [], None, 2, "t1"),
-    "lock held": (_lock_held, None, 11, "lock"),
-    "corrupt object on export": (_corrupt_export, None, 12, "corrupt object"),
-    "missing object on export": (_missing_object, None, 12, "not found"),
-    "unsupported format": (_bad_format, None, None, "format version"),
-    "repository exists": (lambda r: ["init"], None, 1, "exists"),
-    "dirty checkout": (_dirty_checkout, None, 1, "config.json"),
-    "invalid safetensors": (_bad_safetensors, None, 1, "invalid model file"),
-    "export into non-empty": (_export_non_empty, None, 2, "config.json"),
-    "symlink pointing outside": (_symlink_out, None, None, "unsafe path"),
-    "add missing path": (lambda r: ["add", "nope.txt"], None, 2, "nope.txt"),
-    "add outside the folder": (lambda r: ["add", str(r.parent)], None, None, "unsafe path"),
-    "bad --meta": (lambda r: ["commit", "-m", "x", "--meta", "novalue", "--allow-empty"], None, 2, "novalue"),
-    "bad --lossy": (lambda r: ["commit", "-m", "x", "--lossy", "-1", "--allow-empty"], None, 2, "lossy"),
-    "check without lossy": (lambda r: ["commit", "-m", "x", "--check", "true", "--allow-empty"], None, 2, "--check"),
-    "import missing folder": (lambda r: ["import", str(r.parent / "nope"), "--model", "m", "-m", "x"], None, 2, None),
-    "delete checked-out line": (lambda r: ["branch", "-d", "bert"], None, 2, "bert"),
-    "delete unknown tag": (lambda r: ["tag", "-d", "nope"], None, 1, "nope"),
-    "load unknown tensor ref": (lambda r: ["export", "nope", str(r.parent / "o")], None, 1, "nope"),
+def _existing_tag(root: Path) -> list[str]:
+    Repository.open(root).create_tag("t1")
+    return ["tag", "t1"]
+
+
+ERRORS: dict[str, tuple[Setup, int | None, str | None]] = {
+    # name: (setup returning the argv after "-C ROOT", expected exit code, text in the message)
+    "not a repository": (_not_a_repo, 10, "not an mgit repository"),
+    "unknown ref": (lambda r: ["show", "nope"], 1, "nope"),
+    "unknown ref in log": (lambda r: ["log", "bert~5"], 1, "bert~5"),
+    "ambiguous prefix": (_ambiguous, 1, "ambiguous"),
+    "nothing to commit": (lambda r: ["commit", "-m", "x"], 1, "nothing to commit"),
+    "staged file changed": (_staged_changed, 2, "new.txt"),
+    "invalid model name": (lambda r: ["branch", "a..b"], 2, "a..b"),
+    "invalid tag name": (lambda r: ["tag", "--", "-x"], 2, "-x"),
+    "HEAD as a model name": (
+        lambda r: ["commit", "-m", "x", "--model", "HEAD", "--allow-empty"],
+        2,
+        "HEAD",
+    ),
+    "existing tag": (_existing_tag, 2, "t1"),
+    "lock held": (_lock_held, 11, "lock"),
+    "corrupt object on export": (_corrupt_export, 12, "corrupt object"),
+    "missing object on export": (_missing_object, 12, "not found"),
+    "unsupported format": (_bad_format, None, "format version"),
+    "repository exists": (lambda r: ["init"], 1, "exists"),
+    "dirty checkout": (_dirty_checkout, 1, "config.json"),
+    "invalid safetensors": (_bad_safetensors, 1, "invalid model file"),
+    "export into non-empty": (_export_non_empty, 2, "config.json"),
+    "symlink pointing outside": (_symlink_out, None, "unsafe path"),
+    "add missing path": (lambda r: ["add", "nope.txt"], 2, "nope.txt"),
+    "add outside the folder": (lambda r: ["add", str(r.parent)], None, "unsafe path"),
+    "bad --meta": (
+        lambda r: ["commit", "-m", "x", "--meta", "novalue", "--allow-empty"],
+        2,
+        "novalue",
+    ),
+    "bad --lossy": (lambda r: ["commit", "-m", "x", "--lossy", "-1", "--allow-empty"], 2, "lossy"),
+    "check without lossy": (
+        lambda r: ["commit", "-m", "x", "--check", "true", "--allow-empty"],
+        2,
+        "--check",
+    ),
+    "import missing folder": (
+        lambda r: ["import", str(r.parent / "nope"), "--model", "m", "-m", "x"],
+        2,
+        None,
+    ),
+    "delete checked-out line": (lambda r: ["branch", "-d", "bert"], 2, "bert"),
+    "delete unknown tag": (lambda r: ["tag", "-d", "nope"], 1, "nope"),
+    "load unknown tensor ref": (lambda r: ["export", "nope", str(r.parent / "o")], 1, "nope"),
 }
 
 
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_error_is_one_line(committed: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
     (committed.parent / "empty").mkdir(exist_ok=True)
-    setup, _, exit_code, says = ERRORS[case]
+    setup, exit_code, says = ERRORS[case]
     argv = setup(committed)
     if argv[:1] == ["-C"]:
         code, out, err = run_main(capsys, None, *argv)
@@ -187,27 +209,38 @@ def test_error_is_one_line(committed: Path, capsys: pytest.CaptureFixture[str], 
     assert_one_line_error(code, out, err, exit_code=exit_code, says=says)
 
 
-def test_corrupt_object_error_names_the_object(committed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_object_error_names_the_object(
+    committed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     repo = Repository.open(committed)
     oid = repo.tensors("bert")["pooler.weight"].chunks[0]
     flip_chunk(committed, oid)
     out_dir = committed.parent / "out"
-    code, out, err = run_main(capsys, committed, "export", "bert", str(out_dir))
+    code, _out, err = run_main(capsys, committed, "export", "bert", str(out_dir))
     assert code == 12
     assert oid in err.splitlines()[0]
     assert not (out_dir / "model.safetensors").exists()
 
 
-def test_usage_errors_exit_2_without_traceback(committed: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["commit"], ["no-such-command"], ["commit", "-m", "x", "--relation", "cousin"], ["log", "-n", "x"]):
-        code, out, err = run_main(capsys, committed, *argv)
+def test_usage_errors_exit_2_without_traceback(
+    committed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["commit"],
+        ["no-such-command"],
+        ["commit", "-m", "x", "--relation", "cousin"],
+        ["log", "-n", "x"],
+    ):
+        code, _out, err = run_main(capsys, committed, *argv)
         assert code == 2, argv
         assert "Traceback" not in err and err.strip(), argv
-    code, out, err = run_main(capsys, None, "-C", str(committed / "no-such-dir"), "status")
+    code, _out, err = run_main(capsys, None, "-C", str(committed / "no-such-dir"), "status")
     assert code == 2 and "Traceback" not in err
 
 
-def test_non_utf8_message_does_not_crash(committed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_utf8_message_does_not_crash(
+    committed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A message that is not valid Unicode (bytes from a non-UTF-8 terminal arrive as lone
     # surrogates): committed, or refused with one line, never a traceback.
     code, out, err = run_main(capsys, committed, "commit", "-m", "caf\udce9", "--allow-empty")
@@ -216,7 +249,9 @@ def test_non_utf8_message_does_not_crash(committed: Path, capsys: pytest.Capture
         assert_one_line_error(code, out, err)
 
 
-def test_non_utf8_file_name_does_not_crash(committed: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_utf8_file_name_does_not_crash(
+    committed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A file whose name is not valid UTF-8 (made on a Latin-1 system): committed, or refused
     # with one line, never a traceback.
     with open(os.fsencode(committed) + b"/caf\xe9.txt", "wb") as f:
@@ -233,7 +268,14 @@ def test_non_utf8_file_name_does_not_crash(committed: Path, capsys: pytest.Captu
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = "import sys; from mgit.cli import main; sys.exit(main(sys.argv[1:]))"
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **env)
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
@@ -247,17 +289,28 @@ def test_without_debug_no_traceback(tmp_path: Path) -> None:
     code = "import sys; from mgit.cli import main; sys.exit(main(sys.argv[1:]))"
     p = subprocess.run(
         [sys.executable, "-c", code, "-C", str(tmp_path), "status"],
-        capture_output=True, text=True, env=dict(env, PYTHONPATH=str(ROOT)), timeout=120,
+        capture_output=True,
+        text=True,
+        env=dict(env, PYTHONPATH=str(ROOT)),
+        timeout=120,
+        check=False,
     )
     assert p.returncode == 10
     assert p.stderr.splitlines()[0].startswith("mgit: error: not an mgit repository")
     assert "Traceback" not in p.stderr
 
 
-def test_errors_are_one_line_for_a_tensor_file_at_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_one_line_for_a_tensor_file_at_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "m"
     root.mkdir()
-    (root / "model.safetensors").write_bytes(raw_safetensors({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, make_tensor("F32", (2,), 0).tobytes()))
+    (root / "model.safetensors").write_bytes(
+        raw_safetensors(
+            {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+            make_tensor("F32", (2,), 0).tobytes(),
+        )
+    )
     Repository.init(root, chunk_size=65536)
     assert run_main(capsys, root, "add", ".")[0] == 0
     code, out, err = run_main(capsys, root, "commit", "-m", "x")

@@ -30,8 +30,13 @@ from mgit.remote.transport import (
     open_transport,
     validate_ref_name,
 )
+from tests import s3server
+from tests.s3server import make_client
 
-from tests.s3server import make_client, s3_bucket, s3_env, s3_server  # noqa: F401  (fixtures)
+# The S3 fixtures (a moto server on 127.0.0.1, its environment, a fresh bucket).
+s3_server = s3server.s3_server
+s3_env = s3server.s3_env
+s3_bucket = s3server.s3_bucket
 
 A = "a1" + "0" * 62
 B = "b2" + "1" * 62
@@ -106,9 +111,23 @@ class TransportContract:
         assert t.read_config() is None
         t.init({"format_version": 1, "hash": "blake3", "bare": True, "first": True})
         t.init({"format_version": 1, "hash": "blake3", "bare": True, "second": True})
-        assert t.read_config() == {"format_version": 1, "hash": "blake3", "bare": True, "first": True}
+        assert t.read_config() == {
+            "format_version": 1,
+            "hash": "blake3",
+            "bare": True,
+            "first": True,
+        }
         assert t.list_refs() == {}
         assert list(t.iter_objects()) == []
+
+    def test_init_refuses_a_location_holding_other_things(
+        self, factory: Callable[[], Transport], raw_put: Callable[[str, bytes], None]
+    ) -> None:
+        raw_put("notes/todo.txt", b"someone's files")
+        t = factory()
+        with pytest.raises(RemoteError, match="not empty and holds no mgit store"):
+            t.init(default_remote_config())
+        assert t.read_config() is None
 
     def test_damaged_config_is_a_remote_error(
         self, t: Transport, raw_put: Callable[[str, bytes], None]
@@ -277,8 +296,17 @@ class TransportContract:
             other: list[BaseException] = []
             lock = threading.Lock()
 
-            def attempt(i: int, tr: Transport, expected: str | None = current, r: int = r) -> None:
-                new = oid(1000 * (r + 1) + i)
+            def attempt(
+                i: int,
+                tr: Transport,
+                expected: str | None,
+                new: str,
+                barrier: threading.Barrier = barrier,
+                lock: threading.Lock = lock,
+                won: list[str] = won,
+                lost: list[RefConflictError] = lost,
+                other: list[BaseException] = other,
+            ) -> None:
                 try:
                     barrier.wait()
                     tr.update_ref(name, expected, new)
@@ -292,7 +320,8 @@ class TransportContract:
                         other.append(exc)
 
             threads = [
-                threading.Thread(target=attempt, args=(i, tr)) for i, tr in enumerate(transports)
+                threading.Thread(target=attempt, args=(i, tr, current, oid(1000 * (r + 1) + i)))
+                for i, tr in enumerate(transports)
             ]
             for th in threads:
                 th.start()
@@ -441,7 +470,9 @@ class TestS3Transport(TransportContract):
         with pytest.raises(RemoteError, match="no such bucket"):
             t.init(default_remote_config())
 
-    def test_layout_under_prefix(self, t: Transport, s3_bucket: str, s3_env: dict[str, str]) -> None:
+    def test_layout_under_prefix(
+        self, t: Transport, s3_bucket: str, s3_env: dict[str, str]
+    ) -> None:
         t.put_object(A, b"data")
         t.update_ref("refs/heads/org/bert", None, B)
         client = make_client(s3_env["MGIT_S3_ENDPOINT_URL"])
@@ -515,7 +546,12 @@ def test_s3_server_ignoring_conditional_writes_is_refused() -> None:
 
 
 def test_validate_ref_name_accepts_model_names() -> None:
-    for name in ["refs/heads/bert", "refs/heads/org/bert-base_v1.0", "refs/tags/v1", "refs/heads/a+b"]:
+    for name in [
+        "refs/heads/bert",
+        "refs/heads/org/bert-base_v1.0",
+        "refs/tags/v1",
+        "refs/heads/a+b",
+    ]:
         assert validate_ref_name(name) == name
 
 

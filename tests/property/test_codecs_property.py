@@ -22,9 +22,24 @@ WORDS = {8: np.uint64, 4: np.uint32, 2: np.uint16}
 
 # Bit patterns that matter: NaNs with payloads, -0.0, infinities, denormals, extremes.
 SPECIAL_WORDS = {
-    8: [0x7FF8000000000001, 0xFFF0000000000DEA, 0x8000000000000000, 0x7FF0000000000000,
-        0x0000000000000001, 0x7FEFFFFFFFFFFFFF],
-    4: [0x7FC00001, 0xFFC0BEEF, 0x7F800001, 0x80000000, 0x7F800000, 0xFF800000, 0x00000001, 0x7F7FFFFF],
+    8: [
+        0x7FF8000000000001,
+        0xFFF0000000000DEA,
+        0x8000000000000000,
+        0x7FF0000000000000,
+        0x0000000000000001,
+        0x7FEFFFFFFFFFFFFF,
+    ],
+    4: [
+        0x7FC00001,
+        0xFFC0BEEF,
+        0x7F800001,
+        0x80000000,
+        0x7F800000,
+        0xFF800000,
+        0x00000001,
+        0x7F7FFFFF,
+    ],
     2: [0x7E01, 0xFE55, 0x7C01, 0x7FC1, 0x8000, 0x7C00, 0xFC00, 0x0001, 0x7BFF, 0x7F80],
     1: [0x7F, 0xFF, 0x80, 0x00, 0x01],
 }
@@ -53,14 +68,18 @@ def chunk_and_base(draw: st.DrawFn) -> tuple[bytes, bytes, int]:
         idx = draw(st.lists(st.integers(0, base.size - 1), max_size=base.size))
         for i in idx:
             if draw(st.booleans()):
-                child[i:i + 1] += child.dtype.type(draw(st.integers(0, 5)))  # wraps
+                child[i : i + 1] += child.dtype.type(draw(st.integers(0, 5)))  # wraps
             else:
                 child[i] = draw(st.sampled_from(SPECIAL_WORDS[itemsize]))
     return child.tobytes(), base.tobytes(), itemsize
 
 
 @SETTINGS
-@given(data=st.binary(max_size=2000), itemsize=st.sampled_from([1, 2, 3, 4, 8, 16]), is_float=st.booleans())
+@given(
+    data=st.binary(max_size=2000),
+    itemsize=st.sampled_from([1, 2, 3, 4, 8, 16]),
+    is_float=st.booleans(),
+)
 def test_standalone_roundtrips_any_bytes(data: bytes, itemsize: int, is_float: bool) -> None:
     enc = encode_standalone(data, itemsize=itemsize, is_float=is_float)
     assert not codec_needs_base(enc.codec)
@@ -69,11 +88,18 @@ def test_standalone_roundtrips_any_bytes(data: bytes, itemsize: int, is_float: b
 
 @SETTINGS
 @given(case=chunk_and_base(), transform=st.sampled_from(["sub", "xor"]), is_float=st.booleans())
-def test_delta_roundtrips_bit_exactly(case: tuple[bytes, bytes, int], transform: str, is_float: bool) -> None:
+def test_delta_roundtrips_bit_exactly(
+    case: tuple[bytes, bytes, int], transform: str, is_float: bool
+) -> None:
     data, base, itemsize = case
     enc = encode_delta(data, base, itemsize=itemsize, is_float=is_float, transform=transform)
-    out = decode(enc.codec, enc.payload, enc.params, size=len(data),
-                 base=base if codec_needs_base(enc.codec) else None)
+    out = decode(
+        enc.codec,
+        enc.payload,
+        enc.params,
+        size=len(data),
+        base=base if codec_needs_base(enc.codec) else None,
+    )
     assert out == data
 
 
@@ -83,7 +109,13 @@ def test_delta_of_unrelated_bytes_roundtrips(data: bytes, base: bytes, itemsize:
     n = min(len(data), len(base))
     data, base = data[:n], base[:n]
     enc = encode_delta(data, base, itemsize=itemsize, is_float=False)
-    out = decode(enc.codec, enc.payload, enc.params, size=n, base=base if codec_needs_base(enc.codec) else None)
+    out = decode(
+        enc.codec,
+        enc.payload,
+        enc.params,
+        size=n,
+        base=base if codec_needs_base(enc.codec) else None,
+    )
     assert out == data
 
 
@@ -92,7 +124,9 @@ def _values(raw: bytes, dtype: str) -> np.ndarray:
         if dtype == "BF16":
             u = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
             return u.view(np.float32).astype(np.float64)
-        return np.frombuffer(raw, dtype={"F64": np.float64, "F32": np.float32, "F16": np.float16}[dtype]).astype(np.float64)
+        return np.frombuffer(
+            raw, dtype={"F64": np.float64, "F32": np.float32, "F16": np.float16}[dtype]
+        ).astype(np.float64)
 
 
 @st.composite
@@ -108,14 +142,22 @@ def lossy_case(draw: st.DrawFn) -> tuple[str, bytes, bytes, float]:
     def to_bits(x: np.ndarray) -> np.ndarray:
         if dtype == "BF16":
             u = x.astype(np.float32).view(np.uint32)
-            return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+            return (
+                (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+            ).astype(np.uint16)
         return x.astype({"F64": np.float64, "F32": np.float32, "F16": np.float16}[dtype]).view(word)
 
     base = to_bits(np.array(base_vals, dtype=np.float64))
     child = to_bits(np.array(base_vals, dtype=np.float64) + np.array(noise, dtype=np.float64))
     # sprinkle special bit patterns into child and base
-    specials = draw(st.lists(st.tuples(st.integers(0, max(n - 1, 0)), st.sampled_from(SPECIAL_WORDS[width]),
-                                       st.booleans()), max_size=5 if n else 0))
+    specials = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, max(n - 1, 0)), st.sampled_from(SPECIAL_WORDS[width]), st.booleans()
+            ),
+            max_size=5 if n else 0,
+        )
+    )
     for i, v, both in specials:
         child[i] = v
         if both:
@@ -130,7 +172,9 @@ def test_lossy_never_exceeds_eps(case: tuple[str, bytes, bytes, float]) -> None:
     enc = encode_lossy(data, base, dtype=dtype, eps=eps)
     assert enc is not None
     out = decode(enc.codec, enc.payload, enc.params, size=len(data), base=base)
-    assert out == decode(enc.codec, enc.payload, enc.params, size=len(data), base=base)  # deterministic
+    assert out == decode(
+        enc.codec, enc.payload, enc.params, size=len(data), base=base
+    )  # deterministic
     assert encode_lossy(data, base, dtype=dtype, eps=eps) == enc
     word = WORDS[WIDTHS[dtype]]
     x, y = _values(data, dtype), _values(out, dtype)
@@ -145,7 +189,9 @@ def test_lossy_never_exceeds_eps(case: tuple[str, bytes, bytes, float]) -> None:
 
 @SETTINGS
 @given(case=chunk_and_base(), flip=st.integers(0, 10**9), bit=st.integers(0, 7))
-def test_a_flipped_byte_is_an_error_never_wrong_bytes(case: tuple[bytes, bytes, int], flip: int, bit: int) -> None:
+def test_a_flipped_byte_is_an_error_never_wrong_bytes(
+    case: tuple[bytes, bytes, int], flip: int, bit: int
+) -> None:
     data, base, itemsize = case
     enc = encode_delta(data, base, itemsize=itemsize, is_float=True)
     if not enc.payload or enc.codec == "raw/1":
@@ -153,8 +199,13 @@ def test_a_flipped_byte_is_an_error_never_wrong_bytes(case: tuple[bytes, bytes, 
     damaged = bytearray(enc.payload)
     damaged[flip % len(damaged)] ^= 1 << bit
     try:
-        out = decode(enc.codec, bytes(damaged), enc.params, size=len(data),
-                     base=base if codec_needs_base(enc.codec) else None)
+        out = decode(
+            enc.codec,
+            bytes(damaged),
+            enc.params,
+            size=len(data),
+            base=base if codec_needs_base(enc.codec) else None,
+        )
     except CodecError:
         return
     assert out == data

@@ -11,13 +11,21 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import s3server
 from tests.helpers import make_model_folder, write_model_folder
-from tests.s3server import make_client, s3_bucket, s3_env, s3_server  # noqa: F401  (fixtures)
+from tests.s3server import make_client
+
+# The S3 fixtures (a moto server on 127.0.0.1, its environment, a fresh bucket).
+s3_server = s3server.s3_server
+s3_env = s3server.s3_env
+s3_bucket = s3server.s3_bucket
 
 CHUNK = 65536
 
 
-def perturbed(tensors: dict[str, np.ndarray], seed: int, scale: float = 1e-3) -> dict[str, np.ndarray]:
+def perturbed(
+    tensors: dict[str, np.ndarray], seed: int, scale: float = 1e-3
+) -> dict[str, np.ndarray]:
     """A "finetune": every float tensor moved by small noise (a realistic, dense delta)."""
     rng = np.random.default_rng(seed)
     out = {}

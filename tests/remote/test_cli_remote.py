@@ -76,17 +76,25 @@ def test_push_clone_pull_through_the_cli(
     assert code == 0 and "already up to date" in out
 
 
-def test_rejected_push_exits_non_zero_with_a_hint(source: Source, tmp_path: Path, capsys: Any) -> None:
+def test_rejected_push_exits_non_zero_with_a_hint(
+    source: Source, tmp_path: Path, capsys: Any
+) -> None:
     url = str(tmp_path / "shared")
     assert run_main(capsys, source.path, "push", url, "bert")[0] == 0
     assert run_main(capsys, tmp_path, "clone", url, "other")[0] == 0
     other = Repository.open(tmp_path / "other")
-    other.import_folder(write_model_folder(tmp_path / "a", perturbed(source.base_tensors, 1)),
-                        model="bert", message="theirs")
+    other.import_folder(
+        write_model_folder(tmp_path / "a", perturbed(source.base_tensors, 1)),
+        model="bert",
+        message="theirs",
+    )
     assert run_main(capsys, tmp_path / "other", "push")[0] == 0
-    source.repo.import_folder(write_model_folder(tmp_path / "b", perturbed(source.base_tensors, 2)),
-                              model="bert", message="ours")
-    code, out, err = run_main(capsys, source.path, "push", url, "bert")
+    source.repo.import_folder(
+        write_model_folder(tmp_path / "b", perturbed(source.base_tensors, 2)),
+        model="bert",
+        message="ours",
+    )
+    code, _out, err = run_main(capsys, source.path, "push", url, "bert")
     assert code == 1
     assert err.splitlines()[0] == "mgit: error: push rejected: bert (non-fast-forward)"
     assert err.splitlines()[1].startswith("hint: run 'mgit pull'")
@@ -101,10 +109,13 @@ def test_unreachable_s3_endpoint_is_one_line(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("MGIT_S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    code, out, err = run_main(capsys, source.path, "push", "s3://bucket/models", "bert")
+    code, _out, err = run_main(capsys, source.path, "push", "s3://bucket/models", "bert")
     assert code == 1
     lines = err.splitlines()
-    assert lines[0] == f"mgit: error: cannot connect to S3 at http://127.0.0.1:{port} for s3://bucket/models"
+    assert (
+        lines[0]
+        == f"mgit: error: cannot connect to S3 at http://127.0.0.1:{port} for s3://bucket/models"
+    )
     assert lines[1].startswith("hint: ") and len(lines) == 2
 
 
@@ -128,6 +139,10 @@ def test_progress_bar_draws_bytes_and_objects() -> None:
 
 def test_s3_remote_config_is_created_by_push(source: Source, s3_bucket: str, capsys: Any) -> None:
     url = f"s3://{s3_bucket}/models"
-    code, out, err = run_main(capsys, source.path, "push", url, "bert")
+    code, _out, err = run_main(capsys, source.path, "push", url, "bert")
     assert code == 0, err
-    assert open_transport(url).read_config() == {"format_version": 1, "hash": "blake3", "bare": True}
+    assert open_transport(url).read_config() == {
+        "format_version": 1,
+        "hash": "blake3",
+        "bare": True,
+    }

@@ -25,15 +25,17 @@ MGIT = [sys.executable, "-c", "import sys; from mgit.cli import main; sys.exit(m
 SLOW_MGIT = [
     sys.executable,
     "-c",
-    "import sys, time\n"
-    "from mgit.remote import s3, transport\n"
-    "for cls in (transport.LocalTransport, s3.S3Transport):\n"
-    "    def slow(self, oid, data, _orig=cls.put_object):\n"
-    "        _orig(self, oid, data)\n"
-    "        time.sleep(0.05)\n"
-    "    cls.put_object = slow\n"
-    "from mgit.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n",
+    (
+        "import sys, time\n"
+        "from mgit.remote import s3, transport\n"
+        "for cls in (transport.LocalTransport, s3.S3Transport):\n"
+        "    def slow(self, oid, data, _orig=cls.put_object):\n"
+        "        _orig(self, oid, data)\n"
+        "        time.sleep(0.05)\n"
+        "    cls.put_object = slow\n"
+        "from mgit.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    ),
 ]
 
 
@@ -59,7 +61,9 @@ def remote_fsck(url: str, scratch: Path) -> tuple[bool, list[str]]:
 
 
 def test_eight_processes_push_different_models_at_once(tmp_path: Path) -> None:
-    remote = RemoteSpec("path", str(tmp_path / "remote-store"), {}, lambda r, d: None, lambda r: b"")
+    remote = RemoteSpec(
+        "path", str(tmp_path / "remote-store"), {}, lambda r, d: None, lambda r: b""
+    )
     source = build_source(tmp_path, hidden=32, vocab=256)
     repo = source.repo
     tips = {}
@@ -91,7 +95,9 @@ def test_four_processes_push_the_same_ref_one_wins(remote: RemoteSpec, tmp_path:
         clone(remote.url, tmp_path / f"c{j}", model="bert")
         c = Repository.open(tmp_path / f"c{j}")
         folder = write_model_folder(tmp_path / f"v{j}", perturbed(source.base_tensors, 200 + j))
-        tips.append(c.import_folder(folder, model="bert", message=f"version from clone {j}").commit.oid)
+        tips.append(
+            c.import_folder(folder, model="bert", message=f"version from clone {j}").commit.oid
+        )
         clones.append(tmp_path / f"c{j}")
     procs = [spawn(["-C", str(c), "push"], remote.env) for c in clones]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -110,7 +116,7 @@ def test_four_processes_push_the_same_ref_one_wins(remote: RemoteSpec, tmp_path:
     # A loser that pulls is told its version and the remote's diverged (nothing is lost).
     loser = next(j for j in range(4) if j not in winners)
     p = spawn(["-C", str(clones[loser]), "pull"], remote.env)
-    out, err = p.communicate(timeout=300)
+    _out, err = p.communicate(timeout=300)
     assert p.returncode == 1 and "diverged" in err
     assert Repository.open(clones[loser]).refs.read("refs/heads/bert") == tips[loser]
 
@@ -122,7 +128,9 @@ def test_push_killed_half_way_leaves_the_remote_sound_and_resumes(
     wanted = source.repo.objects_to_send([source.ft], set())
     assert len(wanted) > 30
     proc = spawn(
-        ["-C", str(source.path), "push", "-j", "1", remote.url, "bert-ft"], remote.env, cmd=SLOW_MGIT
+        ["-C", str(source.path), "push", "-j", "1", remote.url, "bert-ft"],
+        remote.env,
+        cmd=SLOW_MGIT,
     )
     transport = open_transport(remote.url)
     deadline = time.monotonic() + 120
@@ -160,6 +168,6 @@ def test_stale_lock_on_a_path_remote_is_reported(tmp_path: Path) -> None:
     v2 = write_model_folder(tmp_path / "v2", perturbed(source.base_tensors, 5))
     source.repo.import_folder(v2, model="bert", message="v2")
     p = spawn(["-C", str(source.path), "push", url, "bert"], {"MGIT_LOCK_TIMEOUT": "0.3"})
-    out, err = p.communicate(timeout=120)
+    _out, err = p.communicate(timeout=120)
     assert p.returncode == 11
     assert "lock is held" in err and "bert.lock" in err

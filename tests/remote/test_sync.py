@@ -26,17 +26,25 @@ def remote_objects(remote: RemoteSpec) -> set[str]:
     return set(open_transport(remote.url).iter_objects())
 
 
-def new_version(repo: Repository, folder: Path, tensors: dict[str, np.ndarray], model: str, msg: str) -> str:
+def new_version(
+    repo: Repository, folder: Path, tensors: dict[str, np.ndarray], model: str, msg: str
+) -> str:
     write_model_folder(folder, tensors)
     return repo.import_folder(folder, model=model, message=msg).commit.oid
 
 
-def test_push_then_clone_roundtrip_is_byte_identical(source: Source, remote: RemoteSpec, tmp_path: Path) -> None:
+def test_push_then_clone_roundtrip_is_byte_identical(
+    source: Source, remote: RemoteSpec, tmp_path: Path
+) -> None:
     res = push(source.repo, remote.url, ["bert", "bert-ft"])
-    assert [(u.name, u.status) for u in res.updates] == [("bert", "created"), ("bert-ft", "created")]
+    assert [(u.name, u.status) for u in res.updates] == [
+        ("bert", "created"),
+        ("bert-ft", "created"),
+    ]
     assert res.objects_sent == len(remote_objects(remote)) > 0
     assert open_transport(remote.url).list_refs() == {
-        "refs/heads/bert": source.base, "refs/heads/bert-ft": source.ft,
+        "refs/heads/bert": source.base,
+        "refs/heads/bert-ft": source.ft,
     }
 
     cres = clone(remote.url, tmp_path / "clone")
@@ -81,7 +89,9 @@ def test_push_creates_the_store_and_tracking_refs(source: Source, remote: Remote
     res = push(source.repo)  # default remote, default ref: the checked-out model
     assert res.remote == "origin" and [u.name for u in res.updates] == ["bert"]
     assert open_transport(remote.url).read_config() == {
-        "format_version": 1, "hash": "blake3", "bare": True,
+        "format_version": 1,
+        "hash": "blake3",
+        "bare": True,
     }
     assert source.repo.refs.read("refs/remotes/origin/bert") == source.base
     remove_remote(source.repo, "origin")
@@ -95,9 +105,13 @@ def test_non_fast_forward_push_is_refused_unless_forced(
     push(source.repo, remote.url, ["bert", "bert-ft"])
     clone(remote.url, tmp_path / "other")
     other = Repository.open(tmp_path / "other")
-    theirs = new_version(other, tmp_path / "v2a", perturbed(source.base_tensors, 10), "bert", "theirs")
+    theirs = new_version(
+        other, tmp_path / "v2a", perturbed(source.base_tensors, 10), "bert", "theirs"
+    )
     push(other, "origin", ["bert"])
-    ours = new_version(source.repo, tmp_path / "v2b", perturbed(source.base_tensors, 11), "bert", "ours")
+    ours = new_version(
+        source.repo, tmp_path / "v2b", perturbed(source.base_tensors, 11), "bert", "ours"
+    )
     before = remote_objects(remote)
 
     # Several refs: all-or-nothing. bert-ft would be fine but bert is rejected: nothing moves.
@@ -115,7 +129,9 @@ def test_non_fast_forward_push_is_refused_unless_forced(
     assert open_transport(remote.url).read_ref("refs/heads/bert") == ours
 
 
-def test_fetch_brings_new_versions_and_tags(source: Source, remote: RemoteSpec, tmp_path: Path) -> None:
+def test_fetch_brings_new_versions_and_tags(
+    source: Source, remote: RemoteSpec, tmp_path: Path
+) -> None:
     push(source.repo, remote.url, ["bert"])
     clone(remote.url, tmp_path / "c")
     c = Repository.open(tmp_path / "c")
@@ -158,12 +174,16 @@ def test_pull_fast_forwards_the_checked_out_model_and_its_files(
     assert pull(c).status == "up-to-date"
 
 
-def test_pull_of_another_model_moves_only_its_ref(source: Source, remote: RemoteSpec, tmp_path: Path) -> None:
+def test_pull_of_another_model_moves_only_its_ref(
+    source: Source, remote: RemoteSpec, tmp_path: Path
+) -> None:
     push(source.repo, remote.url, ["bert", "bert-ft"])
     clone(remote.url, tmp_path / "c")
     c = Repository.open(tmp_path / "c")
     files_before = sha256_tree(tmp_path / "c")
-    ft2 = new_version(source.repo, tmp_path / "ft2", perturbed(source.ft_tensors, 5), "bert-ft", "ft2")
+    ft2 = new_version(
+        source.repo, tmp_path / "ft2", perturbed(source.ft_tensors, 5), "bert-ft", "ft2"
+    )
     push(source.repo, remote.url, ["bert-ft"])
     res = pull(c, model="bert-ft")
     assert (res.status, res.worktree_updated) == ("fast-forward", False)
@@ -171,7 +191,9 @@ def test_pull_of_another_model_moves_only_its_ref(source: Source, remote: Remote
     assert sha256_tree(tmp_path / "c") == files_before
 
 
-def test_pull_refuses_to_overwrite_uncommitted_changes(source: Source, remote: RemoteSpec, tmp_path: Path) -> None:
+def test_pull_refuses_to_overwrite_uncommitted_changes(
+    source: Source, remote: RemoteSpec, tmp_path: Path
+) -> None:
     push(source.repo, remote.url, ["bert"])
     clone(remote.url, tmp_path / "c")
     c = Repository.open(tmp_path / "c")
@@ -191,15 +213,21 @@ def test_pull_diverged_and_ahead(source: Source, remote: RemoteSpec, tmp_path: P
     c = Repository.open(tmp_path / "c")
     mine = new_version(c, tmp_path / "mine", perturbed(source.base_tensors, 7), "bert", "mine")
     assert pull(c).status == "ahead"
-    new_version(source.repo, tmp_path / "theirs", perturbed(source.base_tensors, 8), "bert", "theirs")
+    new_version(
+        source.repo, tmp_path / "theirs", perturbed(source.base_tensors, 8), "bert", "theirs"
+    )
     push(source.repo, remote.url, ["bert"])
     with pytest.raises(NonFastForwardError, match="diverged"):
         pull(c)
     assert c.refs.read("refs/heads/bert") == mine
 
 
-def test_clone_of_one_model_fetches_only_its_closure(source: Source, remote: RemoteSpec, tmp_path: Path) -> None:
-    other = new_version(source.repo, tmp_path / "gpt", perturbed(source.base_tensors, 9, 1.0), "gpt", "unrelated")
+def test_clone_of_one_model_fetches_only_its_closure(
+    source: Source, remote: RemoteSpec, tmp_path: Path
+) -> None:
+    other = new_version(
+        source.repo, tmp_path / "gpt", perturbed(source.base_tensors, 9, 1.0), "gpt", "unrelated"
+    )
     push(source.repo, remote.url, ["bert", "bert-ft", "gpt"])
     res = clone(remote.url, tmp_path / "c", model="bert-ft")
     c = Repository.open(tmp_path / "c")
@@ -265,3 +293,28 @@ def test_remote_errors(source: Source, tmp_path: Path) -> None:
     clone(str(source.path), tmp_path / "from-worktree", model="bert")
     with pytest.raises(RemoteError, match="working tree"):
         push(Repository.open(tmp_path / "from-worktree"), str(source.path), ["bert"])
+
+
+def test_a_path_remote_is_a_bare_repository_and_the_other_way_round(
+    source: Source, tmp_path: Path
+) -> None:
+    push(source.repo, str(tmp_path / "pushed"), ["bert", "bert-ft"])
+    bare = Repository.open(tmp_path / "pushed")
+    assert bare.bare and bare.model_heads() == {"bert": source.base, "bert-ft": source.ft}
+    assert bare.fsck().ok
+    made = Repository.init(tmp_path / "made-bare", bare=True)
+    res = push(source.repo, str(made.root), ["bert-ft"])
+    assert res.objects_sent > 0
+    assert Repository.open(made.root).model_heads() == {"bert-ft": source.ft}
+
+
+def test_clone_of_an_empty_remote(tmp_path: Path) -> None:
+    from mgit.remote.transport import default_remote_config
+
+    open_transport(str(tmp_path / "empty")).init(default_remote_config())
+    res = clone(str(tmp_path / "empty"), tmp_path / "c")
+    assert (res.model, res.models, res.files) == (None, [], [])
+    c = Repository.open(tmp_path / "c")
+    assert [r.name for r in list_remotes(c)] == ["origin"]
+    assert c.head() is None
+

@@ -44,12 +44,44 @@ DTYPES = {
 # Special bit patterns per width: NaNs with payloads (quiet and signalling), -0.0, +-inf,
 # smallest and largest denormals, largest finite, 1.0.
 SPECIALS = {
-    8: [0x7FF8000000000001, 0xFFF0000000000DEA, 0x7FF0000000000001, 0x8000000000000000,
-        0x7FF0000000000000, 0xFFF0000000000000, 0x0000000000000001, 0x000FFFFFFFFFFFFF,
-        0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000],
-    4: [0x7FC00001, 0xFFC0BEEF, 0x7F800001, 0x80000000, 0x7F800000, 0xFF800000, 0x00000001,
-        0x007FFFFF, 0x7F7FFFFF, 0x3F800000],
-    2: [0x7E01, 0xFE55, 0x7C01, 0x7FC1, 0x8000, 0x7C00, 0xFC00, 0x0001, 0x03FF, 0x7BFF, 0x7F80, 0x3F80],
+    8: [
+        0x7FF8000000000001,
+        0xFFF0000000000DEA,
+        0x7FF0000000000001,
+        0x8000000000000000,
+        0x7FF0000000000000,
+        0xFFF0000000000000,
+        0x0000000000000001,
+        0x000FFFFFFFFFFFFF,
+        0x7FEFFFFFFFFFFFFF,
+        0x3FF0000000000000,
+    ],
+    4: [
+        0x7FC00001,
+        0xFFC0BEEF,
+        0x7F800001,
+        0x80000000,
+        0x7F800000,
+        0xFF800000,
+        0x00000001,
+        0x007FFFFF,
+        0x7F7FFFFF,
+        0x3F800000,
+    ],
+    2: [
+        0x7E01,
+        0xFE55,
+        0x7C01,
+        0x7FC1,
+        0x8000,
+        0x7C00,
+        0xFC00,
+        0x0001,
+        0x03FF,
+        0x7BFF,
+        0x7F80,
+        0x3F80,
+    ],
     1: [0x7F, 0xFF, 0x80, 0x00, 0x01, 0x78, 0x7E],
 }
 
@@ -77,8 +109,13 @@ def finetune(w: np.ndarray, seed: int = 1, step: float = 3e-4) -> np.ndarray:
 
 def roundtrip(enc: Encoded, data: bytes, base: bytes | None = None) -> bytes:
     params = json.loads(json.dumps(enc.params))  # params survive JSON unchanged
-    return decode(enc.codec, enc.payload, params, size=len(data),
-                  base=base if codec_needs_base(enc.codec) else None)
+    return decode(
+        enc.codec,
+        enc.payload,
+        params,
+        size=len(data),
+        base=base if codec_needs_base(enc.codec) else None,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,8 +164,12 @@ def test_inputs_may_be_memoryviews_bytearrays_or_numpy_arrays() -> None:
     w = weights(5000)
     c = finetune(w)
     expected = c.tobytes()
-    for data, base in [(memoryview(c), memoryview(w)), (bytearray(expected), bytearray(w.tobytes())), (c, w),
-                       (memoryview(expected)[0:], w.tobytes())]:
+    for data, base in [
+        (memoryview(c), memoryview(w)),
+        (bytearray(expected), bytearray(w.tobytes())),
+        (c, w),
+        (memoryview(expected)[0:], w.tobytes()),
+    ]:
         enc = encode_delta(data, base, itemsize=4, is_float=True)
         assert roundtrip(enc, expected, w.tobytes()) == expected
         enc = encode_standalone(data, itemsize=4, is_float=True)
@@ -186,12 +227,18 @@ def test_delta_of_identical_chunks_is_tiny() -> None:
     assert len(enc.payload) < 2000
 
 
-def test_delta_against_an_unrelated_base_falls_back_to_standalone() -> None:
+def test_delta_against_an_unrelated_base_still_roundtrips_and_needs_the_base() -> None:
     c = weights(100_000, seed=1).tobytes()
     b = np.random.default_rng(5).integers(0, 2**32, 100_000, dtype=np.uint32).tobytes()
     enc = encode_delta(c, b, itemsize=4, is_float=True)
-    assert not codec_needs_base(enc.codec)
-    assert roundtrip(enc, c) == c
+    assert enc.codec == SUB_PLANES_ZSTD and codec_needs_base(enc.codec)
+    assert roundtrip(enc, c, b) == c
+    for empty in (
+        encode_delta(b"", b"", itemsize=4, is_float=True),
+        encode_delta(b"", b"", itemsize=2, is_float=True, transform="xor"),
+    ):
+        assert codec_needs_base(empty.codec)
+        assert roundtrip(empty, b"", b"") == b""
 
 
 def test_delta_rejects_mismatched_lengths_and_bad_options() -> None:
@@ -211,8 +258,10 @@ def test_delta_rejects_mismatched_lengths_and_bad_options() -> None:
 def test_every_level_roundtrips(level: int) -> None:
     w = weights(20_000)
     c = finetune(w)
-    for enc in (encode_standalone(c.tobytes(), itemsize=4, is_float=True, level=level),
-                encode_delta(c.tobytes(), w.tobytes(), itemsize=4, is_float=True, level=level)):
+    for enc in (
+        encode_standalone(c.tobytes(), itemsize=4, is_float=True, level=level),
+        encode_delta(c.tobytes(), w.tobytes(), itemsize=4, is_float=True, level=level),
+    ):
         assert roundtrip(enc, c.tobytes(), w.tobytes()) == c.tobytes()
 
 
@@ -224,8 +273,14 @@ def test_codec_registry() -> None:
     assert codec_needs_base(XOR_PLANES_ZSTD)
     assert codec_needs_base(QUANT_PLANES_ZSTD)
     assert is_lossy(QUANT_PLANES_ZSTD) and not is_lossy(SUB_PLANES_ZSTD)
-    assert set(codecs.known_codecs()) == {RAW, ZSTD, PLANES_ZSTD, SUB_PLANES_ZSTD, XOR_PLANES_ZSTD,
-                                          QUANT_PLANES_ZSTD}
+    assert set(codecs.known_codecs()) == {
+        RAW,
+        ZSTD,
+        PLANES_ZSTD,
+        SUB_PLANES_ZSTD,
+        XOR_PLANES_ZSTD,
+        QUANT_PLANES_ZSTD,
+    }
     with pytest.raises(CodecError, match="unknown codec"):
         codec_needs_base("gzip/1")
 
@@ -246,13 +301,19 @@ def _as_f64(raw: bytes, dtype: str) -> np.ndarray:
         u = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
         return u.view(np.float32).astype(np.float64)
     with np.errstate(invalid="ignore"):
-        return np.frombuffer(raw, dtype={"F64": np.float64, "F32": np.float32, "F16": np.float16}[dtype]).astype(np.float64)
+        return np.frombuffer(
+            raw, dtype={"F64": np.float64, "F32": np.float32, "F16": np.float16}[dtype]
+        ).astype(np.float64)
 
 
 def _to_dtype(x: np.ndarray, dtype: str) -> bytes:
     if dtype == "BF16":
         u = x.astype(np.float32).view(np.uint32)
-        return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16).tobytes()
+        return (
+            ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+            .astype(np.uint16)
+            .tobytes()
+        )
     return x.astype({"F64": np.float64, "F32": np.float32, "F16": np.float16}[dtype]).tobytes()
 
 
@@ -292,7 +353,7 @@ def test_lossy_is_much_smaller_than_lossless_and_deterministic() -> None:
     lossless = encode_delta(c.tobytes(), w.tobytes(), itemsize=4, is_float=True)
     assert enc is not None
     assert len(enc.payload) * 3 < len(lossless.payload)
-    assert enc.params["corrections"] == 0 and enc.params["qbytes"] == 1
+    assert enc.params["corrections"] == 0 and enc.params["bits"] in (1, 2, 4)
     again = encode_lossy(c.tobytes(), w.tobytes(), dtype="F32", eps=1e-4)
     assert again == enc
     first = roundtrip(enc, c.tobytes(), w.tobytes())
@@ -363,8 +424,17 @@ def test_lossy_decode_rejects_bad_params() -> None:
     w = weights(100)
     enc = encode_lossy(finetune(w).tobytes(), w.tobytes(), dtype="F32", eps=1e-4)
     assert enc is not None
-    for bad in ({**enc.params, "dtype": "I8"}, {**enc.params, "step": 0.0}, {**enc.params, "qbytes": 3},
-                {**enc.params, "corrections": -1}, {k: v for k, v in enc.params.items() if k != "step"}):
+    for bad in (
+        {**enc.params, "dtype": "I8"},
+        {**enc.params, "step": 0.0},
+        {**enc.params, "bits": 3},
+        {**enc.params, "ebytes": 3},
+        {**enc.params, "escapes": -1},
+        {**enc.params, "escapes": enc.params["escapes"] + 1},
+        {**enc.params, "corrections": -1},
+        {**enc.params, "corrections": True},
+        {k: v for k, v in enc.params.items() if k != "step"},
+    ):
         with pytest.raises(CodecError):
             decode(enc.codec, enc.payload, bad, size=w.nbytes, base=w.tobytes())
 
@@ -378,7 +448,11 @@ def test_lossy_decode_rejects_bad_params() -> None:
 def delta_case() -> tuple[Encoded, bytes, bytes]:
     w = weights(50_000)
     c = finetune(w)
-    return encode_delta(c.tobytes(), w.tobytes(), itemsize=4, is_float=True), c.tobytes(), w.tobytes()
+    return (
+        encode_delta(c.tobytes(), w.tobytes(), itemsize=4, is_float=True),
+        c.tobytes(),
+        w.tobytes(),
+    )
 
 
 def test_decode_rejects_an_unknown_codec() -> None:
@@ -489,3 +563,30 @@ def test_encode_and_decode_are_thread_safe() -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, 1003])
+def test_pack_bits_roundtrips(bits: int, n: int) -> None:
+    from mgit.codecs._bits import pack_bits, unpack_bits
+
+    symbols = np.random.default_rng(n).integers(0, 1 << bits, n, dtype=np.uint8)
+    packed = pack_bits(symbols, bits)
+    assert packed.size == (n * bits + 7) // 8
+    assert np.array_equal(unpack_bits(packed, bits, n), symbols)
+
+
+def test_lossy_bf16_is_never_much_bigger_than_lossless() -> None:
+    w = weights(100_000, scale=0.05).astype(np.float64)
+    c = w + np.random.default_rng(4).standard_normal(w.size) * 3e-4
+    data, base = _to_dtype(c, "BF16"), _to_dtype(w, "BF16")
+    lossy = encode_lossy(data, base, dtype="BF16", eps=1e-4)
+    lossless = encode_delta(data, base, itemsize=2, is_float=True)
+    assert lossy is not None
+    assert len(lossy.payload) <= 1.05 * len(lossless.payload)
+    assert_within(roundtrip(lossy, data, base), data, "BF16", 1e-4)

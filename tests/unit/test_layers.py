@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import model_tensors, write_model_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,8 +16,18 @@ PKG = ROOT / "mgit"
 
 #: Packages at the bottom of the stack, and what they may never import.
 LOWER = ("objects", "codecs", "refs", "formats")
-HIGHER = ("mgit.repo", "mgit.api", "mgit.cli", "mgit.commands", "mgit.remote", "mgit.lineage", "mgit.diff",
-          "mgit.ingest", "mgit.materialize", "mgit.worktree")
+HIGHER = (
+    "mgit.repo",
+    "mgit.api",
+    "mgit.cli",
+    "mgit.commands",
+    "mgit.remote",
+    "mgit.lineage",
+    "mgit.diff",
+    "mgit.ingest",
+    "mgit.materialize",
+    "mgit.worktree",
+)
 HEAVY = ("torch", "transformers", "safetensors")
 
 
@@ -31,7 +40,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     """Every module a file imports (anywhere in it), relative imports resolved."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     rel = path.relative_to(ROOT).with_suffix("")
-    pkg_parts = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    pkg_parts = list(rel.parts[:-1])  # the containing package (for __init__: the package itself)
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -43,7 +52,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             else:
                 mod = node.module or ""
             out.append((node.lineno, mod))
-            out += [(node.lineno, f"{mod}.{a.name}") for a in node.names if mod in ("mgit", "mgit.commands")]
+            out += [
+                (node.lineno, f"{mod}.{a.name}")
+                for a in node.names
+                if mod in ("mgit", "mgit.commands")
+            ]
     return out
 
 
@@ -87,13 +100,31 @@ def test_objects_values_do_no_io() -> None:
     for name in ("ids.py", "model.py"):
         f = PKG / "objects" / name
         mods = [m for _, m in _imports(f)]
-        assert not [m for m in mods if _matches(m, ("os", "io", "pathlib", "shutil", "numpy", "torch"))], name
+        assert not [
+            m for m in mods if _matches(m, ("os", "io", "pathlib", "shutil", "numpy", "torch"))
+        ], name
         assert "open(" not in f.read_text()
 
 
 #: Calls that read or write files (``open`` itself is checked separately: ``Repository.open`` is fine).
-_IO_CALLS = {"read_text", "read_bytes", "write_text", "write_bytes", "unlink", "rmtree", "mkdir",
-             "rename", "replace", "remove", "makedirs", "fdopen", "copyfile", "copy", "copy2", "touch"}
+_IO_CALLS = {
+    "read_text",
+    "read_bytes",
+    "write_text",
+    "write_bytes",
+    "unlink",
+    "rmtree",
+    "mkdir",
+    "rename",
+    "replace",
+    "remove",
+    "makedirs",
+    "fdopen",
+    "copyfile",
+    "copy",
+    "copy2",
+    "touch",
+}
 
 
 def test_commands_do_no_file_io() -> None:
@@ -105,10 +136,18 @@ def test_commands_do_no_file_io() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 fn = node.func
-                name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+                name = (
+                    fn.id
+                    if isinstance(fn, ast.Name)
+                    else fn.attr
+                    if isinstance(fn, ast.Attribute)
+                    else ""
+                )
                 builtin_open = (isinstance(fn, ast.Name) and fn.id == "open") or (
-                    isinstance(fn, ast.Attribute) and fn.attr == "open"
-                    and isinstance(fn.value, ast.Name) and fn.value.id in ("os", "io", "builtins", "gzip", "codecs")
+                    isinstance(fn, ast.Attribute)
+                    and fn.attr == "open"
+                    and isinstance(fn.value, ast.Name)
+                    and fn.value.id in ("os", "io", "builtins", "gzip", "codecs")
                 )
                 if name in _IO_CALLS or builtin_open:
                     bad.append(f"{f.relative_to(ROOT)}:{node.lineno}: {name}()")
@@ -123,7 +162,11 @@ def test_cli_module_imports_no_heavy_module_at_top_level() -> None:
         tree = ast.parse(f.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                )
                 assert not [n for n in names if _matches(n, HEAVY)], f
 
 
@@ -141,7 +184,14 @@ print("RC", rc)
 def _probe(*argv: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("MGIT_DEBUG", None)
-    return subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +209,16 @@ def probe_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     "argv",
-    [(), ("--help",), ("status",), ("log",), ("log", "--graph", "--all"), ("show",), ("models",), ("--json", "status")],
+    [
+        (),
+        ("--help",),
+        ("status",),
+        ("log",),
+        ("log", "--graph", "--all"),
+        ("show",),
+        ("models",),
+        ("--json", "status"),
+    ],
     ids=lambda a: " ".join(a) or "import",
 )
 def test_cheap_commands_do_not_import_torch(probe_repo: Path, argv: tuple[str, ...]) -> None:

@@ -36,17 +36,17 @@ def tree():
 
 
 def commit(**kw):
-    v = dict(
-        tree=A,
-        parents=(ParentLink(B, "version"), ParentLink(C, "merge")),
-        model="bert/base",
-        author="tester",
-        time=1700000000,
-        message="first line\n\nbody ünïcode ✓",
-        meta={"task": "sst2", "acc": "0.91"},
-        recipe={"lr": 1e-5, "steps": [1, 2, 3], "nested": {"x": None, "y": True}},
-        lossy={"eps": 0.001, "max_err": 0.0009},
-    )
+    v: dict = {
+        "tree": A,
+        "parents": (ParentLink(B, "version"), ParentLink(C, "merge")),
+        "model": "bert/base",
+        "author": "tester",
+        "time": 1700000000,
+        "message": "first line\n\nbody ünïcode ✓",
+        "meta": {"task": "sst2", "acc": "0.91"},
+        "recipe": {"lr": 1e-5, "steps": [1, 2, 3], "nested": {"x": None, "y": True}},
+        "lossy": {"eps": 0.001, "max_err": 0.0009},
+    }
     v.update(kw)
     return Commit(**v)
 
@@ -87,7 +87,14 @@ def test_hasher_incremental_equals_one_shot() -> None:
 
 @pytest.mark.parametrize(
     "text,ok",
-    [(A, True), ("A" * 64, False), ("a" * 63, False), ("a" * 65, False), ("g" * 64, False), ("", False)],
+    [
+        (A, True),
+        ("A" * 64, False),
+        ("a" * 63, False),
+        ("a" * 65, False),
+        ("g" * 64, False),
+        ("", False),
+    ],
 )
 def test_is_oid(text: str, ok: bool) -> None:
     assert is_oid(text) is ok
@@ -133,7 +140,9 @@ def test_canonical_json_refuses_nan() -> None:
 
 def test_equal_values_equal_ids() -> None:
     assert hash_object("tree", tree().to_bytes()) == hash_object("tree", tree().to_bytes())
-    assert hash_object("commit", commit().to_bytes()) != hash_object("commit", commit(time=1).to_bytes())
+    assert hash_object("commit", commit().to_bytes()) != hash_object(
+        "commit", commit(time=1).to_bytes()
+    )
 
 
 def test_empty_tensor_manifest() -> None:
@@ -173,6 +182,8 @@ BAD_MANIFESTS = [
     b"null",
     _with(GOOD_M, dtype="F128"),
     _with(GOOD_M, dtype=...),
+    _with(GOOD_M, dtype=["F32"]),  # unhashable: must not escape as TypeError
+    _with(GOOD_M, dtype={"F32": 1}),
     _with(GOOD_M, shape=[4, -4]),
     _with(GOOD_M, shape=[4, True]),
     _with(GOOD_M, shape="4x4"),
@@ -263,7 +274,9 @@ def test_malformed_commit(data: bytes) -> None:
         Commit.from_bytes(data)
 
 
-@pytest.mark.parametrize("lossy", [{"eps": "0.1", "max_err": 0.0}, {"eps": 0.1, "max_err": None}, {"eps": 0.1}])
+@pytest.mark.parametrize(
+    "lossy", [{"eps": "0.1", "max_err": 0.0}, {"eps": 0.1, "max_err": None}, {"eps": 0.1}]
+)
 def test_commit_lossy_values_must_be_numbers(lossy: dict) -> None:
     # ``mgit log``/``show`` format these with ``:g``; a commit from a remote is not trusted.
     with pytest.raises(CorruptObjectError):

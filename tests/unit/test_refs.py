@@ -65,12 +65,19 @@ def test_update_many_all_or_nothing(refs: RefStore) -> None:
     refs.set_if_equals(HEADS + "b", None, B, message="")
     with pytest.raises(RefConflictError):
         refs.update_many(
-            [(HEADS + "a", A, C), (HEADS + "new", None, C), (HEADS + "b", A, C), (TAGS + "t", None, C)],
+            [
+                (HEADS + "a", A, C),
+                (HEADS + "new", None, C),
+                (HEADS + "b", A, C),
+                (TAGS + "t", None, C),
+            ],
             message="one conflict",
         )
     assert refs.iter_refs() == {HEADS + "a": A, HEADS + "b": B}
     assert locks(refs.root) == []
-    refs.update_many([(HEADS + "a", A, C), (HEADS + "b", B, None), (TAGS + "t", None, A)], message="ok")
+    refs.update_many(
+        [(HEADS + "a", A, C), (HEADS + "b", B, None), (TAGS + "t", None, A)], message="ok"
+    )
     assert refs.iter_refs() == {HEADS + "a": C, TAGS + "t": A}
 
 
@@ -110,7 +117,11 @@ def test_reflog(refs: RefStore) -> None:
     refs.set_if_equals(r, A, B, message="second")
     refs.delete_if_equals(r, B, message="gone")
     log = refs.reflog(r)
-    assert [(e["old"], e["new"], e["message"]) for e in log] == [(None, A, "first"), (A, B, "second"), (B, None, "gone")]
+    assert [(e["old"], e["new"], e["message"]) for e in log] == [
+        (None, A, "first"),
+        (A, B, "second"),
+        (B, None, "gone"),
+    ]
     assert all(e["who"] == "tester" and isinstance(e["time"], int) for e in log)
     assert refs.reflog(HEADS + "never") == []
 
@@ -172,14 +183,18 @@ def test_invalid_names(refs: RefStore, name: str) -> None:
     assert refs.iter_refs() == {}
 
 
-@pytest.mark.parametrize("name", ["bert", "bert-base-uncased", "org/bert_v2.1", "a+b", "0day", "_x"])
+@pytest.mark.parametrize(
+    "name", ["bert", "bert-base-uncased", "org/bert_v2.1", "a+b", "0day", "_x"]
+)
 def test_valid_names(refs: RefStore, name: str) -> None:
     assert check_name(name) == name
     refs.set_if_equals(HEADS + name, None, A, message="")
     assert refs.read(HEADS + name) == A
 
 
-@pytest.mark.parametrize("ref", ["refs/other/x", "heads/x", "x", "refs/heads/", "refs/heads/a/../../../etc"])
+@pytest.mark.parametrize(
+    "ref", ["refs/other/x", "heads/x", "x", "refs/heads/", "refs/heads/a/../../../etc"]
+)
 def test_full_ref_must_be_under_a_namespace(refs: RefStore, ref: str) -> None:
     with pytest.raises(InvalidRefNameError):
         refs.set_if_equals(ref, None, A, message="")

@@ -11,7 +11,6 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
-
 from helpers import (
     ALL_DTYPES,
     HEAD_TENSORS,
@@ -25,6 +24,7 @@ from helpers import (
     sha256_tree,
     write_model_folder,
 )
+
 from mgit.errors import (
     AmbiguousRefError,
     CorruptObjectError,
@@ -87,7 +87,10 @@ def test_multi_chunk_tensors_split_on_element_boundaries(repo: Any, tmp_path: Pa
     assert len(m.chunks) == 3
     assert m.chunk_lengths() == [65536, 65536, 144000 - 131072]
     assert all(n % 4 == 0 for n in m.chunk_lengths())
-    assert same_array(repo.load_tensor("m", "embeddings.word_embeddings.weight"), tensors["embeddings.word_embeddings.weight"])
+    assert same_array(
+        repo.load_tensor("m", "embeddings.word_embeddings.weight"),
+        tensors["embeddings.word_embeddings.weight"],
+    )
 
 
 def test_worktree_commit_checkout_round_trip(repo: Any, tmp_path: Path) -> None:
@@ -248,17 +251,27 @@ def history(repo: Any, tmp_path: Path) -> dict[str, str]:
         tensors = dict(tensors)
         tensors["pooler.weight"] = make_tensor("F32", tensors["pooler.weight"].shape, 500 + i)
         write_model_folder(tmp_path / f"v{i}", tensors)
-        out[f"v{i}"] = repo.import_folder(tmp_path / f"v{i}", model="base", message=f"v{i}").commit.oid
+        out[f"v{i}"] = repo.import_folder(
+            tmp_path / f"v{i}", model="base", message=f"v{i}"
+        ).commit.oid
     ft = finetune_head(tensors)
     write_model_folder(tmp_path / "ft", ft)
     out["ft1"] = repo.import_folder(
-        tmp_path / "ft", model="ft", parent=out["v2"], relation="finetune", message="ft",
+        tmp_path / "ft",
+        model="ft",
+        parent=out["v2"],
+        relation="finetune",
+        message="ft",
         meta={"task": "sst2", "acc": "0.91"},
     ).commit.oid
     (tmp_path / "ft" / "config.json").write_text('{"v": 2}')
     out["ft2"] = repo.import_folder(tmp_path / "ft", model="ft", message="ft v2").commit.oid
     out["merged"] = repo.import_folder(
-        tmp_path / "v1", model="merged", parent=[out["ft2"], out["v3"]], relation="merge", message="merge"
+        tmp_path / "v1",
+        model="merged",
+        parent=[out["ft2"], out["v3"]],
+        relation="merge",
+        message="merge",
     ).commit.oid
     repo.create_tag("release", out["v2"])
     return out
@@ -300,7 +313,23 @@ def test_resolve_head(repo: Any, history: dict[str, str]) -> None:
     assert repo.resolve("HEAD^") == history["v2"]
 
 
-UNKNOWN_REFS = ["nope", "base~3", "base~99", "base^2", "merged^3", "ft~9", "", "~1", "base~x", "a..b", "-x", "ba se", "00000000", "release^2", "HEAD~9"]
+UNKNOWN_REFS = [
+    "nope",
+    "base~3",
+    "base~99",
+    "base^2",
+    "merged^3",
+    "ft~9",
+    "",
+    "~1",
+    "base~x",
+    "a..b",
+    "-x",
+    "ba se",
+    "00000000",
+    "release^2",
+    "HEAD~9",
+]
 
 
 def test_unknown_refs(repo: Any, history: dict[str, str]) -> None:
@@ -337,8 +366,8 @@ def test_ambiguous_prefix(repo: Any) -> None:
     with pytest.raises(AmbiguousRefError):
         repo.resolve(prefix + "~1")
     n = next(i for i in range(64) if a[i] != b[i]) + 1
-    assert repo.resolve(a[:max(n, 4)]) == a
-    assert repo.resolve(b[:max(n, 4)]) == b
+    assert repo.resolve(a[: max(n, 4)]) == a
+    assert repo.resolve(b[: max(n, 4)]) == b
 
 
 def test_prefix_of_a_non_commit_is_not_a_ref(repo: Any, history: dict[str, str]) -> None:
@@ -370,11 +399,15 @@ def test_parent_relation_and_meta_recorded(repo: Any, history: dict[str, str]) -
     assert log == [h["ft2"], h["ft1"], h["v2"], h["v1"]]
 
 
-@pytest.mark.parametrize("relation", ["finetune", "adapter", "distill", "prune", "quantize", "merge", "other", "version"])
+@pytest.mark.parametrize(
+    "relation", ["finetune", "adapter", "distill", "prune", "quantize", "merge", "other", "version"]
+)
 def test_every_relation(repo: Any, tmp_path: Path, relation: str) -> None:
     make_model_folder(tmp_path / "src", "I8")
     base = repo.import_folder(tmp_path / "src", model="a", message="a").commit.oid
-    c = repo.import_folder(tmp_path / "src", model="b", parent="a", relation=relation, message="b").commit
+    c = repo.import_folder(
+        tmp_path / "src", model="b", parent="a", relation=relation, message="b"
+    ).commit
     assert c.parents == [(base, relation)]
 
 
@@ -439,7 +472,9 @@ def test_export_to_a_file_path_refused(repo: Any, tmp_path: Path) -> None:
 
 def _commit_tree(repo: Any, files: dict[str, FileEntry], model: str = "evil") -> str:
     """Write a tree (bypassing Tree's validation) and a commit, and point a model line at it."""
-    raw = json.dumps({"files": {p: e.to_json() for p, e in files.items()}}, sort_keys=True, separators=(",", ":"))
+    raw = json.dumps(
+        {"files": {p: e.to_json() for p, e in files.items()}}, sort_keys=True, separators=(",", ":")
+    )
     tree_oid = repo.store.put("tree", raw.encode())
     c = Commit(tree=tree_oid, parents=(), model=model, author="x", time=0, message="evil")
     oid = repo.store.put("commit", c.to_bytes())
@@ -450,10 +485,17 @@ def _commit_tree(repo: Any, files: dict[str, FileEntry], model: str = "evil") ->
 def _blob_entry(repo: Any, data: bytes) -> FileEntry:
     import xxhash
 
-    return FileEntry(kind="blob", size=len(data), xxh=xxhash.xxh3_128(data).hexdigest(), chunks=(repo.store.put("chunk", data),))
+    return FileEntry(
+        kind="blob",
+        size=len(data),
+        xxh=xxhash.xxh3_128(data).hexdigest(),
+        chunks=(repo.store.put("chunk", data),),
+    )
 
 
-@pytest.mark.parametrize("path", ["../escaped.txt", "a/../../escaped.txt", "/tmp/mgit-test-escaped.txt", ".mgit/config"])
+@pytest.mark.parametrize(
+    "path", ["../escaped.txt", "a/../../escaped.txt", "/tmp/mgit-test-escaped.txt", ".mgit/config"]
+)
 def test_crafted_tree_with_unsafe_path_is_refused(repo: Any, tmp_path: Path, path: str) -> None:
     _commit_tree(repo, {path: _blob_entry(repo, b"pwned")})
     out = tmp_path / "out" / "inner"
@@ -584,7 +626,9 @@ def test_stats(repo: Any, history: dict[str, str]) -> None:
     assert s.models["ft"]["stored_bytes"] < s.models["base"]["stored_bytes"]
 
 
-def test_commit_ids_do_not_depend_on_ingest_order(make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_commit_ids_do_not_depend_on_ingest_order(
+    make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MGIT_COMMIT_TIME", "1700000000")
     src = tmp_path / "src"
     make_model_folder(src, "F16", sharded=2, vocab=900)

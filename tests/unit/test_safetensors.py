@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from helpers import (
     ALL_DTYPES,
     list_objects,
@@ -22,6 +21,7 @@ from helpers import (
     sha256_tree,
     write_safetensors,
 )
+
 from mgit.errors import InvalidModelFileError
 from mgit.formats.safetensors import UnknownDtypeError, parse_header, read_header
 
@@ -55,29 +55,49 @@ MALFORMED: dict[str, bytes] = {
         '"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}',
         f32(4),
     ),
-    "overlapping offsets": raw_safetensors(hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 4, 12)), f32(3)),
-    "same offsets twice": raw_safetensors(hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 0, 8)), f32(2)),
-    "hole between tensors": raw_safetensors(hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 12, 20)), f32(5)),
+    "overlapping offsets": raw_safetensors(
+        hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 4, 12)), f32(3)
+    ),
+    "same offsets twice": raw_safetensors(
+        hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 0, 8)), f32(2)
+    ),
+    "hole between tensors": raw_safetensors(
+        hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 12, 20)), f32(5)
+    ),
     "hole at the start": raw_safetensors(hdr(a=t("F32", [2], 4, 12)), f32(3)),
-    "offsets out of range": raw_safetensors(hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 8, 16)), f32(3)),
+    "offsets out of range": raw_safetensors(
+        hdr(a=t("F32", [2], 0, 8), b=t("F32", [2], 8, 16)), f32(3)
+    ),
     "trailing bytes": raw_safetensors(hdr(a=t("F32", [2], 0, 8)), f32(2) + b"\x00\x01\x02\x03"),
     "shape disagrees with bytes": raw_safetensors(hdr(a=t("F32", [3], 0, 8)), f32(2)),
     "dtype disagrees with bytes": raw_safetensors(hdr(a=t("F64", [2], 0, 8)), f32(2)),
     "reversed offsets": raw_safetensors(hdr(a=t("F32", [2], 8, 0)), f32(2)),
     "negative offset": raw_safetensors(hdr(a=t("F32", [2], -8, 0)), f32(2)),
-    "offsets not ints": raw_safetensors(hdr(a={"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}), f32(2)),
-    "offsets bools": raw_safetensors(hdr(a={"dtype": "U8", "shape": [1], "data_offsets": [False, True]}), b"\x01"),
-    "three offsets": raw_safetensors(hdr(a={"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 8]}), f32(2)),
+    "offsets not ints": raw_safetensors(
+        hdr(a={"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}), f32(2)
+    ),
+    "offsets bools": raw_safetensors(
+        hdr(a={"dtype": "U8", "shape": [1], "data_offsets": [False, True]}), b"\x01"
+    ),
+    "three offsets": raw_safetensors(
+        hdr(a={"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 8]}), f32(2)
+    ),
     "missing offsets": raw_safetensors(hdr(a={"dtype": "F32", "shape": [2]}), f32(2)),
     "negative shape": raw_safetensors(hdr(a=t("F32", [-2], 0, 8)), f32(2)),
-    "shape not a list": raw_safetensors(hdr(a={"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}), f32(2)),
+    "shape not a list": raw_safetensors(
+        hdr(a={"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}), f32(2)
+    ),
     "missing dtype": raw_safetensors(hdr(a={"shape": [2], "data_offsets": [0, 8]}), f32(2)),
     "entry not an object": raw_safetensors(hdr(a=[0, 8]), f32(2)),
     "__metadata__ with int value": raw_safetensors(
         {"__metadata__": {"format": 1}, "a": t("F32", [2], 0, 8)}, f32(2)
     ),
-    "__metadata__ a string": raw_safetensors({"__metadata__": "pt", "a": t("F32", [2], 0, 8)}, f32(2)),
-    "__metadata__ a list": raw_safetensors({"__metadata__": ["pt"], "a": t("F32", [2], 0, 8)}, f32(2)),
+    "__metadata__ a string": raw_safetensors(
+        {"__metadata__": "pt", "a": t("F32", [2], 0, 8)}, f32(2)
+    ),
+    "__metadata__ a list": raw_safetensors(
+        {"__metadata__": ["pt"], "a": t("F32", [2], 0, 8)}, f32(2)
+    ),
     "__metadata__ nested": raw_safetensors(
         {"__metadata__": {"a": {"b": "c"}}, "a": t("F32", [2], 0, 8)}, f32(2)
     ),
@@ -115,7 +135,9 @@ def test_import_of_malformed_file_changes_nothing(repo: Any, tmp_path: Path, cas
     assert _repo_state(repo) == before
 
 
-@pytest.mark.parametrize("case", ["header not JSON", "overlapping offsets", "trailing bytes", "reversed offsets"])
+@pytest.mark.parametrize(
+    "case", ["header not JSON", "overlapping offsets", "trailing bytes", "reversed offsets"]
+)
 def test_commit_of_malformed_file_changes_nothing(repo: Any, case: str) -> None:
     (repo.root / "config.json").write_text("{}")
     repo.add([repo.root])
@@ -203,7 +225,11 @@ def test_metadata_and_padding_kept(repo: Any, tmp_path: Path) -> None:
 
 
 def test_header_order_differs_from_data_order(repo: Any, tmp_path: Path) -> None:
-    tensors = {"z": make_tensor("F32", (4,), 1), "a": make_tensor("I8", (3,), 2), "m": make_tensor("F64", (2,), 3)}
+    tensors = {
+        "z": make_tensor("F32", (4,), 1),
+        "a": make_tensor("I8", (3,), 2),
+        "m": make_tensor("F64", (2,), 3),
+    }
     data = safetensors_bytes(tensors, order=["m", "z", "a"], align=0)
     h = parse_header("x", data, len(data))
     assert [s.name for s in h.tensors] == ["m", "z", "a"]  # data order
@@ -231,7 +257,10 @@ def test_unknown_dtype_still_validated(tmp_path: Path) -> None:
 def test_real_safetensors_numpy_file(repo: Any, tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
-    tensors = {f"t_{d}": make_tensor(d, (3, 5), i) for i, d in enumerate(("F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL"))}
+    tensors = {
+        f"t_{d}": make_tensor(d, (3, 5), i)
+        for i, d in enumerate(("F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL"))
+    }
     tensors["scalar"] = make_tensor("F32", (), 50)
     tensors["empty"] = make_tensor("F32", (0, 3), 51)
     src = tmp_path / "src"
@@ -262,7 +291,9 @@ def test_real_safetensors_torch_file(repo: Any, tmp_path: Path) -> None:
         "bool": torch.tensor([True, False, True]),
         "scalar": torch.tensor(3.5, dtype=torch.float64),
     }
-    tensors["bf16"][0, :4] = torch.tensor([float("nan"), float("inf"), -0.0, 1e-40]).to(torch.bfloat16)
+    tensors["bf16"][0, :4] = torch.tensor([float("nan"), float("inf"), -0.0, 1e-40]).to(
+        torch.bfloat16
+    )
     src = tmp_path / "src"
     src.mkdir()
     save_file(tensors, str(src / "model.safetensors"), metadata={"format": "pt"})

@@ -128,7 +128,13 @@ def test_flipped_byte_is_detected(store: DiskStore, where: str) -> None:
     path = store.path_for(oid)
     raw = path.read_bytes()
     (mlen,) = struct.unpack_from("<I", raw, 5)
-    pos = {"magic": 1, "kind": 4, "meta": 9 + mlen // 2, "payload_start": 9 + mlen, "payload_end": len(raw) - 1}[where]
+    pos = {
+        "magic": 1,
+        "kind": 4,
+        "meta": 9 + mlen // 2,
+        "payload_start": 9 + mlen,
+        "payload_end": len(raw) - 1,
+    }[where]
     flip(path, pos)
     with pytest.raises(CorruptObjectError) as ei:
         DiskStore(store.root).get(oid)
@@ -300,7 +306,9 @@ def test_write_raw_refuses_substituted_bytes(store: DiskStore, tmp_path: Path) -
     assert files_in(other.root) == []
 
 
-@pytest.mark.parametrize("raw", [b"", b"MGO", b"XXXX" + b"c" + b"\x00" * 20, MAGIC + b"c\xff\xff\xff\xff{}"])
+@pytest.mark.parametrize(
+    "raw", [b"", b"MGO", b"XXXX" + b"c" + b"\x00" * 20, MAGIC + b"c\xff\xff\xff\xff{}"]
+)
 def test_write_raw_refuses_garbage(tmp_path: Path, raw: bytes) -> None:
     other = DiskStore(tmp_path / "other")
     oid = hash_object("chunk", b"x")
