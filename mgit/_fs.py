@@ -114,8 +114,9 @@ class AtomicFile:
         ...     f.write(b"...")
     """
 
-    def __init__(self, path: Path, *, mode: int = 0o644) -> None:
+    def __init__(self, path: Path, *, mode: int = 0o644, durable: bool = True) -> None:
         self.path = path
+        self.durable = durable
         self.tmp = temp_name(path)
         self._fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         self._f = os.fdopen(self._fd, "wb")
@@ -127,10 +128,12 @@ class AtomicFile:
     def commit(self) -> None:
         """Flush, fsync and rename into place."""
         self._f.flush()
-        os.fsync(self._f.fileno())
+        if self.durable:
+            os.fsync(self._f.fileno())
         self._f.close()
         os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        if self.durable:
+            fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Drop the temp file."""

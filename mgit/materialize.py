@@ -66,7 +66,9 @@ def write_file(
     queue: deque[Future[bytes] | bytes] = deque()
     limit = 2 * workers + 1
     written = 0
-    out = AtomicFile(target)
+    # Atomic (temp file + rename) but not fsynced, like cp and git checkout: these are copies
+    # of what the object store already holds durably.
+    out = AtomicFile(target, durable=False)
     try:
         def pop() -> None:
             nonlocal written

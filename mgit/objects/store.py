@@ -375,7 +375,7 @@ class DiskStore:
                 raise CorruptObjectError(oid, f"chain depth {h.depth} but base has depth {bh.depth}")
             base_bytes = self.get(h.base, kind="chunk")
         try:
-            content = codecs.decode(h.codec, bytes(payload), h.params, size=h.size, base=base_bytes)
+            content = codecs.decode(h.codec, payload, h.params, size=h.size, base=base_bytes)  # type: ignore[arg-type]
         except CodecError as exc:
             raise CorruptObjectError(oid, str(exc)) from None
         if len(content) != h.size:
