@@ -20,7 +20,7 @@ import numpy as np
 
 from mgit.formats.safetensors import UnknownDtypeError, read_header
 from mgit.ingest import pair_name
-from mgit.objects.ids import hash_object
+from mgit.objects.ids import Oid, hash_object
 from mgit.objects.model import DTYPE_SIZES
 from mgit.worktree import scan
 
@@ -58,7 +58,7 @@ class _NewTensor:
     dtype: str
     shape: tuple[int, ...]
     nbytes: int
-    chunks: list[str]
+    chunks: list[Oid]
     path: Path
     start: int
 

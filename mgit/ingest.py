@@ -214,10 +214,14 @@ def ingest_file(
             for a, b in _ranges(size, chunk_size):
                 data = reader.read(a, b)
                 xxh.update(data)
-                pipe.submit(
-                    lambda d=data: store.put_chunk(d, itemsize=1, is_float=False),
-                    lambda put: (chunks.append(put.oid), stats.add(put)),
-                )
+                def blob_job(d: bytes = data) -> ChunkPut:
+                    return store.put_chunk(d, itemsize=1, is_float=False)
+
+                def blob_done(put: ChunkPut) -> None:
+                    chunks.append(put.oid)
+                    stats.add(put)
+
+                pipe.submit(blob_job, blob_done)
                 if progress:
                     progress(b - a)
             pipe.drain()

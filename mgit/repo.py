@@ -1169,7 +1169,7 @@ class Repository:
         tags: dict[str, list[str]] = {}
         for name, oid in self.tags().items():
             tags.setdefault(oid, []).append(name)
-        g = nx.DiGraph()
+        g: Any = nx.DiGraph()
         for c in commits:
             cm = self.read_commit(c)
             g.add_node(

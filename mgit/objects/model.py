@@ -318,7 +318,7 @@ class Commit:
             parents.append(ParentLink(p["oid"], p["relation"]))
         model, author, message = v.get("model"), v.get("author"), v.get("message")
         t = v.get("time")
-        if not all(isinstance(s, str) for s in (model, author, message)):
+        if not (isinstance(model, str) and isinstance(author, str) and isinstance(message, str)):
             raise _bad("commit", "model, author and message must be strings")
         if not isinstance(t, int) or isinstance(t, bool):
             raise _bad("commit", "bad time")

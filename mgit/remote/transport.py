@@ -23,12 +23,12 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
+from mgit._fs import fsync_dir, temp_name
 from mgit.errors import (
     InvalidRefNameError,
     LockHeldError,
@@ -206,23 +206,6 @@ def _default_lock_timeout() -> float:
         return 5.0
 
 
-def _fsync_dir(path: Path) -> None:
-    """fsync a directory so that a rename or unlink in it is durable (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems (and platforms) cannot fsync a directory
-    finally:
-        os.close(fd)
-
-
-def _temp_name(final: Path) -> Path:
-    """Return a process-unique temp name next to ``final`` (safe on NFS, where locks lie)."""
-    return final.with_name(f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 class LocalTransport:
@@ -291,7 +274,7 @@ class LocalTransport:
             if final.exists():
                 return
             data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
-            tmp = _temp_name(final)
+            tmp = temp_name(final)
             try:
                 with open(tmp, "xb") as f:
                     f.write(data)
@@ -309,7 +292,7 @@ class LocalTransport:
                         os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as exc:
             raise RemoteError(
                 f"cannot create remote store at {self.root}: {exc.strerror or exc}"
@@ -442,7 +425,7 @@ class LocalTransport:
             if new is None:
                 if old is not None:
                     path.unlink()
-                    _fsync_dir(path.parent)
+                    fsync_dir(path.parent)
             else:
                 if path.is_dir():
                     path.rmdir()  # an empty directory left by deleted refs below this name
@@ -453,7 +436,7 @@ class LocalTransport:
                 # The rename publishes the value and releases the lock in one step.
                 os.replace(lock, path)
                 lock_released = True
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except OSError as exc:
             raise RemoteError(
                 f"cannot update ref {name} on {self.url}: {exc.strerror or exc}"
@@ -518,7 +501,7 @@ class LocalTransport:
         final = self._object_file(oid)
         if final.is_file():
             return
-        tmp = _temp_name(final)
+        tmp = temp_name(final)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -531,7 +514,7 @@ class LocalTransport:
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             raise RemoteError(
                 f"cannot write object {oid} to {self.url}: {exc.strerror or exc}"
