@@ -8,7 +8,9 @@
 # 3. imports base, two versions of a full finetune and a head-only finetune into one mgit repo,
 # 4. shows the lineage (log --graph), the model lines and the storage stats,
 # 5. exports every version again and checks each file's sha256 against the original folder,
-# 6. compares the size of .mgit with the raw bytes of the imported folders.
+# 6. compares the size of .mgit with the raw bytes of the imported folders,
+# 7. diffs versions, writes the lineage as an HTML page, and stores one finetune lossily
+#    (error bound 1e-4), gated by its own eval accuracy.
 #
 # Environment:
 #   MGIT_DEMO_DIR         work folder, recreated (default: /tmp/mgit-demo)
@@ -149,5 +151,19 @@ awk -v raw="$RAW" -v stored="$STORED" 'BEGIN {
   printf "ratio:                                %12.2fx smaller\n", raw / stored
 }'
 
-printf '\nSUCCESS: 4 model versions imported, lineage shown, every exported file byte-identical (%ds)\n' \
+section "6. what changed, and the lineage as a page"
+show mgit -C "$REPO" diff minilm-sentiment~1 minilm-sentiment --max-tensors 3
+show mgit -C "$REPO" diff minilm minilm-sentiment-head
+show mgit -C "$REPO" find --derived-from minilm --task sentiment
+show mgit -C "$REPO" lineage --html "$WORK/lineage.html"
+
+section "7. lossy on request: error-bounded, gated by the model's own eval"
+show mgit -C "$REPO" import "$MODELS/ft-full-v1" --model minilm-sentiment-lossy --parent minilm \
+  --relation finetune -m "full finetune, lossy 1e-4" --lossy 1e-4 \
+  --check "$PY benchmarks/finetune.py eval --min-acc $ACC_V1"
+show mgit -C "$REPO" show minilm-sentiment-lossy --no-files
+show mgit -C "$REPO" stats
+show mgit -C "$REPO" fsck
+
+printf '\nSUCCESS: model versions imported, lineage shown, every exported file byte-identical (%ds)\n' \
   "$((SECONDS - T0))"

@@ -27,8 +27,10 @@ def _color() -> bool:
 @click.option("--level", type=click.Choice(["block", "module"]), default="block", show_default=True,
               help="Group tensors by block (encoder.layer.3) or by module.")
 @click.option("--all", "show_all", is_flag=True, help="List unchanged groups too.")
+@click.option("--max-tensors", type=click.IntRange(min=0), metavar="N",
+              help="Show at most N tensors per group (the largest changes).")
 def diff_cmd(ref_a: str, ref_b: str | None, structural: bool, html_file: str | None, no_dataflow: bool,
-             no_rank: bool, level: str, show_all: bool) -> None:
+             no_rank: bool, level: str, show_all: bool, max_tensors: int | None) -> None:
     """What changed from REF_A to REF_B (default: the working tree).
 
     Red: only in REF_A (removed); green: only in REF_B (added).
@@ -60,7 +62,8 @@ def diff_cmd(ref_a: str, ref_b: str | None, structural: bool, html_file: str | N
     d = repo.diff(ref_a, ref_b, rank=not no_rank)
 
     def render() -> None:
-        for line in render_text(d, color=_color(), level=level, show_unchanged=show_all):
+        for line in render_text(d, color=_color(), level=level, show_unchanged=show_all,
+                                max_tensors_per_group=max_tensors):
             echo(line)
 
     emit(d, render)
