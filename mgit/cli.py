@@ -70,10 +70,28 @@ def cli(ctx: click.Context, cwd: str | None, as_json: bool, quiet: bool) -> None
     ctx.obj = Context(cwd=base, json=as_json, quiet=quiet or not sys.stderr.isatty())
 
 
+def _late_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().obj.json = True
+
+
+def _add_json_option(cmd: click.Command) -> None:
+    """Accept ``--json`` after the command name too (``mgit stats --json``)."""
+    if not any("--json" in getattr(p, "opts", ()) for p in cmd.params):
+        cmd.params.append(click.Option(
+            ["--json", "json_late"], is_flag=True, expose_value=False, callback=_late_json,
+            help="Print the result as JSON (same as 'mgit --json ...').",
+        ))
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _add_json_option(sub)
+
+
 def _register() -> None:
     for mod in COMMAND_MODULES:
         m = importlib.import_module(f"mgit.commands.{mod}")
         for cmd in m.COMMANDS:
+            _add_json_option(cmd)
             cli.add_command(cmd)
 
 

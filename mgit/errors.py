@@ -13,6 +13,7 @@ __all__ = [
     "UnsupportedFormatError",
     "ObjectNotFoundError",
     "CorruptObjectError",
+    "CorruptRefError",
     "CodecError",
     "RefNotFoundError",
     "AmbiguousRefError",
@@ -85,13 +86,23 @@ class ObjectNotFoundError(MgitError, KeyError):
 class CorruptObjectError(MgitError):
     """An object whose bytes do not hash to its id, or that cannot be parsed."""
 
-    hint = "the object store is damaged; run 'mgit fsck', then fetch the object again from a remote"
+    hint = "the object store is damaged; run 'mgit fsck' to list what is affected"
 
     def __init__(self, oid: str, reason: str, *, actual: str | None = None) -> None:
         super().__init__(f"corrupt object {oid}: {reason}")
         self.oid = oid
         self.reason = reason
         self.actual = actual
+
+
+class CorruptRefError(MgitError):
+    """A ref file that exists but does not hold an object id."""
+
+    hint = "look at the file; fix it by hand or restore it from .mgit/logs (the reflog)"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"damaged ref {ref}: it does not hold an object id")
+        self.ref = ref
 
 
 class CodecError(MgitError):
@@ -220,5 +231,6 @@ EXIT_CODES: dict[type[MgitError], int] = {
     NotARepositoryError: 10,
     LockHeldError: 11,
     CorruptObjectError: 12,
+    CorruptRefError: 12,
     ObjectNotFoundError: 12,
 }

@@ -393,8 +393,8 @@ class Repository:
             cfg = json.loads((self.mgit_dir / "config").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise NotARepositoryError(self.root) from None
-        except json.JSONDecodeError as exc:
-            raise UnsupportedFormatError(f"unreadable repository config: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise UnsupportedFormatError(f"unreadable repository config: {type(exc).__name__}") from None
         if not isinstance(cfg, dict):
             raise UnsupportedFormatError("repository config is not a JSON object")
         if cfg.get("format_version") != FORMAT_VERSION:
@@ -511,7 +511,7 @@ class Repository:
         for prefix in (HEADS, TAGS, REMOTES):
             try:
                 oid = self.refs.read(prefix + base)
-            except MgitError:
+            except InvalidRefNameError:
                 oid = None
             if oid is not None:
                 return oid
@@ -585,8 +585,10 @@ class Repository:
         progress: Callable[[int], None] | None = None,
         move_head: bool = False,
         allow_empty_change: bool = True,
+        update_ref: bool = True,
     ) -> tuple[CommitInfo, IngestStats]:
-        """Ingest files, write tree and commit, sync, then move the model ref (CAS)."""
+        """Ingest files, write tree and commit, sync, then (``update_ref``) move the model ref
+        by compare-and-swap."""
         stats = IngestStats()
         parent_tree = self.read_tree(self.read_commit(parents[0].oid).tree) if parents else None
         pindex = ParentIndex(self.store, parent_tree)
@@ -613,11 +615,16 @@ class Repository:
         )
         oid = self.store.put("commit", commit.to_bytes())
         self.store.sync()  # objects durable before any ref points at them
-        updates: list[tuple[str, str | None, str | None]] = [(HEADS + model, tip, oid)]
-        self.refs.update_many(updates, message=f"commit: {message.splitlines()[0] if message else ''}")
+        if update_ref:
+            self._move_model_ref(model, tip, oid, message=message, move_head=move_head)
+        return self.commit_info(oid), stats
+
+    def _move_model_ref(self, model: str, tip: str | None, oid: str, *, message: str, move_head: bool) -> None:
+        """Compare-and-swap the model line from ``tip`` to ``oid``; HEAD follows if asked."""
+        first = message.splitlines()[0] if message else ""
+        self.refs.update_many([(HEADS + model, tip, oid)], message=f"commit: {first}")
         if move_head and self.head_model != model:
             self.refs.set_head(ref=HEADS + model, message=f"commit to {model}")
-        return self.commit_info(oid), stats
 
     def _run_check(self, check: str, oid: str) -> bool:
         """Export a commit to a temp folder and run ``check`` on it; True when it exits 0."""
@@ -629,18 +636,30 @@ class Repository:
             return proc.returncode == 0
 
     def _commit_with_check(
-        self, *, eps: float | None, check: str | None, write: Callable[[float | None], tuple[CommitInfo, IngestStats]],
-        model: str, tip: str | None,
+        self, *, eps: float | None, check: str | None,
+        write: Callable[[float | None, bool], tuple[CommitInfo, IngestStats]],
+        model: str, tip: str | None, message: str, move_head: bool,
     ) -> tuple[CommitInfo, IngestStats, str | None]:
+        """Write the commit; with ``check``, gate a lossy commit before any ref points at it.
+
+        The lossy commit is written (objects durable) but the model ref stays where it was
+        while CMD runs on its export; only then does the ref move, to the lossy commit if CMD
+        passed, else to the same files stored losslessly. A process killed during CMD leaves
+        the model line untouched.
+        """
         if check is not None and eps is None:
             raise UsageError("--check needs --lossy: it gates a lossy commit")
-        info, stats = write(eps)
-        if check is None or info.lossy is None:
+        if check is None:
+            info, stats = write(eps, True)
+            return info, stats, None
+        info, stats = write(eps, False)
+        if info.lossy is None:
+            self._move_model_ref(model, tip, info.oid, message=message, move_head=move_head)
             return info, stats, None
         if self._run_check(check, info.oid):
+            self._move_model_ref(model, tip, info.oid, message=message, move_head=move_head)
             return info, stats, "passed"
-        # The gate failed: the same files again, stored losslessly, replace the lossy commit.
-        info2, stats2 = write_lossless_over(self, write, model, info.oid, tip)
+        info2, stats2 = write(None, True)
         return info2, stats2, "failed: stored losslessly"
 
     def commit(
@@ -715,14 +734,15 @@ class Repository:
                 files[rel] = path
             links = self._parent_links(target, tip, parent, relation)
 
-            def write(e: float | None) -> tuple[CommitInfo, IngestStats]:
+            def write(e: float | None, update: bool) -> tuple[CommitInfo, IngestStats]:
                 return self._write_commit(
-                    model=target, tip=tip, parents=links, files=files,
-                    message=message, meta=meta, eps=e, progress=progress, move_head=True,
+                    model=target, tip=tip, parents=links, files=files, message=message,
+                    meta=meta, eps=e, progress=progress, move_head=True, update_ref=update,
                 )
 
             info, stats, checked = self._commit_with_check(
-                eps=eps, check=check, write=write, model=target, tip=tip
+                eps=eps, check=check, write=write, model=target, tip=tip, message=message,
+                move_head=True,
             )
             tree = self.read_tree(info.tree)
             for rel in index.staged:
@@ -779,13 +799,15 @@ class Repository:
                 parent = candidates[0].oid
         links = self._parent_links(model, tip, parent, relation)
 
-        def write(e: float | None) -> tuple[CommitInfo, IngestStats]:
+        def write(e: float | None, update: bool) -> tuple[CommitInfo, IngestStats]:
             return self._write_commit(
-                model=model, tip=tip, parents=links, files=files,
-                message=message, meta=meta, eps=e, progress=progress,
+                model=model, tip=tip, parents=links, files=files, message=message,
+                meta=meta, eps=e, progress=progress, update_ref=update,
             )
 
-        info, stats, checked = self._commit_with_check(eps=eps, check=check, write=write, model=model, tip=tip)
+        info, stats, checked = self._commit_with_check(
+            eps=eps, check=check, write=write, model=model, tip=tip, message=message, move_head=False
+        )
         return CommitResult(info, stats, len(files), checked, candidates)
 
     # -- working tree -------------------------------------------------------------------------
@@ -818,6 +840,7 @@ class Repository:
             for p in paths:
                 rel = self._relpath(p)
                 full = self.root / rel if rel else self.root
+                self._check_no_symlinked_folder(rel)
                 if rel and full.is_file() and not full.is_symlink():
                     found = {rel: full}
                 elif rel and full.is_symlink() and not full.is_dir():
@@ -850,6 +873,19 @@ class Repository:
                         index.staged.pop(t, None)
             index.save(self.mgit_dir)
         return AddResult(sorted(staged), sorted(removed), unchanged)
+
+    def _check_no_symlinked_folder(self, rel: str) -> None:
+        """Refuse a path that goes through (or is) a symlinked folder: mgit does not follow them,
+        and one may point outside the model folder."""
+        if not rel:
+            return
+        cur = self.root
+        for part in rel.split("/"):
+            cur = cur / part
+            if cur.is_symlink() and cur.is_dir():
+                raise UnsafePathError(rel, f"{cur.relative_to(self.root).as_posix()} is a symlinked folder")
+            if cur.is_symlink() and not cur.resolve().is_relative_to(self.root.resolve()):
+                raise UnsafePathError(rel, "symlink points outside the model folder")
 
     def _relpath(self, p: str | os.PathLike[str]) -> str:
         full = Path(p)
@@ -939,11 +975,24 @@ class Repository:
                     raise DirtyWorkingTreeError(sorted(set(dirty)))
             index = Index.load(self.mgit_dir)
             written, removed = [], []
+            # Plan and check every path before writing anything, so that a path that cannot be
+            # written (a symlink, a folder in the way) fails the checkout with nothing changed.
+            plan = []
+            for rel, entry in sorted(new_tree.files.items()):
+                path = safe_join(self.root, rel)
+                if path.is_dir():
+                    raise DirtyWorkingTreeError([rel], action="checkout (a folder is in the way)")
+                parent = path.parent
+                while parent != self.root:
+                    if parent.exists() and not parent.is_dir():
+                        raise DirtyWorkingTreeError([rel], action="checkout (a file is in the way)")
+                    parent = parent.parent
+                if path.is_file() and index.current_xxh(rel, path) == entry.xxh:
+                    continue  # already these bytes
+                plan.append((rel, entry))
             with self._pool() as pool:
-                for rel, entry in sorted(new_tree.files.items()):
+                for rel, entry in plan:
                     path = self.root / rel
-                    if path.is_file() and not path.is_symlink() and index.current_xxh(rel, path) == entry.xxh:
-                        continue  # already these bytes
                     write_file(self.store, entry, self.root, rel, pool=pool, workers=self.workers)
                     index.cache[rel] = Snapshot.of(path.stat(), entry.xxh)
                     written.append(rel)
@@ -1039,7 +1088,7 @@ class Repository:
             "U16": torch.uint16, "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32,
             "U32": torch.uint32, "F32": torch.float32, "I64": torch.int64, "U64": torch.uint64,
             "F64": torch.float64, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-            "C64": torch.complex64,
+            "C64": torch.complex64, "F8_E8M0": getattr(torch, "float8_e8m0fnu", torch.uint8),
         }[m.dtype]
         buf = tensor_bytes(self.store, m)
         if not buf:
@@ -1088,7 +1137,7 @@ class Repository:
 
     def all_commits(self) -> set[str]:
         """Every commit reachable from a model line, a tag or HEAD."""
-        starts = list(self.refs.iter_refs(HEADS).values()) + list(self.refs.iter_refs(TAGS).values())
+        starts = list(self.refs.iter_refs("refs/").values())  # model lines, tags, remote-tracking
         head = self.head()
         if head:
             starts.append(head)
@@ -1205,12 +1254,12 @@ class Repository:
             _check_relation(relation)
         cands = self.all_commits() if all_versions else set(self.model_heads().values())
         anc_of: str | None = self.resolve(derived_from) if derived_from else None
+        want = dict(meta or {})
+        if task is not None:
+            want["task"] = task
         out = []
         for c in cands:
-            cm = self.read_commit(c)
-            if task is not None and cm.meta.get("task") != task:
-                continue
-            if meta and any(cm.meta.get(k) != v for k, v in meta.items()):
+            if want and not self._meta_matches(c, want, all_versions):
                 continue
             if relation is not None and not self._has_relation(c, relation, all_versions):
                 continue
@@ -1220,19 +1269,32 @@ class Repository:
         out.sort(key=lambda i: (-i.time, i.model))
         return out
 
-    def _has_relation(self, oid: str, relation: str, exact: bool) -> bool:
-        """Whether this version (or, for a model line, any of its versions) has such a parent edge."""
-        cm = self.read_commit(oid)
-        if exact:
-            return any(p.relation == relation for p in cm.parents)
+    def _line_versions(self, oid: str) -> list[str]:
+        """``oid`` and the earlier versions of its model line, newest first."""
+        out: list[str] = []
         cur: str | None = oid
-        while cur is not None:
+        while cur is not None and cur not in out:
+            out.append(cur)
             cm = self.read_commit(cur)
-            if any(p.relation == relation for p in cm.parents):
-                return True
             nxt = [p.oid for p in cm.parents if self.read_commit(p.oid).model == cm.model]
             cur = nxt[0] if nxt else None
-        return False
+        return out
+
+    def _meta_matches(self, oid: str, want: dict[str, str], exact: bool) -> bool:
+        """Whether the version (or, for a model line, its latest version that sets each key)
+        has the wanted metadata: a key set on an earlier version holds until a later version
+        sets it again."""
+        versions = [oid] if exact else self._line_versions(oid)
+        for k, v in want.items():
+            found = next((self.read_commit(c).meta[k] for c in versions if k in self.read_commit(c).meta), None)
+            if found != v:
+                return False
+        return True
+
+    def _has_relation(self, oid: str, relation: str, exact: bool) -> bool:
+        """Whether this version (or, for a model line, any of its versions) has such a parent edge."""
+        versions = [oid] if exact else self._line_versions(oid)
+        return any(p.relation == relation for c in versions for p in self.read_commit(c).parents)
 
     def guess_parent(self, folder: str | os.PathLike[str], *, limit: int = 5) -> list[Any]:
         """Stored model versions ranked by closeness to ``folder`` (see :mod:`mgit.guess`)."""
@@ -1347,6 +1409,8 @@ class Repository:
         """
         problems: list[str] = []
         checked = 0
+        for name in self.refs.damaged_refs():
+            problems.append(f"{name}: damaged ref (does not hold an object id)")
         for name, oid in self.refs.iter_refs("refs/").items():
             if oid not in self.store:
                 problems.append(f"{name}: points at missing commit {oid}")
@@ -1443,22 +1507,6 @@ class Repository:
             raise RefNotFoundError(name)
         self.refs.delete_if_equals(TAGS + name, oid, message="tag: deleted")
         return oid
-
-
-def write_lossless_over(
-    repo: Repository,
-    write: Callable[[float | None], tuple[CommitInfo, IngestStats]],
-    model: str,
-    lossy_oid: str,
-    tip: str | None,
-) -> tuple[CommitInfo, IngestStats]:
-    """Replace a just-written lossy commit by the lossless one (the ``--check`` fallback)."""
-    ref = HEADS + model
-    if tip is not None:
-        repo.refs.set_if_equals(ref, lossy_oid, tip, message="check failed: drop lossy commit")
-    else:
-        repo.refs.delete_if_equals(ref, lossy_oid, message="check failed: drop lossy commit")
-    return write(None)
 
 
 def write_text_file(path: Path, text: str) -> None:

@@ -61,7 +61,7 @@ class RepoTensorSource:
         data = b"".join(self.repo.store.get(c, kind="chunk") for c in entry.chunks)
         try:
             v = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         return v if isinstance(v, dict) else None
 
@@ -115,6 +115,6 @@ class FolderTensorSource:
         """``config.json`` of the folder, if any."""
         try:
             v = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         return v if isinstance(v, dict) else None

@@ -226,7 +226,7 @@ class Index:
             v = json.loads((mgit_dir / "index").read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return cls()  # the index is a cache of the working tree; a bad one is rebuilt
         staged = {
             p: (Snapshot.from_json(s) if s is not None else None)

@@ -10,7 +10,7 @@ from mgit.objects.model import RELATIONS
 __all__ = ["COMMANDS", "render_commit_result"]
 
 
-def render_commit_result(res) -> None:  # type: ignore[no-untyped-def]
+def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: ignore[no-untyped-def]
     """Print what a commit or import did."""
     c = res.commit
     rel = ", ".join(f"{r} of {p[:12]}" for p, r in c.parents) or "root"
@@ -22,6 +22,9 @@ def render_commit_result(res) -> None:  # type: ignore[no-untyped-def]
          f"{s.delta_chunks} as deltas; {rel}")
     if c.lossy:
         echo(f" lossy: eps={c.lossy['eps']:g}, measured max error {c.lossy['max_err']:.3g}")
+        if working_tree:
+            echo(" note: your working files keep their exact bytes, so they now differ from this lossy "
+                 "commit ('mgit status' shows them modified; 'mgit checkout --force' gives the stored bytes)")
     if res.check:
         echo(f" check: {res.check}")
 
@@ -43,7 +46,7 @@ def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relati
         message, model=model, parent=list(parents) or None, relation=relation, meta=parse_meta(meta),
         eps=eps, check=check, allow_empty=allow_empty,
     )
-    emit(res, lambda: render_commit_result(res))
+    emit(res, lambda: render_commit_result(res, working_tree=True))
 
 
 COMMANDS = [commit_cmd]

@@ -13,7 +13,7 @@ __all__ = ["COMMANDS"]
 @click.argument("ref", required=False)
 @click.option("--graph", is_flag=True, help="Draw the lineage graph beside the commits.")
 @click.option("--all", "all_", is_flag=True, help="Every model line, not just REF's history.")
-@click.option("-n", "--max-count", "limit", type=int, help="Show at most N commits.")
+@click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), help="Show at most N commits.")
 @click.option("--oneline", is_flag=True, help="One line per commit.")
 def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline: bool) -> None:
     """Show model versions and how they derive from each other, newest first."""

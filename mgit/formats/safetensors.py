@@ -96,6 +96,8 @@ def parse_header(path: object, prefix: bytes, file_size: int) -> SafetensorsHead
         raise InvalidModelFileError(path, "header is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InvalidModelFileError(path, f"header is not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InvalidModelFileError(path, "header is not JSON (nested too deeply)") from None
     except ValueError as exc:
         raise InvalidModelFileError(path, str(exc)) from None
     if not isinstance(header, dict):

@@ -65,8 +65,8 @@ def canonical_json(value: Any) -> bytes:
 def _load(kind: str, data: bytes) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptObjectError("?", f"{kind} object is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CorruptObjectError("?", f"{kind} object is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(value, dict):
         raise CorruptObjectError("?", f"{kind} object is not a JSON object")
     return value

@@ -93,7 +93,7 @@ def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
         raise CorruptObjectError(oid, "bad meta length")
     try:
         meta = json.loads(bytes(data[9 : 9 + mlen]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CorruptObjectError(oid, "meta is not JSON") from None
     if not isinstance(meta, dict):
         raise CorruptObjectError(oid, "meta is not an object")
@@ -143,6 +143,19 @@ class DiskStore:
 
     def __contains__(self, oid: object) -> bool:
         return isinstance(oid, str) and is_oid(oid) and self.path_for(oid).exists()
+
+    def _reuse(self, oid: str) -> bool:
+        """True if the object exists; then refresh its mtime, so that ``gc`` (which only prunes
+        unreachable objects older than a grace period) cannot delete an object a commit in
+        progress has just decided to reuse."""
+        path = self.path_for(oid)
+        try:
+            os.utime(path, None)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return path.exists()
 
     def read_raw(self, oid: str) -> bytes:
         """The stored bytes of an object, unverified (for transfer; the receiver verifies).
@@ -263,7 +276,7 @@ class DiskStore:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind}")
         oid = hash_object(kind, content)
-        if oid in self:
+        if self._reuse(oid):
             return oid
         enc = codecs.encode_standalone(content, itemsize=1, is_float=False)
         self._write_file(oid, _encode_file(kind, enc, len(content), None, 0))
@@ -319,14 +332,14 @@ class DiskStore:
                 )
                 loid = hash_object("chunk", content)
                 max_err = float(lossy.params.get("max_err", 0.0))
-                if loid in self:
+                if self._reuse(loid):
                     return ChunkPut(loid, False, 0, lossy.codec, depth, max_err, content)
                 assert base is not None
                 self._write_file(loid, _encode_file("chunk", lossy, len(data), base, depth))
                 return ChunkPut(loid, True, self.stored_size(loid), lossy.codec, depth, max_err, content)
         if oid is None:
             oid = hash_object("chunk", data)
-        if oid in self:
+        if self._reuse(oid):
             return ChunkPut(Oid(oid), False, 0, "", 0)
         enc: codecs.Encoded | None = None
         use_base: str | None = None
@@ -356,7 +369,7 @@ class DiskStore:
             CorruptObjectError: the bytes do not decode to content with id ``oid``.
             ObjectNotFoundError: a delta whose base is missing.
         """
-        if oid in self:
+        if self._reuse(oid):
             return False
         h = _parse_header(oid, data)
         self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mgit._fs import atomic_write, fsync_dir
-from mgit.errors import InvalidRefNameError, LockHeldError, RefConflictError
+from mgit.errors import CorruptRefError, InvalidRefNameError, LockHeldError, RefConflictError
 from mgit.objects.ids import is_oid
 
 __all__ = ["RefStore", "check_name", "HEADS", "TAGS", "REMOTES"]
@@ -87,23 +87,40 @@ class RefStore:
         if ref == "HEAD":
             target = self.head_target()
             if target is None:
-                return self._read_file(self.root / "HEAD")
+                return self._read_file(self.root / "HEAD", strict=False)
             return self.read(target)
         return self._read_file(self._path(ref))
 
-    def _read_file(self, path: Path) -> str | None:
+    def _read_file(self, path: Path, *, strict: bool = True) -> str | None:
         try:
-            text = path.read_text().strip()
+            text = path.read_text(errors="replace").strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         if text.startswith("ref: "):
             return None
-        return text if is_oid(text) else None
+        if is_oid(text):
+            return text
+        if strict:
+            raise CorruptRefError(path.relative_to(self.root).as_posix())
+        return None
+
+    def damaged_refs(self) -> list[str]:
+        """Ref files that do not hold an object id (for ``fsck``)."""
+        out = []
+        base = self.root / "refs"
+        for dirpath, _dirs, files in os.walk(base):
+            for fn in files:
+                if fn.endswith(".lock") or fn.endswith(".tmp"):
+                    continue
+                full = Path(dirpath) / fn
+                if self._read_file(full, strict=False) is None:
+                    out.append(full.relative_to(self.root).as_posix())
+        return sorted(out)
 
     def head_target(self) -> str | None:
         """The ref HEAD points at (``refs/heads/x``), or None when HEAD is detached."""
         try:
-            text = (self.root / "HEAD").read_text().strip()
+            text = (self.root / "HEAD").read_text(errors="replace").strip()
         except FileNotFoundError:
             return None
         if text.startswith("ref: "):
@@ -124,7 +141,7 @@ class RefStore:
                 name = full.relative_to(self.root).as_posix()
                 if not name.startswith(prefix):
                     continue
-                oid = self._read_file(full)
+                oid = self._read_file(full, strict=False)
                 if oid is not None:
                     out[name] = oid
         return dict(sorted(out.items()))
@@ -137,7 +154,12 @@ class RefStore:
         try:
             for ref in sorted(set(refs)):
                 path = self._path(ref) if ref != "HEAD" else self.root / "HEAD"
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    raise InvalidRefNameError(ref, "conflicts with an existing ref (a ref cannot also be a folder)") from None
+                if path.is_dir():
+                    raise InvalidRefNameError(ref, "conflicts with existing refs below it")
                 lock = path.with_name(path.name + ".lock")
                 deadline = time.monotonic() + _lock_wait()
                 while True:

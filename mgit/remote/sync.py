@@ -257,7 +257,12 @@ def normalize_url(url: str, base: str | os.PathLike[str] | None = None) -> str:
     """Return ``url`` with a local path made absolute (relative to ``base`` or the cwd).
 
     ``s3://`` and ``file://`` URLs are returned unchanged.
+
+    Raises:
+        UsageError: an empty URL.
     """
+    if not url or not url.strip():
+        raise UsageError("the remote URL is empty")
     scheme = urlsplit(url).scheme
     if scheme and len(scheme) > 1:
         return url
@@ -422,12 +427,7 @@ def _open_remote(url: str, *, create: bool) -> Transport:
 
 def _parse_stored_header(repo: Repository, oid: str, data: bytes) -> Any:
     """Parse the header of an object received in its stored encoding (no trust, no write)."""
-    parse = getattr(repo.store, "parse_header", None)
-    if parse is not None:
-        return parse(oid, data)
-    from mgit.objects import store as store_mod  # TODO(lead): expose DiskStore.parse_header
-
-    return store_mod._parse_header(oid, data)
+    return repo.store.parse_header(oid, data)
 
 
 def _decode_stored(repo: Repository, oid: str, data: bytes, kind: str) -> bytes:
@@ -436,16 +436,7 @@ def _decode_stored(repo: Repository, oid: str, data: bytes, kind: str) -> bytes:
     Raises:
         CorruptObjectError: It does not decode, is not of ``kind``, or hashes to another id.
     """
-    decode = getattr(repo.store, "decode_raw", None)
-    if decode is not None:
-        return bytes(decode(oid, data, kind=kind))
-    header = _parse_stored_header(repo, oid, data)
-    if header.kind != kind:
-        raise CorruptObjectError(oid, f"expected a {kind} object, found a {header.kind}")
-    # TODO(lead): expose DiskStore.decode_raw(oid, data, kind=) -> content; until then the
-    # store's own decode-and-verify is used so the rules stay in one place.
-    payload = memoryview(data)[header.payload_offset :]
-    return bytes(repo.store._decode_verify(oid, header, payload))
+    return repo.store.decode_raw(oid, data, kind=kind)
 
 
 def _from_remote(exc: CorruptObjectError, url: str) -> CorruptObjectError:
@@ -563,6 +554,8 @@ def _upload(
 
     def send(oid: str) -> int:
         data = repo.store.read_raw(oid)
+        # Never spread damage: the object must decode to content with its id before it goes.
+        repo.store.decode_raw(oid, data)
         transport.put_object(oid, data)
         return len(data)
 
@@ -731,7 +724,9 @@ def push(
         raise NonFastForwardError(
             rejected[0][0],
             f"push rejected: {names}",
-            hint="run 'mgit pull' (or 'mgit fetch' and merge/rebase) first, or push --force",
+            hint="the remote has versions you do not: run 'mgit pull' to take them, or keep "
+            "both lines by pushing yours under a new name ('mgit branch NEW MODEL', "
+            "'mgit push REMOTE NEW'), or replace the remote's with 'mgit push --force'",
         )
     moving = [u for u in updates if u.status != "up-to-date"]
     sent = nbytes = already = 0
@@ -1136,7 +1131,11 @@ def pull(
         raise NonFastForwardError(
             HEADS + model,
             f"cannot pull {model}: the local model and {where}'s have diverged",
-            hint=f"rebase or merge with '{fr.remote or 'the remote'}/{model}', or push --force to replace it",
+            hint=(
+                f"compare with 'mgit diff {model} {fr.remote or 'REMOTE'}/{model}'; keep theirs as a "
+                f"new model line with 'mgit branch {model}-theirs {fr.remote or 'REMOTE'}/{model}', "
+                "or replace the remote's versions with yours with 'mgit push --force'"
+            ),
         )
     co = _fast_forward(repo, model, old, new, message=f"pull {where}: fast-forward")
     status = "created" if old is None else "fast-forward"

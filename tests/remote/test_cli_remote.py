@@ -97,7 +97,7 @@ def test_rejected_push_exits_non_zero_with_a_hint(
     code, _out, err = run_main(capsys, source.path, "push", url, "bert")
     assert code == 1
     assert err.splitlines()[0] == "mgit: error: push rejected: bert (non-fast-forward)"
-    assert err.splitlines()[1].startswith("hint: run 'mgit pull'")
+    assert err.splitlines()[1].startswith("hint: the remote has versions you do not: run 'mgit pull'")
     code, out, err = run_main(capsys, source.path, "push", "--force", url, "bert")
     assert code == 0 and "(forced)" in out
 
@@ -130,10 +130,16 @@ def test_progress_bar_draws_bytes_and_objects() -> None:
     bar.begin("pushing", objects=3, total_bytes=300)
     for _ in range(3):
         bar.advance(objects=1, nbytes=100)
+    task = bar._progress.tasks[0]
+    assert task.completed == 300 and task.total == 300
+    assert task.fields["objs"] == "3/3 objects"
+    assert "B/s" in task.fields["rate"]
     bar.end()
     bar.advance(objects=1)  # after end: ignored
     bar.begin("fetching", objects=2, total_bytes=None)
     bar.advance(objects=2, nbytes=10)
+    assert bar._progress.tasks[0].completed == 10
+    assert bar._progress.tasks[0].fields["objs"] == "2/2 objects"
     bar.end()
 
 
