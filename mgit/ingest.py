@@ -214,6 +214,7 @@ def ingest_file(
             for a, b in _ranges(size, chunk_size):
                 data = reader.read(a, b)
                 xxh.update(data)
+
                 def blob_job(d: bytes = data) -> ChunkPut:
                     return store.put_chunk(d, itemsize=1, is_float=False)
 
@@ -230,6 +231,8 @@ def ingest_file(
             return FileEntry(kind="blob", size=size, xxh=xxh.hexdigest(), chunks=tuple(chunks))
 
         hdr_bytes = reader.read(0, header.data_start)
+        if hdr_bytes[8:] != header.header_bytes or reader.size != os.path.getsize(path):
+            raise InvalidModelFileError(path, "file changed while it was being read")
         xxh.update(hdr_bytes)
         header_oid = store.put("chunk", hdr_bytes[8:])
         tensors: list[tuple[str, str]] = [("", "")] * len(header.tensors)
