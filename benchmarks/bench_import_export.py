@@ -131,14 +131,48 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
     stored = stats["models"]["child"]["stored_bytes"]
     rows.append({"case": name, "tool": "mgit import", "seconds": t, "rss": r, "bytes": stored,
                  "vs_zstd": t / zstd_c})
+    api = []
+    for _ in range(repeat):
+        fresh_repo()
+        api.append(api_seconds("import", str(repo), str(solo), "child", *(["parent"] if parent else [])))
+    rows.append({"case": name, "tool": "  (in process)", "seconds": statistics.median(api), "rss": 0,
+                 "bytes": stored, "vs_zstd": statistics.median(api) / zstd_c})
     t, r = best(lambda: mgit_cmd("-C", str(repo), "export", "child", str(exp)), repeat, clean)
     rows.append({"case": name, "tool": "mgit export", "seconds": t, "rss": r, "bytes": size,
                  "vs_zstd": t / zstd_d})
     same = filecmp.cmp(exp / "model.safetensors", src, shallow=False)
     rows[-1]["identical"] = same
+    api = []
+    for _ in range(repeat):
+        clean()
+        api.append(api_seconds("export", str(repo), "child", str(exp)))
+    rows.append({"case": name, "tool": "  (in process)", "seconds": statistics.median(api), "rss": 0,
+                 "bytes": size, "vs_zstd": statistics.median(api) / zstd_d})
     for row in rows:
         row["size"] = size
     return rows
+
+
+def api_seconds(*args: str) -> float:
+    """Time one Repository call in a fresh process, excluding interpreter and import start-up."""
+    out = subprocess.run([sys.executable, __file__, "--time-api", *args], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def time_api(args: list[str]) -> None:
+    """``--time-api import REPO SRC MODEL [PARENT]`` or ``--time-api export REPO REF DIR``."""
+    from mgit.repo import Repository
+
+    repo = Repository.open(args[1])
+    t0 = time.perf_counter()
+    if args[0] == "import":
+        parent = args[4] if len(args) > 4 else None
+        repo.import_folder(args[2], model=args[3], message="x", parent=parent,
+                           relation="finetune" if parent else None)
+    else:
+        repo.export(args[2], args[3])
+    print(f"{time.perf_counter() - t0:.6f}")
 
 
 def synthetic(path: Path, mb: int) -> Path:
@@ -171,7 +205,11 @@ def main() -> None:
     ap.add_argument("--synthetic-mb", type=int, default=0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--make-synthetic", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--time-api", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.time_api:
+        time_api(args.time_api)
+        return
     if args.make_synthetic:
         synthetic(args.make_synthetic, args.synthetic_mb)
         return
@@ -195,14 +233,15 @@ def main() -> None:
             subprocess.run([sys.executable, __file__, "--make-synthetic", str(syn), "--synthetic-mb",
                             str(args.synthetic_mb)], check=True)
             rows += bench_pair(f"synthetic {args.synthetic_mb} MB (fp32 noise)", syn, None, work, 1)
-    print(f"{'case':<34} {'tool':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'bytes':>12} "
+    print(f"{'case':<34} {'tool':<14} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'bytes':>12} "
           f"{'ratio':>6} {'vs zstd':>8}")
     for r in rows:
         mbps = r["size"] / MB / r["seconds"]
         ratio = r["size"] / r["bytes"] if r["bytes"] else float("inf")
         vs = f"{r['vs_zstd']:.2f}x" if "vs_zstd" in r else ""
         flag = "" if r.get("identical", True) else "  NOT IDENTICAL"
-        print(f"{r['case']:<34} {r['tool']:<12} {r['seconds']:>8.3f} {mbps:>8.0f} {r['rss'] / 2**20:>7.0f}MB "
+        rss = f"{r['rss'] / 2**20:>7.0f}MB" if r["rss"] else f"{'':>9}"
+        print(f"{r['case']:<34} {r['tool']:<14} {r['seconds']:>8.3f} {mbps:>8.0f} {rss} "
               f"{r['bytes']:>12} {ratio:>5.2f}x {vs:>8}{flag}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
