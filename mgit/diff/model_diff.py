@@ -597,8 +597,8 @@ infinite are written as null):
 | `l2_a`, `l2_b`      | float         | L2 (Frobenius) norms of a and b                  |
 | `l2_diff`           | float         | `‖b − a‖`                                        |
 | `relative_change`   | float or null | `‖b − a‖ / ‖a‖`; null when `‖a‖ = 0`             |
-| `max_abs_diff`      | float         | `max |b − a|`                                    |
-| `mean_abs_diff`     | float         | mean of `|b − a|`                                |
+| `max_abs_diff`      | float         | `max(abs(b − a))`                                    |
+| `mean_abs_diff`     | float         | `mean(abs(b − a))`                                |
 | `changed`           | int           | elements whose value differs (NaN = NaN)         |
 | `fraction_changed`  | float         | `changed / numel`                                |
 | `cosine_similarity` | float or null | `⟨a, b⟩ / (‖a‖ ‖b‖)`; null when a norm is 0      |
