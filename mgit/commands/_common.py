@@ -13,7 +13,18 @@ import click
 
 from mgit.errors import UsageError
 
-__all__ = ["ctx_obj", "open_repo", "emit", "human_bytes", "fmt_time", "parse_meta", "progress_bar", "echo"]
+__all__ = [
+    "ctx_obj",
+    "open_repo",
+    "emit",
+    "human_bytes",
+    "fmt_time",
+    "parse_meta",
+    "progress_bar",
+    "echo",
+    "echo_commit",
+    "derivation_options",
+]
 
 
 def ctx_obj() -> Any:
@@ -92,3 +103,42 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
     ) as prog:
         task = prog.add_task(label, total=total)
         yield lambda n: prog.advance(task, n)
+
+
+def echo_commit(repo: Any, info: Any, *, decorations: list[str] | None = None) -> None:
+    """Print a commit the way ``log`` and ``show`` do: id, model, parents with their relation,
+    author, date, storage (bit-exact or lossy), metadata, message."""
+    deco = f" ({', '.join(decorations)})" if decorations else ""
+    echo(click.style(f"commit {info.oid}", fg="yellow") + deco)
+    echo(f"Model:    {info.model}")
+    for p, r in info.parents:
+        echo(f"Parent:   {p[:12]} ({r} of {repo.read_commit(p).model})")
+    echo(f"Author:   {info.author}")
+    echo(f"Date:     {fmt_time(info.time)}")
+    if info.lossy:
+        echo(f"Lossy:    eps={info.lossy['eps']:g}, measured max error {info.lossy['max_err']:.3g}")
+    else:
+        echo("Storage:  bit-exact")
+    for k, v in sorted(info.meta.items()):
+        echo(f"Meta:     {k} = {v}")
+    echo("")
+    for line in info.message.splitlines() or [""]:
+        echo(f"    {line}")
+
+
+def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``commit`` and ``import`` share: where a model came from and how it is stored."""
+    from mgit.objects.model import RELATIONS
+
+    options = [
+        click.option("--parent", "parents", multiple=True, metavar="REF",
+                     help="Model(s) this was derived from."),
+        click.option("--relation", type=click.Choice(RELATIONS), help="How it was derived from --parent."),
+        click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS."),
+        click.option("--check", metavar="CMD",
+                     help="With --lossy: command run on the lossy model; fails -> lossless."),
+        click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics)."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f

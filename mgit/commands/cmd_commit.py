@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, human_bytes, open_repo, parse_meta
-from mgit.objects.model import RELATIONS
+from mgit.commands._common import derivation_options, echo, emit, human_bytes, open_repo, parse_meta
 
 __all__ = ["COMMANDS", "render_commit_result"]
 
@@ -32,11 +31,7 @@ def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: i
 @click.command("commit")
 @click.option("-m", "--message", required=True, help="Commit message.")
 @click.option("--model", help="Model line to commit to (a new name starts a derived model).")
-@click.option("--parent", "parents", multiple=True, metavar="REF", help="Model(s) this was derived from.")
-@click.option("--relation", type=click.Choice(RELATIONS), help="How it was derived from --parent.")
-@click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS.")
-@click.option("--check", metavar="CMD", help="With --lossy: command run on the lossy model; fails -> lossless.")
-@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics).")
+@derivation_options
 @click.option("--allow-empty", is_flag=True, help="Commit even if nothing is staged.")
 def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, meta: tuple[str, ...], allow_empty: bool) -> None:

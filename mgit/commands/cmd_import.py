@@ -7,9 +7,16 @@ from pathlib import Path
 
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, open_repo, parse_meta, progress_bar
+from mgit.commands._common import (
+    ctx_obj,
+    derivation_options,
+    echo,
+    emit,
+    open_repo,
+    parse_meta,
+    progress_bar,
+)
 from mgit.commands.cmd_commit import render_commit_result
-from mgit.objects.model import RELATIONS
 from mgit.worktree import folder_bytes
 
 __all__ = ["COMMANDS"]
@@ -19,11 +26,7 @@ __all__ = ["COMMANDS"]
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--model", required=True, help="Model line: the folder becomes its next version.")
 @click.option("-m", "--message", required=True, help="Commit message.")
-@click.option("--parent", "parents", multiple=True, metavar="REF", help="Model(s) this was derived from.")
-@click.option("--relation", type=click.Choice(RELATIONS), help="How it was derived from --parent.")
-@click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS.")
-@click.option("--check", metavar="CMD", help="With --lossy: command run on the lossy model; fails -> lossless.")
-@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics).")
+@derivation_options
 @click.option("--guess-parent", is_flag=True, help="Without --parent: derive from the closest stored model.")
 def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, meta: tuple[str, ...], guess_parent: bool) -> None:

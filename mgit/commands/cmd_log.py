@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, fmt_time, open_repo
+from mgit.commands._common import echo, echo_commit, emit, open_repo
 
 __all__ = ["COMMANDS"]
 
@@ -56,18 +56,7 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
                 echo(line)
             return
         for c in commits:
-            deco = heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])]
-            echo(click.style(f"commit {c.oid}", fg="yellow") + (f" ({', '.join(deco)})" if deco else ""))
-            echo(f"Model:  {c.model}")
-            for p, r in c.parents:
-                echo(f"Parent: {p[:12]} ({r}, {repo.read_commit(p).model})")
-            echo(f"Author: {c.author}")
-            echo(f"Date:   {fmt_time(c.time)}")
-            if c.lossy:
-                echo(f"Lossy:  eps={c.lossy['eps']:g} max_err={c.lossy['max_err']:.3g}")
-            echo("")
-            for line in c.message.splitlines() or [""]:
-                echo(f"    {line}")
+            echo_commit(repo, c, decorations=heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])])
             echo("")
 
     emit([c.to_json() for c in commits], render)

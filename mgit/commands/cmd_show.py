@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, fmt_time, human_bytes, open_repo
+from mgit.commands._common import echo, echo_commit, emit, human_bytes, open_repo
 
 __all__ = ["COMMANDS"]
 
@@ -22,21 +22,7 @@ def show_cmd(ref: str, files: bool) -> None:
     data["logical_bytes"] = tree.logical_bytes
 
     def render() -> None:
-        echo(click.style(f"commit {info.oid}", fg="yellow"))
-        echo(f"Model:    {info.model}")
-        for p, r in info.parents:
-            echo(f"Parent:   {p[:12]} ({r} of {repo.read_commit(p).model})")
-        echo(f"Author:   {info.author}")
-        echo(f"Date:     {fmt_time(info.time)}")
-        if info.lossy:
-            echo(f"Lossy:    eps={info.lossy['eps']:g}, measured max error {info.lossy['max_err']:.3g}")
-        else:
-            echo("Storage:  bit-exact")
-        for k, v in sorted(info.meta.items()):
-            echo(f"Meta:     {k} = {v}")
-        echo("")
-        for line in info.message.splitlines() or [""]:
-            echo(f"    {line}")
+        echo_commit(repo, info)
         if files:
             echo("")
             echo(f"{len(tree.files)} files, {human_bytes(tree.logical_bytes)}")
