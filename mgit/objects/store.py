@@ -130,6 +130,7 @@ class DiskStore:
         self.root = root
         self._pending: set[Path] = set()
         self._pending_files: list[Path] = []
+        self._dirs: set[Path] = set()  # shard folders known to exist
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
@@ -229,7 +230,10 @@ class DiskStore:
         path = self.path_for(oid)
         if path.exists():
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._dirs.add(path.parent)
         tmp = temp_name(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
