@@ -21,6 +21,7 @@ from pathlib import Path
 import xxhash
 
 from mgit.errors import InvalidModelFileError
+from mgit.formats.names import HEAD_PREFIXES
 from mgit.formats.safetensors import UnknownDtypeError, read_header
 from mgit.objects.model import DTYPE_SIZES, FLOAT_DTYPES, FileEntry, TensorManifest, Tree
 from mgit.objects.store import ChunkPut, DiskStore
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Prefixes that task-head model classes put before the base model's tensor names.
-TASK_PREFIXES = ("bert.", "roberta.", "model.", "transformer.", "distilbert.", "deberta.", "electra.")
+TASK_PREFIXES = HEAD_PREFIXES
 
 _PAGE = mmap.PAGESIZE
 

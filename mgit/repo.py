@@ -1166,16 +1166,9 @@ class Repository:
         current = self.head_model
         for name, tip in self.model_heads().items():
             c = self.read_commit(tip)
-            first, versions = tip, 1
-            while True:
-                fc = self.read_commit(first)
-                prev = [p for p in fc.parents if self.read_commit(p.oid).model == name]
-                if not prev:
-                    break
-                first = prev[0].oid
-                versions += 1
-            fc = self.read_commit(first)
-            src = next((p for p in fc.parents), None)
+            line = self._line_versions(tip, model=name)
+            versions = len(line)
+            src = next(iter(self.read_commit(line[-1]).parents), None)
             derived = None
             if src is not None:
                 derived = f"{self.read_commit(src.oid).model}@{src.oid[:12]}"
@@ -1269,14 +1262,16 @@ class Repository:
         out.sort(key=lambda i: (-i.time, i.model))
         return out
 
-    def _line_versions(self, oid: str) -> list[str]:
-        """``oid`` and the earlier versions of its model line, newest first."""
+    def _line_versions(self, oid: str, *, model: str | None = None) -> list[str]:
+        """``oid`` and the earlier versions of its model line (``model``, default the commit's
+        own), newest first: first parents on the same line, whatever their relation."""
         out: list[str] = []
         cur: str | None = oid
         while cur is not None and cur not in out:
             out.append(cur)
             cm = self.read_commit(cur)
-            nxt = [p.oid for p in cm.parents if self.read_commit(p.oid).model == cm.model]
+            line = model or cm.model
+            nxt = [p.oid for p in cm.parents if self.read_commit(p.oid).model == line]
             cur = nxt[0] if nxt else None
         return out
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +25,7 @@ __all__ = [
     "progress_bar",
     "echo",
     "echo_commit",
+    "user_path",
     "derivation_options",
 ]
 
@@ -30,6 +33,11 @@ __all__ = [
 def ctx_obj() -> Any:
     """The global options of the running command."""
     return click.get_current_context().find_root().obj
+
+
+def user_path(p: str) -> Path:
+    """A path the user typed, relative to ``-C PATH`` (or the current folder)."""
+    return Path(p) if os.path.isabs(p) else ctx_obj().cwd / p
 
 
 def open_repo() -> Any:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, open_repo
+from mgit.commands._common import echo, emit, open_repo, user_path
 
 __all__ = ["COMMANDS"]
 
@@ -16,8 +14,7 @@ __all__ = ["COMMANDS"]
 def add_cmd(paths: tuple[str, ...]) -> None:
     """Stage files (or folders) of the working tree for the next commit."""
     repo = open_repo()
-    cwd = ctx_obj().cwd
-    res = repo.add([p if os.path.isabs(p) else str(cwd / p) for p in paths])
+    res = repo.add([user_path(p) for p in paths])
 
     def render() -> None:
         for p in res.staged:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, open_repo
+from mgit.commands._common import echo, emit, open_repo, user_path
 
 __all__ = ["COMMANDS"]
 
@@ -46,8 +45,7 @@ def diff_cmd(ref_a: str, ref_b: str | None, structural: bool, html_file: str | N
 
         sd = repo.structural_diff(ref_a, ref_b, dataflow=not no_dataflow)
         if html_file:
-            out = Path(html_file) if os.path.isabs(html_file) else ctx_obj().cwd / html_file
-            write_text_file(out, structural_html(sd))
+            write_text_file(user_path(html_file), structural_html(sd))
 
         def render_s() -> None:
             for line in render_structural_text(sd, color=_color()):

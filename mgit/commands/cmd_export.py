@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, human_bytes, open_repo, progress_bar
+from mgit.commands._common import (
+    echo,
+    emit,
+    human_bytes,
+    open_repo,
+    progress_bar,
+    user_path,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -19,7 +23,7 @@ __all__ = ["COMMANDS"]
 def export_cmd(ref: str, directory: str, force: bool) -> None:
     """Write REF's files into DIRECTORY, byte-identical to what was committed."""
     repo = open_repo()
-    out = Path(directory) if os.path.isabs(directory) else ctx_obj().cwd / directory
+    out = user_path(directory)
     oid = repo.resolve(ref)
     total = repo.read_tree(repo.read_commit(oid).tree).logical_bytes
     with progress_bar(f"export {ref}", total) as prog:

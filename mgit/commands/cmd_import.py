@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
 from mgit.commands._common import (
-    ctx_obj,
     derivation_options,
     echo,
     emit,
     open_repo,
     parse_meta,
     progress_bar,
+    user_path,
 )
 from mgit.commands.cmd_commit import render_commit_result
 from mgit.worktree import folder_bytes
@@ -32,7 +29,7 @@ def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...
                eps: float | None, check: str | None, meta: tuple[str, ...], guess_parent: bool) -> None:
     """Commit the model folder DIRECTORY as a version of model MODEL."""
     repo = open_repo()
-    src = Path(directory) if os.path.isabs(directory) else ctx_obj().cwd / directory
+    src = user_path(directory)
     total = folder_bytes(src)
     with progress_bar(f"import {model}", total) as prog:
         res = repo.import_folder(

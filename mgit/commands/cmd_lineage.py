@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, fmt_time, open_repo, parse_meta
+from mgit.commands._common import echo, emit, fmt_time, open_repo, parse_meta, user_path
 from mgit.objects.model import RELATIONS
 
 __all__ = ["COMMANDS"]
-
-
-def _out_path(p: str) -> Path:
-    return Path(p) if os.path.isabs(p) else ctx_obj().cwd / p
 
 
 @click.command("lineage")
@@ -33,9 +26,9 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
         ref = "HEAD"
     g = repo.lineage(ref, direction=direction)
     if html_file:
-        write_text_file(_out_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}"))
+        write_text_file(user_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}"))
     if dot_file:
-        write_text_file(_out_path(dot_file), to_dot(g))
+        write_text_file(user_path(dot_file), to_dot(g))
 
     def render() -> None:
         by_model: dict[str, list[str]] = {}
@@ -51,7 +44,7 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
                      f"{a['message'].splitlines()[0] if a['message'] else ''}")
         for f, what in ((html_file, "HTML"), (dot_file, "DOT")):
             if f:
-                echo(f"wrote {what} view: {_out_path(f)}")
+                echo(f"wrote {what} view: {user_path(f)}")
 
     emit(to_json(g), render)
 

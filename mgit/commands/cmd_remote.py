@@ -147,20 +147,19 @@ def remote_remove_cmd(name: str) -> None:
 # -- push / fetch / pull / clone ---------------------------------------------------------------
 
 
+def _jobs_option(what: str) -> Any:
+    """``-j/--jobs``: how many objects move at once."""
+    return click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+                        help=f"Parallel {what}.")
+
+
 @click.command("push")
 @click.argument("remote", required=False)
 @click.argument("refs", nargs=-1)
 @click.option("-f", "--force", is_flag=True, help="Allow non-fast-forward updates and moving tags.")
 @click.option("--all", "all_models", is_flag=True, help="Push every model line.")
 @click.option("--tags", is_flag=True, help="Push every tag.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel uploads.",
-)
+@_jobs_option("uploads")
 def push_cmd(
     remote: str | None, refs: tuple[str, ...], force: bool, all_models: bool, tags: bool, jobs: int
 ) -> None:
@@ -200,14 +199,7 @@ def push_cmd(
     "--prune", is_flag=True, help="Drop remote-tracking refs of models gone from the remote."
 )
 @click.option("--no-tags", is_flag=True, help="Do not create local tags from the remote's.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel downloads.",
-)
+@_jobs_option("downloads")
 def fetch_cmd(
     remote: str | None, models: tuple[str, ...], prune: bool, no_tags: bool, jobs: int
 ) -> None:
@@ -237,14 +229,7 @@ def fetch_cmd(
 @click.command("pull")
 @click.argument("remote", required=False)
 @click.argument("model", required=False)
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel downloads.",
-)
+@_jobs_option("downloads")
 def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
     """Fetch MODEL (default: the checked-out one) and fast-forward it (and the working tree)."""
     from mgit.remote.sync import pull
@@ -279,14 +264,7 @@ def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
 @click.option(
     "-o", "--origin", "remote_name", default="origin", show_default=True, help="Name of the remote."
 )
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel downloads.",
-)
+@_jobs_option("downloads")
 def clone_cmd(
     url: str, directory: str | None, model: str | None, remote_name: str, jobs: int
 ) -> None:

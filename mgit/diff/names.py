@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from mgit.formats.names import HEAD_PREFIXES
+
 __all__ = [
     "DEFAULT_HEAD_PREFIXES",
     "ROOT_GROUP",
@@ -29,20 +31,7 @@ __all__ = [
 ]
 
 #: Prefixes under which task models and wrappers keep their base model's tensors.
-DEFAULT_HEAD_PREFIXES: tuple[str, ...] = (
-    "base_model.model.",
-    "module.",
-    "bert.",
-    "roberta.",
-    "distilbert.",
-    "albert.",
-    "electra.",
-    "deberta.",
-    "mpnet.",
-    "xlm_roberta.",
-    "transformer.",
-    "model.",
-)
+DEFAULT_HEAD_PREFIXES: tuple[str, ...] = HEAD_PREFIXES
 
 #: Group name used for tensors that sit at the top level (names without a dot).
 ROOT_GROUP = "(root)"

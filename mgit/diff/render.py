@@ -16,7 +16,7 @@ from mgit.diff.model_diff import GroupSummary, ModelDiff, TensorDiff
 from mgit.diff.names import ROOT_GROUP
 from mgit.diff.stats import TensorStats
 
-__all__ = ["render_text", "render_tensor_line", "format_number", "format_count", "ANSI"]
+__all__ = ["render_text", "render_tensor_line", "format_number", "format_count", "ANSI", "STATUS_MARK", "paint"]
 
 #: ANSI colour codes used when ``color=True``.
 ANSI: dict[str, str] = {
@@ -29,7 +29,7 @@ ANSI: dict[str, str] = {
     "reset": "\x1b[0m",
 }
 
-_STATUS_MARK = {
+STATUS_MARK = {
     "added": ("+", "green"),
     "removed": ("-", "red"),
     "changed": ("~", "yellow"),
@@ -39,7 +39,8 @@ _STATUS_MARK = {
 }
 
 
-def _paint(text: str, style: str, color: bool) -> str:
+def paint(text: str, style: str, color: bool) -> str:
+    """``text`` in the ANSI ``style`` when ``color`` is on."""
     if not color or style not in ANSI:
         return text
     return f"{ANSI[style]}{text}{ANSI['reset']}"
@@ -106,7 +107,7 @@ def render_tensor_line(t: TensorDiff, *, color: bool, prefix: str = "", width: i
     Returns:
         The line, without a newline.
     """
-    mark, style = _STATUS_MARK[t.status]
+    mark, style = STATUS_MARK[t.status]
     name = t.name[len(prefix) :] if prefix and t.name.startswith(prefix) else t.name
     head = f"{mark} {name.ljust(width)}"
     if t.status == "added":
@@ -119,7 +120,7 @@ def render_tensor_line(t: TensorDiff, *, color: bool, prefix: str = "", width: i
         body = f"{t.dtype_a} -> {t.dtype_b} {_shape(t.shape_b)}"
     else:
         body = f"{t.dtype_b} {_shape(t.shape_b)}"
-    line = f"{_paint(head, style, color)}  {body}"
+    line = f"{paint(head, style, color)}  {body}"
     if t.stats is not None:
         line += "  " + _stats_text(t.stats)
     if t.renamed_from is not None:
@@ -131,10 +132,10 @@ def render_tensor_line(t: TensorDiff, *, color: bool, prefix: str = "", width: i
 
 def _group_line(g: GroupSummary, *, color: bool) -> str:
     if g.status in ("added", "removed"):
-        mark, style = _STATUS_MARK[g.status]
+        mark, style = STATUS_MARK[g.status]
         n = g.numel_b if g.status == "added" else g.numel_a
         what = "added" if g.status == "added" else "removed"
-        return _paint(f"{mark} {g.name}", style, color) + (
+        return paint(f"{mark} {g.name}", style, color) + (
             f"  ({g.tensors} tensors {what}, {format_count(n)} elements)"
         )
     structural = g.counts["added"] + g.counts["removed"] + g.counts["shape_changed"]
@@ -144,7 +145,7 @@ def _group_line(g: GroupSummary, *, color: bool) -> str:
         parts.append(f"L2 {format_number(g.l2_diff)}")
     if g.max_relative_change is not None:
         parts.append(f"max rel {format_number(g.max_relative_change)}")
-    return _paint(f"~ {g.name}", style, color) + "  " + "  ".join(parts)
+    return paint(f"~ {g.name}", style, color) + "  " + "  ".join(parts)
 
 
 def render_text(
@@ -179,10 +180,10 @@ def render_text(
         raise ValueError(f"level must be 'block' or 'module', not {level!r}")
     s = diff.summary
     c = s.counts
-    lines = [_paint(f"diff {diff.a} -> {diff.b}", "bold", color)]
+    lines = [paint(f"diff {diff.a} -> {diff.b}", "bold", color)]
     counts = [
-        _paint(f"{c['added']} added", "green", color and c["added"] > 0),
-        _paint(f"{c['removed']} removed", "red", color and c["removed"] > 0),
+        paint(f"{c['added']} added", "green", color and c["added"] > 0),
+        paint(f"{c['removed']} removed", "red", color and c["removed"] > 0),
         f"{c['changed']} changed",
         f"{c['dtype_changed']} dtype changed",
         f"{c['shape_changed']} shape changed",
@@ -222,12 +223,12 @@ def render_text(
         n_tensors = sum(g.tensors for g in unchanged_groups)
         if show_unchanged:
             for g in sorted(unchanged_groups, key=lambda g: g.name):
-                lines.append(_paint(f"= {g.name}  ({g.tensors} tensors)", "dim", color))
+                lines.append(paint(f"= {g.name}  ({g.tensors} tensors)", "dim", color))
         else:
             names = [g.name for g in sorted(unchanged_groups, key=lambda g: g.name)]
             listed = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
             lines.append(
-                _paint(
+                paint(
                     f"= {len(unchanged_groups)} unchanged {level}"
                     f"{'s' if len(unchanged_groups) != 1 else ''} "
                     f"({n_tensors} tensor{'s' if n_tensors != 1 else ''}): {listed}",

@@ -38,6 +38,7 @@ from mgit.diff.names import (
     module_of,
     pair_names,
 )
+from mgit.diff.render import STATUS_MARK, paint
 from mgit.diff.source import TensorInfo, TensorSource
 
 __all__ = [
@@ -450,26 +451,6 @@ def structural_diff(
     )
 
 
-_ANSI = {
-    "red": "\x1b[31m",
-    "green": "\x1b[32m",
-    "magenta": "\x1b[35m",
-    "yellow": "\x1b[33m",
-    "bold": "\x1b[1m",
-    "dim": "\x1b[2m",
-    "reset": "\x1b[0m",
-}
-_STYLE = {
-    "added": ("+", "green"),
-    "removed": ("-", "red"),
-    "changed": ("~", "yellow"),
-    "shape_changed": ("!", "magenta"),
-    "dtype_changed": ("~", "magenta"),
-}
-
-
-def _paint(text: str, style: str, color: bool) -> str:
-    return f"{_ANSI[style]}{text}{_ANSI['reset']}" if color else text
 
 
 def _shape(s: Sequence[int] | None) -> str:
@@ -500,7 +481,7 @@ def render_structural_text(
     Returns:
         The lines, without newlines.
     """
-    lines = [_paint(f"structural diff {sd.a} -> {sd.b}", "bold", color)]
+    lines = [paint(f"structural diff {sd.a} -> {sd.b}", "bold", color)]
     lines.append(
         f"  modules: {sd.modules_a} in a, {sd.modules_b} in b: "
         f"{len(sd.modules_removed)} removed, {len(sd.modules_added)} added "
@@ -514,10 +495,10 @@ def render_structural_text(
         lines.append("modules:")
         items = []
         for m in sd.modules:
-            mark, style = _STYLE[m.status]
+            mark, style = STATUS_MARK[m.status]
             items.append(
                 "  "
-                + _paint(f"{mark} {m.path}", style, color)
+                + paint(f"{mark} {m.path}", style, color)
                 + f"  ({m.tensors} tensors, {m.numel} elements)"
             )
         lines.extend(_limited(items, limit))
@@ -526,14 +507,14 @@ def render_structural_text(
         lines.append("tensors:")
         items = []
         for p in sd.params:
-            mark, style = _STYLE[p.status]
+            mark, style = STATUS_MARK[p.status]
             if p.status == "added":
                 body = f"{p.dtype_b} {_shape(p.shape_b)}"
             elif p.status == "removed":
                 body = f"{p.dtype_a} {_shape(p.shape_a)}"
             else:
                 body = f"{p.dtype_a} {_shape(p.shape_a)} -> {p.dtype_b} {_shape(p.shape_b)}"
-            items.append("  " + _paint(f"{mark} {p.name}", style, color) + "  " + body)
+            items.append("  " + paint(f"{mark} {p.name}", style, color) + "  " + body)
         lines.extend(_limited(items, limit))
     lines.append("")
     if not sd.config_a and not sd.config_b:
@@ -544,12 +525,12 @@ def render_structural_text(
         lines.append(f"config: {len(sd.config)} changes")
         items = []
         for c in sd.config:
-            mark, style = _STYLE[c.status]
+            mark, style = STATUS_MARK[c.status]
             if c.status == "changed":
                 body = f"{_value(c.a)} -> {_value(c.b)}"
             else:
                 body = _value(c.b if c.status == "added" else c.a)
-            items.append("  " + _paint(f"{mark} {c.path}", style, color) + ": " + body)
+            items.append("  " + paint(f"{mark} {c.path}", style, color) + ": " + body)
         lines.extend(_limited(items, limit))
     lines.append("")
     fd = sd.dataflow
@@ -565,15 +546,15 @@ def render_structural_text(
     )
     items = []
     for n in fd.nodes_removed:
-        items.append("  " + _paint(f"- {n}", "red", color) + f"  ({fd.kinds.get(n)})")
+        items.append("  " + paint(f"- {n}", "red", color) + f"  ({fd.kinds.get(n)})")
     for n in fd.nodes_added:
-        items.append("  " + _paint(f"+ {n}", "green", color) + f"  ({fd.kinds.get(n)})")
+        items.append("  " + paint(f"+ {n}", "green", color) + f"  ({fd.kinds.get(n)})")
     for n, (ka, kb) in fd.kind_changes.items():
-        items.append("  " + _paint(f"~ {n}", "magenta", color) + f"  {ka} -> {kb}")
+        items.append("  " + paint(f"~ {n}", "magenta", color) + f"  {ka} -> {kb}")
     for s, t in fd.edges_removed:
-        items.append("  " + _paint(f"- {s} -> {t}", "red", color))
+        items.append("  " + paint(f"- {s} -> {t}", "red", color))
     for s, t in fd.edges_added:
-        items.append("  " + _paint(f"+ {s} -> {t}", "green", color))
+        items.append("  " + paint(f"+ {s} -> {t}", "green", color))
     lines.extend(_limited(items, limit))
     return lines
 
