@@ -21,7 +21,7 @@ import numpy as np
 from mgit.formats.safetensors import UnknownDtypeError, read_header
 from mgit.ingest import pair_name
 from mgit.objects.ids import Oid, hash_object
-from mgit.objects.model import DTYPE_SIZES
+from mgit.objects.model import DTYPE_SIZES, TensorManifest
 from mgit.worktree import scan
 
 if TYPE_CHECKING:
@@ -110,31 +110,32 @@ def guess_parents(repo: Repository, folder: str | Path, *, limit: int = 5) -> li
     out: list[Candidate] = []
     for oid in repo.all_commits():
         t0 = time.perf_counter()
-        ids = repo.tensor_ids(oid)
+        manifests = repo.tensors(oid)
         identical = paired = 0
-        changed: list[tuple[int, _NewTensor, str]] = []
+        changed: list[tuple[int, _NewTensor, TensorManifest]] = []
         for t in tensors:
-            pname = pair_name(t.name, ids)
+            pname = pair_name(t.name, manifests)
             if pname is None:
                 continue
-            m = repo.read_tensor(ids[pname])
+            m = manifests[pname]
             if m.dtype != t.dtype or m.shape != t.shape or m.chunk_size != repo.chunk_size - repo.chunk_size % DTYPE_SIZES[t.dtype]:
                 continue
             paired += t.nbytes
             same = sum(
                 min(m.chunk_size, t.nbytes - i * m.chunk_size)
-                for i, (a, b) in enumerate(zip(t.chunks, m.chunks)) if a == b
+                for i, (a, b) in enumerate(zip(t.chunks, m.data_ids)) if a == b
             )
             identical += same
             if same < t.nbytes and m.chunks:
-                changed.append((t.nbytes - same, t, m.chunks[0]))
+                changed.append((t.nbytes - same, t, m))
         close_bytes = 0.0
         changed.sort(key=lambda x: -x[0])
         sampled = changed[:_SAMPLED_TENSORS]
         if sampled:
             fracs = []
-            for _, t, old_chunk in sampled:
-                old = repo.store.get(old_chunk, kind="chunk")
+            for _, t, m in sampled:
+                first, start, end = m.segments()[0]
+                old = repo.store.get(first, kind="chunk")[start:end]
                 with open(t.path, "rb") as f:
                     f.seek(t.start)
                     new = f.read(len(old))

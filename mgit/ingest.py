@@ -2,10 +2,12 @@
 
 A safetensors file becomes its exact header bytes plus its tensors in data order; each tensor
 is split into fixed-size, element-aligned chunks; chunk *i* is offered the parent tensor's
-chunk *i* as a delta base. Any other file is a blob of fixed-size chunks. Chunks are encoded on
-a thread pool (zstd, numpy and blake3 release the GIL) with a bounded number in flight, so peak
-memory is a small multiple of the chunk size whatever the model size. Write order: a tensor's
-chunks before its manifest, manifests before the tree (the caller writes tree, commit, ref).
+chunk *i* as a delta base. Small tensors (biases, norms) are packed several to a chunk, laid
+out like the parent's pack when they pair with all of its members, so a pack is a delta
+against the parent's pack. Any other file is a blob of fixed-size chunks. Chunks are encoded on
+a thread pool (zstd and blake3 release the GIL) with a bounded number in flight, so peak
+memory is a small multiple of the chunk size whatever the model size. Tensor manifests go
+inline into the file entry; the caller writes tree, commit, then ref, after every chunk.
 """
 
 from __future__ import annotations
@@ -17,13 +19,22 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
 from mgit.errors import InvalidModelFileError
 from mgit.formats.names import HEAD_PREFIXES
 from mgit.formats.safetensors import UnknownDtypeError, read_header
-from mgit.objects.model import DTYPE_SIZES, FLOAT_DTYPES, FileEntry, TensorManifest, Tree
+from mgit.objects.ids import hash_object
+from mgit.objects.model import (
+    DTYPE_SIZES,
+    FLOAT_DTYPES,
+    FileEntry,
+    TensorManifest,
+    Tree,
+    is_small_tensor,
+)
 from mgit.objects.store import ChunkPut, DiskStore
 
 __all__ = [
@@ -33,6 +44,7 @@ __all__ = [
     "default_workers",
     "ingest_file",
     "pair_name",
+    "plan_packs",
 ]
 
 #: Prefixes that task-head model classes put before the base model's tensor names.
@@ -92,26 +104,99 @@ def pair_name(name: str, names: dict[str, str] | set[str]) -> str | None:
 
 
 class ParentIndex:
-    """The parent model's tensors by name, for pairing chunks with their delta base."""
+    """The parent model's tensors by name, for pairing chunks (and packs) with their delta base."""
 
     def __init__(self, store: DiskStore, tree: Tree | None) -> None:
         self.store = store
-        self.names: dict[str, str] = {}
+        self.manifests: dict[str, TensorManifest] = {}
+        #: pack chunk id -> its members' (offset, nbytes, dtype), in offset order
+        self.packs: dict[str, list[tuple[int, int, str]]] = {}
         if tree is not None:
             for entry in tree.files.values():
-                if entry.kind == "safetensors":
-                    for name, toid in entry.tensors:
-                        self.names.setdefault(name, toid)
+                for name, m in entry.tensors:
+                    self.manifests.setdefault(name, m)
+                    if m.offset is not None:
+                        members = self.packs.setdefault(m.chunks[0], [])
+                        if (m.offset, m.nbytes, m.dtype) not in members:
+                            members.append((m.offset, m.nbytes, m.dtype))
+            for members in self.packs.values():
+                members.sort()
 
     def find(self, name: str, dtype: str, chunk_size: int) -> TensorManifest | None:
         """The parent tensor to delta against, if one with the same dtype and chunking exists."""
-        pname = pair_name(name, self.names)
+        pname = pair_name(name, self.manifests)
         if pname is None:
             return None
-        m = TensorManifest.from_bytes(self.store.get(self.names[pname], kind="tensor"))
-        if m.dtype != dtype or m.chunk_size != chunk_size:
+        m = self.manifests[pname]
+        if m.dtype != dtype or m.chunk_size != chunk_size or m.packed:
             return None
         return m
+
+    def packed_pair(self, name: str, dtype: str, nbytes: int) -> TensorManifest | None:
+        """The parent's packed tensor that ``name`` pairs with, same dtype and size."""
+        pname = pair_name(name, self.manifests)
+        if pname is None:
+            return None
+        m = self.manifests[pname]
+        if not m.packed or m.dtype != dtype or m.nbytes != nbytes:
+            return None
+        return m
+
+
+@dataclass
+class _Pack:
+    """Small tensors of one dtype stored together in one chunk."""
+
+    dtype: str
+    members: list[int] = field(default_factory=list)  # indices into the header's tensors
+    offsets: list[int] = field(default_factory=list)
+    size: int = 0
+    base: str | None = None  # the parent's pack with the same layout
+    oid: str = ""
+
+
+def plan_packs(specs: list[Any], chunk_size: int, parents: ParentIndex | None) -> list[_Pack]:
+    """Group a file's small tensors into packs.
+
+    Tensors that pair with every member of one of the parent's packs (same dtypes and sizes)
+    are laid out exactly like it, so the pack is a delta against the parent's (or identical to
+    it, and stored once); the rest are packed in file order, per dtype, up to ``chunk_size``.
+    """
+    small = [i for i, spec in enumerate(specs) if is_small_tensor(spec.nbytes)]
+    packs: list[_Pack] = []
+    used: set[int] = set()
+    if parents is not None and parents.packs:
+        by_pack: dict[str, dict[int, int]] = {}
+        for i in small:
+            spec = specs[i]
+            pm = parents.packed_pair(spec.name, spec.dtype, spec.nbytes)
+            if pm is not None:
+                assert pm.offset is not None
+                by_pack.setdefault(pm.chunks[0], {}).setdefault(pm.offset, i)
+        for poid, members in by_pack.items():
+            layout = parents.packs[poid]
+            if len(layout) != len(members) or any(off not in members for off, _, _ in layout):
+                continue
+            pack = _Pack(dtype=layout[0][2], base=poid)
+            for off, nbytes, _ in layout:
+                pack.members.append(members[off])
+                pack.offsets.append(off)
+                pack.size = max(pack.size, off + nbytes)
+            used.update(pack.members)
+            packs.append(pack)
+    open_packs: dict[str, _Pack] = {}
+    for i in small:
+        if i in used:
+            continue
+        spec = specs[i]
+        pack = open_packs.get(spec.dtype)
+        if pack is None or pack.size + spec.nbytes > chunk_size:
+            pack = open_packs[spec.dtype] = _Pack(dtype=spec.dtype)
+            packs.append(pack)
+        pack.members.append(i)
+        pack.offsets.append(pack.size)
+        pack.size += spec.nbytes
+    return packs
 
 
 class _Pipeline:
@@ -126,6 +211,14 @@ class _Pipeline:
         while len(self.queue) >= self.limit:
             self._pop()
         self.queue.append((self.pool.submit(fn), done))
+
+    def add_done(self, done: Callable[[Any], None]) -> None:
+        """Queue a callback with no job, to run in order with the jobs' callbacks."""
+        fut: Future[Any] = Future()
+        fut.set_result(None)
+        while len(self.queue) >= self.limit:
+            self._pop()
+        self.queue.append((fut, done))
 
     def _pop(self) -> None:
         fut, done = self.queue.popleft()
@@ -236,40 +329,59 @@ def ingest_file(
             raise InvalidModelFileError(path, "file changed while it was being read")
         xxh.update(hdr_bytes)
         header_oid = store.put("chunk", hdr_bytes[8:])
-        tensors: list[tuple[str, str]] = [("", "")] * len(header.tensors)
-        for idx, spec in enumerate(header.tensors):
+        specs = list(header.tensors)
+        chunk_ids: list[list[str]] = [[] for _ in specs]
+        # Small tensors first, packed; each pack is read, hashed and stored as one chunk.
+        packed: dict[int, tuple[_Pack, int, str]] = {}  # tensor index -> (pack, offset, digest)
+        for pack in plan_packs(specs, chunk_size, parents):
+            buf = bytearray(pack.size)
+            for i, off in zip(pack.members, pack.offsets):
+                spec = specs[i]
+                data = reader.read(spec.start, spec.start + spec.nbytes)
+                buf[off : off + len(data)] = data
+                packed[i] = (pack, off, hash_object("chunk", data))
+            itemsize = DTYPE_SIZES[pack.dtype]
+
+            def pack_job(d: bytearray = buf, it: int = itemsize, dt: str = pack.dtype,
+                         bo: str | None = pack.base) -> ChunkPut:
+                # Lossless even under --lossy: norms and biases are few bytes and sensitive.
+                return store.put_chunk(d, itemsize=it, is_float=dt in FLOAT_DTYPES, base=bo, dtype=dt)
+
+            def pack_done(put: ChunkPut, pack: _Pack = pack) -> None:
+                pack.oid = put.oid
+                stats.add(put)
+
+            pipe.submit(pack_job, pack_done)
+        for idx, spec in enumerate(specs):
+            if idx in packed:
+                data = reader.read(spec.start, spec.start + spec.nbytes)
+
+                def literal_done(_: Any, d: bytes = data) -> None:
+                    xxh.update(d)
+
+                pipe.add_done(literal_done)
+                if progress:
+                    progress(spec.nbytes)
+                continue
             itemsize = DTYPE_SIZES[spec.dtype]
             cs = chunk_size - chunk_size % itemsize
             base = parents.find(spec.name, spec.dtype, cs) if parents is not None else None
-            oids: list[str] = []
-            n_chunks = -(-spec.nbytes // cs) if spec.nbytes else 0
+            oids = chunk_ids[idx]
             is_float = spec.dtype in FLOAT_DTYPES
-
-            def finish(oids: list[str] = oids, spec=spec, cs=cs, idx=idx) -> None:
-                m = TensorManifest(spec.dtype, spec.shape, cs, tuple(oids))
-                tensors[idx] = (spec.name, store.put("tensor", m.to_bytes()))
-
-            if n_chunks == 0:
-                finish()
-                continue
             for i, (a, b) in enumerate(_ranges(spec.nbytes, cs)):
                 data = reader.read(spec.start + a, spec.start + b)
                 base_oid = base.chunks[i] if base is not None and i < len(base.chunks) else None
-                last = i == n_chunks - 1
 
                 def job(d: bytes = data, bo: str | None = base_oid, it: int = itemsize,
                         fl: bool = is_float, dt: str = spec.dtype) -> ChunkPut:
                     return store.put_chunk(d, itemsize=it, is_float=fl, base=bo, dtype=dt, eps=eps)
 
-                def done(put: ChunkPut, oids: list[str] = oids, last: bool = last,
-                         finish: Callable[[], None] = finish, d: bytes = data) -> None:
+                def done(put: ChunkPut, oids: list[str] = oids, d: bytes = data) -> None:
                     # The file checksum covers what export gives back: for a lossy chunk, its
                     # decoded bytes. Callbacks run in file order, so the running hash is exact.
                     xxh.update(put.content if put.content is not None else d)
                     oids.append(put.oid)
                     stats.add(put)
-                    if last:
-                        finish()
 
                 pipe.submit(job, done)
                 if progress:
@@ -277,6 +389,15 @@ def ingest_file(
         pipe.drain()
         if os.path.getsize(path) != size:
             raise InvalidModelFileError(path, "file changed while it was being read")
+        tensors: list[tuple[str, TensorManifest]] = []
+        for idx, spec in enumerate(specs):
+            cs = chunk_size - chunk_size % DTYPE_SIZES[spec.dtype]
+            if idx in packed:
+                pack, off, digest = packed[idx]
+                m = TensorManifest(spec.dtype, spec.shape, cs, (pack.oid,), off, digest)
+            else:
+                m = TensorManifest(spec.dtype, spec.shape, cs, tuple(chunk_ids[idx]))
+            tensors.append((spec.name, m))
         return FileEntry(
             kind="safetensors", size=size, xxh=xxh.hexdigest(), header=header_oid,
             tensors=tuple(tensors),

@@ -12,34 +12,35 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import xxhash
 
 from mgit._fs import AtomicFile, safe_join
 from mgit.errors import CorruptObjectError, InvalidModelFileError
+from mgit.objects.ids import hash_object
 from mgit.objects.model import FileEntry, TensorManifest
 from mgit.objects.store import DiskStore
 
-__all__ = ["file_chunks", "write_file", "tensor_array", "numpy_dtype"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["file_pieces", "write_file", "tensor_bytes", "tensor_array", "numpy_dtype"]
 
 
-def _manifests(store: DiskStore, entry: FileEntry) -> list[TensorManifest]:
-    return [TensorManifest.from_bytes(store.get(t, kind="tensor")) for _, t in entry.tensors]
-
-
-def file_chunks(store: DiskStore, entry: FileEntry) -> Iterator[tuple[str | None, bytes | None]]:
-    """The pieces of a file in order: ``(chunk_oid, None)`` to decode, or ``(None, literal)``."""
+def file_pieces(store: DiskStore, entry: FileEntry) -> Iterator[tuple[str | None, int, int, bytes | None]]:
+    """The pieces of a file in order: ``(chunk_oid, start, end, None)``, a byte range of a
+    decoded chunk (``end`` -1: all of it), or ``(None, 0, 0, literal)``."""
     if entry.kind == "blob":
         for oid in entry.chunks:
-            yield oid, None
+            yield oid, 0, -1, None
         return
     assert entry.header is not None
     header = store.get(entry.header, kind="chunk")
-    yield None, struct.pack("<Q", len(header)) + header
-    for m in _manifests(store, entry):
-        for oid in m.chunks:
-            yield oid, None
+    yield None, 0, 0, struct.pack("<Q", len(header)) + header
+    for _, m in entry.tensors:
+        for oid, start, end in m.segments():
+            yield oid, start, end, None
 
 
 def write_file(
@@ -63,31 +64,47 @@ def write_file(
     if target.is_dir():
         raise InvalidModelFileError(target, "a directory is in the way")
     xxh = xxhash.xxh3_128()
-    queue: deque[Future[bytes] | bytes] = deque()
+    queue: deque[tuple[Future[bytes] | bytes, int, int, str | None, int]] = deque()
     limit = 2 * workers + 1
     written = 0
     # Atomic (temp file + rename) but not fsynced, like cp and git checkout: these are copies
     # of what the object store already holds durably.
     out = AtomicFile(target, durable=False)
     try:
+        pieces = list(file_pieces(store, entry))
+        # A pack serves several tensors: decode it once, keep it until its last piece is out.
+        last_use = {oid: i for i, (oid, _, _, _) in enumerate(pieces) if oid is not None}
+        live: dict[str, Future[bytes]] = {}
+
         def pop() -> None:
             nonlocal written
-            item = queue.popleft()
+            item, start, end, oid, idx = queue.popleft()
             data = item if isinstance(item, bytes) else item.result()
+            if end >= 0 and (start, end) != (0, len(data)):
+                if end > len(data):
+                    raise CorruptObjectError(oid or "?", "a tensor lies past the end of its chunk")
+                data = memoryview(data)[start:end]
+            if oid is not None and last_use[oid] == idx:
+                live.pop(oid, None)
             xxh.update(data)
             out.write(data)
             written += len(data)
             if progress:
                 progress(len(data))
 
-        for oid, literal in file_chunks(store, entry):
+        for idx, (oid, start, end, literal) in enumerate(pieces):
             while len(queue) >= limit:
                 pop()
             if literal is not None:
-                queue.append(literal)
-            else:
-                assert oid is not None
-                queue.append(pool.submit(store.get, oid, kind="chunk"))
+                queue.append((literal, 0, -1, None, idx))
+                continue
+            assert oid is not None
+            fut = live.get(oid)
+            if fut is None:
+                fut = pool.submit(store.get, oid, kind="chunk")
+                if last_use[oid] != idx:
+                    live[oid] = fut
+            queue.append((fut, start, end, oid, idx))
         while queue:
             pop()
         if written != entry.size or xxh.hexdigest() != entry.xxh:
@@ -97,7 +114,7 @@ def write_file(
             )
         out.commit()
     except BaseException:
-        for item in queue:
+        for item, *_ in queue:
             if isinstance(item, Future):
                 item.cancel()
         out.abort()
@@ -123,6 +140,8 @@ _NP_DTYPES: dict[str, str] = {
 
 def numpy_dtype(dtype: str) -> np.dtype:
     """The numpy dtype of a safetensors dtype (bf16 and fp8 through ``ml_dtypes``)."""
+    import numpy as np
+
     if dtype in _NP_DTYPES:
         return np.dtype(_NP_DTYPES[dtype]).newbyteorder("<")
     import ml_dtypes
@@ -137,11 +156,19 @@ def numpy_dtype(dtype: str) -> np.dtype:
 
 
 def tensor_bytes(store: DiskStore, m: TensorManifest) -> bytearray:
-    """The raw bytes of one tensor (reads only its chunks)."""
+    """The raw bytes of one tensor (reads only its chunks, or its pack)."""
     buf = bytearray(m.nbytes)
     off = 0
-    for oid in m.chunks:
+    for oid, start, end in m.segments():
         data = store.get(oid, kind="chunk")
+        if m.packed:
+            if end > len(data):
+                raise CorruptObjectError(oid, "a tensor lies past the end of its pack")
+            data = data[start:end]
+            if hash_object("chunk", data) != m.digest:
+                raise CorruptObjectError(oid, "a packed tensor does not match its digest")
+        if off + len(data) > m.nbytes:
+            raise CorruptObjectError(oid, "tensor chunks have the wrong total size")
         buf[off : off + len(data)] = data
         off += len(data)
     if off != m.nbytes:
@@ -151,5 +178,7 @@ def tensor_bytes(store: DiskStore, m: TensorManifest) -> bytearray:
 
 def tensor_array(store: DiskStore, m: TensorManifest) -> np.ndarray:
     """One tensor as a numpy array (little-endian, its own memory)."""
+    import numpy as np
+
     buf = tensor_bytes(store, m)
     return np.frombuffer(buf, dtype=numpy_dtype(m.dtype)).reshape(m.shape)

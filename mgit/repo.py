@@ -68,7 +68,7 @@ __all__ = [
     "GcResult",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 _GUESS_MIN_SCORE = 0.2
 _REV_RE = re.compile(r"^(?P<base>[^~^]+)(?P<ops>(?:[~^]\d*)*)$")
@@ -438,13 +438,6 @@ class Repository:
         """A tree object."""
         try:
             return Tree.from_bytes(self.store.get(oid, kind="tree"))
-        except CorruptObjectError as exc:
-            raise CorruptObjectError(oid, exc.reason) from None
-
-    def read_tensor(self, oid: str) -> TensorManifest:
-        """A tensor manifest."""
-        try:
-            return TensorManifest.from_bytes(self.store.get(oid, kind="tensor"))
         except CorruptObjectError as exc:
             raise CorruptObjectError(oid, exc.reason) from None
 
@@ -1048,19 +1041,13 @@ class Repository:
         tree = self.read_tree(self.read_commit(self.resolve(ref)).tree)
         out: dict[str, TensorManifest] = {}
         for entry in tree.files.values():
-            if entry.kind == "safetensors":
-                for name, toid in entry.tensors:
-                    out[name] = self.read_tensor(toid)
+            for name, m in entry.tensors:
+                out[name] = m
         return out
 
     def tensor_ids(self, ref: str) -> dict[str, str]:
-        """Tensor name -> manifest id (equal ids mean identical tensors)."""
-        tree = self.read_tree(self.read_commit(self.resolve(ref)).tree)
-        return {
-            name: toid
-            for entry in tree.files.values() if entry.kind == "safetensors"
-            for name, toid in entry.tensors
-        }
+        """Tensor name -> content id (equal ids mean identical tensors)."""
+        return {name: m.content_id for name, m in self.tensors(ref).items()}
 
     def load_tensor(self, ref: str, name: str, *, torch: bool = False) -> Any:
         """One tensor of REF, reading only that tensor's chunks.
@@ -1073,10 +1060,10 @@ class Repository:
         Raises:
             RefNotFoundError: unknown REF or tensor name.
         """
-        ids = self.tensor_ids(ref)
-        if name not in ids:
+        tensors = self.tensors(ref)
+        if name not in tensors:
             raise RefNotFoundError(f"{ref}:{name}", reason="no such tensor")
-        return self._tensor_value(self.read_tensor(ids[name]), torch)
+        return self._tensor_value(tensors[name], torch)
 
     def _tensor_value(self, m: TensorManifest, as_torch: bool) -> Any:
         if not as_torch:
@@ -1300,20 +1287,13 @@ class Repository:
     # -- objects reachable --------------------------------------------------------------------
 
     def commit_objects(self, oid: str) -> set[str]:
-        """Every object a commit needs besides its parents: tree, manifests, chunks, bases."""
+        """Every object a commit needs besides its parents: tree, chunks, delta bases."""
         c = self.read_commit(oid)
         out = {oid, c.tree}
         tree = self.read_tree(c.tree)
         chunks: set[str] = set()
         for entry in tree.files.values():
-            if entry.kind == "blob":
-                chunks.update(entry.chunks)
-            else:
-                assert entry.header is not None
-                chunks.add(entry.header)
-                for _, toid in entry.tensors:
-                    out.add(toid)
-                    chunks.update(self.read_tensor(toid).chunks)
+            chunks |= entry.chunk_ids()
         todo = list(chunks)
         while todo:
             ch = todo.pop()
@@ -1325,8 +1305,8 @@ class Repository:
 
     def objects_to_send(self, tips: Iterable[str], exclude: Iterable[str]) -> list[str]:
         """Objects reachable from ``tips`` and not from ``exclude``, in dependency order
-        (delta bases before their deltas, chunks before tensors, trees, then commits parents
-        first), so writing them in this order never leaves a dangling reference."""
+        (delta bases before their deltas, chunks before trees, then commits parents first), so
+        writing them in this order never leaves a dangling reference."""
         exclude = [e for e in exclude if e in self.store]
         have_commits = dag.ancestors(exclude, self.parents_of) if exclude else set()
         want = dag.ancestors(list(tips), lambda c: [p for p in self.parents_of(c) if p not in have_commits])
@@ -1338,19 +1318,17 @@ class Repository:
         for c in want:
             objs |= self.commit_objects(c)
         objs -= have
-        chunks, tensors, trees = [], [], []
+        chunks, trees = [], []
         for o in objs:
             if o in want:
                 continue
             h = self.store.header(o)
             if h.kind == "chunk":
                 chunks.append((h.depth, o))
-            elif h.kind == "tensor":
-                tensors.append(o)
             elif h.kind == "tree":
                 trees.append(o)
         ordered_commits = list(reversed(dag.topo_order(want, self.parents_of, lambda c: self.read_commit(c).time)))
-        return [o for _, o in sorted(chunks)] + sorted(tensors) + sorted(trees) + ordered_commits
+        return [o for _, o in sorted(chunks)] + sorted(trees) + ordered_commits
 
     def stats(self, ref: str | None = None) -> StatsResult:
         """Logical bytes (the files' sizes) and stored bytes (what the store holds) per model.

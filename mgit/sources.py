@@ -1,7 +1,7 @@
 """Tensor sources for the diff engine: a stored model version, or a model folder on disk.
 
-Both give each tensor a ``content_id`` equal to its tensor-manifest id (dtype, shape and chunk
-ids), so a tensor unchanged between a stored version and the working tree is recognised
+Both give each tensor a ``content_id`` (:attr:`TensorManifest.content_id`: dtype, shape and
+chunk ids, or for a small packed tensor the id of its bytes), so a tensor unchanged between a stored version and the working tree is recognised
 without comparing values, and between two stored versions without reading any tensor data.
 """
 
@@ -17,7 +17,7 @@ from mgit.diff.source import TensorInfo
 from mgit.formats.safetensors import UnknownDtypeError, read_header
 from mgit.materialize import numpy_dtype, tensor_array
 from mgit.objects.ids import hash_object
-from mgit.objects.model import DTYPE_SIZES, TensorManifest
+from mgit.objects.model import DTYPE_SIZES, TensorManifest, is_small_tensor, packed_content_id
 from mgit.worktree import scan
 
 if TYPE_CHECKING:
@@ -35,23 +35,18 @@ class RepoTensorSource:
         c = repo.read_commit(self.oid)
         self.label = f"{c.model}@{self.oid[:12]}"
         self._tree = repo.read_tree(c.tree)
-        self._ids = {
-            name: toid
-            for e in self._tree.files.values() if e.kind == "safetensors"
-            for name, toid in e.tensors
-        }
+        self._manifests = {name: m for e in self._tree.files.values() for name, m in e.tensors}
 
     def tensors(self) -> dict[str, TensorInfo]:
-        """Name -> info; ``content_id`` is the manifest id."""
-        out = {}
-        for name, toid in self._ids.items():
-            m = self.repo.read_tensor(toid)
-            out[name] = TensorInfo(name, m.dtype, m.shape, toid)
-        return out
+        """Name -> info; ``content_id`` is the tensor's content id (no data is read)."""
+        return {
+            name: TensorInfo(name, m.dtype, m.shape, m.content_id)
+            for name, m in self._manifests.items()
+        }
 
     def load(self, name: str) -> np.ndarray:
         """One tensor's values."""
-        return tensor_array(self.repo.store, self.repo.read_tensor(self._ids[name]))
+        return tensor_array(self.repo.store, self._manifests[name])
 
     def config(self) -> dict[str, Any] | None:
         """The version's ``config.json``, if any."""
@@ -88,13 +83,15 @@ class FolderTensorSource:
         chunks = []
         with open(path, "rb") as f:
             f.seek(spec.start)
+            if is_small_tensor(spec.nbytes):
+                digest = hash_object("chunk", f.read(spec.nbytes))
+                return packed_content_id(spec.dtype, spec.shape, digest)
             left = spec.nbytes
             while left > 0:
                 data = f.read(min(cs, left))
                 chunks.append(hash_object("chunk", data))
                 left -= len(data)
-        m = TensorManifest(spec.dtype, spec.shape, cs, tuple(chunks))
-        return hash_object("tensor", m.to_bytes())
+        return TensorManifest(spec.dtype, spec.shape, cs, tuple(chunks)).content_id
 
     def tensors(self) -> dict[str, TensorInfo]:
         """Name -> info; ``content_id`` is the id the tensor would have once committed."""

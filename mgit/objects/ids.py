@@ -15,8 +15,9 @@ __all__ = ["Oid", "KINDS", "OID_HEX_LEN", "hash_object", "Hasher", "is_oid"]
 
 Oid = NewType("Oid", str)
 
-#: Object kinds. ``chunk``: raw bytes (a piece of a tensor or a file, a safetensors header);
-#: ``tensor``, ``tree`` and ``commit``: canonical JSON.
+#: Object kinds. ``chunk``: raw bytes (a piece of a tensor or a file, a pack of small tensors, a
+#: safetensors header); ``tree`` and ``commit``: canonical JSON. ``tensor`` names the typed
+#: header of tensor content ids (manifests live inline in trees since format 2).
 KINDS = ("chunk", "tensor", "tree", "commit")
 OID_HEX_LEN = 64
 _OID_RE = re.compile(r"^[0-9a-f]{64}$")

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from mgit._fs import check_relpath
 from mgit.errors import CorruptObjectError, UnsafePathError
-from mgit.objects.ids import is_oid
+from mgit.objects.ids import hash_object, is_oid
 
 __all__ = [
     "RELATIONS",
     "DTYPE_SIZES",
     "FLOAT_DTYPES",
+    "SMALL_TENSOR",
     "TensorManifest",
+    "is_small_tensor",
+    "packed_content_id",
     "FileEntry",
     "Tree",
     "ParentLink",
@@ -82,18 +86,50 @@ def _oid_list(kind: str, value: Any, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+#: Tensors with fewer bytes than this (biases, norms, small heads) are stored packed together,
+#: several to a chunk, instead of one chunk object each.
+SMALL_TENSOR = 64 * 1024
+
+
+def is_small_tensor(nbytes: int) -> bool:
+    """Whether a tensor of ``nbytes`` is stored in a pack (see :data:`SMALL_TENSOR`)."""
+    return 0 < nbytes < SMALL_TENSOR
+
+
+def packed_content_id(dtype: str, shape: tuple[int, ...] | list[int], digest: str) -> str:
+    """Content id of a packed tensor: its dtype, shape and the id of its bytes."""
+    return hash_object("tensor", canonical_json({"dtype": dtype, "shape": list(shape), "digest": digest}))
+
+
+def _check_shape(kind: str, shape: Any) -> tuple[int, ...]:
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise _bad(kind, "bad shape")
+    return tuple(shape)
+
+
 @dataclass(frozen=True)
 class TensorManifest:
-    """One tensor: dtype, shape and the ids of its fixed-size, element-aligned chunks.
+    """One tensor: dtype, shape and where its bytes are.
 
-    The name is not part of it (it lives in the file entry), so a tensor renamed between
-    models (``embeddings.x`` -> ``bert.embeddings.x``) keeps its id.
+    A tensor of :data:`SMALL_TENSOR` bytes or more is split into fixed-size, element-aligned
+    chunks (``chunks``, ``chunk_size`` bytes each but the last). A smaller one is *packed*: it
+    lies at byte ``offset`` of its single chunk, a pack shared with other small tensors of the
+    file, and ``digest`` is the id of its own bytes (the chunk id they would have alone).
+
+    Manifests live inline in the tree's file entries. The name is not part of a manifest (it
+    lives in the file entry), so a tensor renamed between models keeps its :attr:`content_id`.
     """
 
     dtype: str
     shape: tuple[int, ...]
     chunk_size: int
     chunks: tuple[str, ...]
+    offset: int | None = None
+    digest: str | None = None
 
     @property
     def itemsize(self) -> int:
@@ -108,48 +144,104 @@ class TensorManifest:
             n *= d
         return n
 
-    def chunk_lengths(self) -> list[int]:
-        """Byte length of each chunk."""
+    @property
+    def packed(self) -> bool:
+        """Whether the tensor lies inside a pack shared with other small tensors."""
+        return self.offset is not None
+
+    def segments(self) -> list[tuple[str, int, int]]:
+        """``(chunk id, start, end)`` byte ranges of the decoded chunks, in tensor order."""
+        if self.offset is not None:
+            return [(self.chunks[0], self.offset, self.offset + self.nbytes)]
         total = self.nbytes
-        return [min(self.chunk_size, total - i * self.chunk_size) for i in range(len(self.chunks))]
+        return [
+            (oid, 0, min(self.chunk_size, total - i * self.chunk_size))
+            for i, oid in enumerate(self.chunks)
+        ]
+
+    @property
+    def data_ids(self) -> tuple[str, ...]:
+        """Ids of the tensor's bytes chunk by chunk, as if stored unpacked (equal ids, equal bytes)."""
+        return (self.digest,) if self.digest is not None else self.chunks
+
+    @cached_property
+    def content_id(self) -> str:
+        """An id of the tensor's dtype, shape and bytes: equal ids mean identical tensors.
+
+        For an unpacked tensor it is the id its manifest had as a separate object in format 1.
+        """
+        if self.digest is not None:
+            return packed_content_id(self.dtype, self.shape, self.digest)
+        return hash_object(
+            "tensor",
+            canonical_json(
+                {"dtype": self.dtype, "shape": list(self.shape), "chunk_size": self.chunk_size,
+                 "chunks": list(self.chunks)}
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value (inside a tree's file entry)."""
+        d: dict[str, Any] = {
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "chunk_size": self.chunk_size,
+            "chunks": list(self.chunks),
+        }
+        if self.offset is not None:
+            d["offset"] = self.offset
+            d["digest"] = self.digest
+        return d
 
     def to_bytes(self) -> bytes:
-        """Canonical encoding."""
-        return canonical_json(
-            {
-                "dtype": self.dtype,
-                "shape": list(self.shape),
-                "chunk_size": self.chunk_size,
-                "chunks": list(self.chunks),
-            }
-        )
+        """Canonical encoding of :meth:`to_json`."""
+        return canonical_json(self.to_json())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TensorManifest:
-        """Parse and validate.
+        """Parse and validate a canonical encoding.
 
         Raises:
             CorruptObjectError: malformed.
         """
-        v = _load("tensor", data)
+        return cls.from_json(_load("tensor", data))
+
+    @classmethod
+    def from_json(cls, v: Any) -> TensorManifest:
+        """Validate and build.
+
+        Raises:
+            CorruptObjectError: malformed.
+        """
+        if not isinstance(v, dict):
+            raise _bad("tree", "tensor manifest is not an object")
         dtype = v.get("dtype")
-        shape = v.get("shape")
         cs = v.get("chunk_size")
         if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
-            raise _bad("tensor", f"unknown dtype {dtype!r}")
-        if (
-            not isinstance(shape, list)
-            or len(shape) > _MAX_DIMS
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise _bad("tensor", "bad shape")
+            raise _bad("tree", f"unknown dtype {dtype!r}")
+        shape = _check_shape("tree", v.get("shape"))
         if not isinstance(cs, int) or isinstance(cs, bool) or cs <= 0 or cs % DTYPE_SIZES[dtype]:
-            raise _bad("tensor", "bad chunk size")
-        chunks = _oid_list("tensor", v.get("chunks"), "chunks")
-        m = cls(dtype=dtype, shape=tuple(shape), chunk_size=cs, chunks=chunks)
-        expected = -(-m.nbytes // cs) if m.nbytes else 0
-        if len(chunks) != expected:
-            raise _bad("tensor", f"{len(chunks)} chunks for {m.nbytes} bytes")
+            raise _bad("tree", "bad chunk size")
+        chunks = _oid_list("tree", v.get("chunks"), "chunks")
+        offset, digest = v.get("offset"), v.get("digest")
+        if offset is None:
+            if digest is not None:
+                raise _bad("tree", "digest without offset")
+            m = cls(dtype=dtype, shape=shape, chunk_size=cs, chunks=chunks)
+            expected = -(-m.nbytes // cs) if m.nbytes else 0
+            if len(chunks) != expected:
+                raise _bad("tree", f"{len(chunks)} chunks for {m.nbytes} bytes")
+            return m
+        if (
+            not isinstance(offset, int) or isinstance(offset, bool) or offset < 0
+            or offset % DTYPE_SIZES[dtype] or offset >= cs
+        ):
+            raise _bad("tree", "bad packed tensor offset")
+        if not isinstance(digest, str) or not is_oid(digest):
+            raise _bad("tree", "bad packed tensor digest")
+        m = cls(dtype=dtype, shape=shape, chunk_size=cs, chunks=chunks, offset=offset, digest=digest)
+        if len(chunks) != 1 or not is_small_tensor(m.nbytes) or offset + m.nbytes > cs:
+            raise _bad("tree", "a packed tensor lies inside exactly one chunk")
         return m
 
 
@@ -158,7 +250,7 @@ class FileEntry:
     """A file of the model folder.
 
     ``kind`` is ``"safetensors"`` (``header`` is the chunk holding the exact header bytes,
-    ``tensors`` the (name, tensor id) pairs in data order) or ``"blob"`` (``chunks``: the file's
+    ``tensors`` the (name, manifest) pairs in data order) or ``"blob"`` (``chunks``: the file's
     bytes in fixed-size chunks). ``xxh`` is the XXH3-128 of the whole file, for change detection
     and as an end-to-end check of rebuilt files.
     """
@@ -168,7 +260,16 @@ class FileEntry:
     xxh: str
     chunks: tuple[str, ...] = ()
     header: str | None = None
-    tensors: tuple[tuple[str, str], ...] = ()
+    tensors: tuple[tuple[str, TensorManifest], ...] = ()
+
+    def chunk_ids(self) -> set[str]:
+        """Every chunk the file needs directly (header, tensor chunks and packs, blob chunks)."""
+        out = set(self.chunks)
+        if self.header is not None:
+            out.add(self.header)
+        for _, m in self.tensors:
+            out.update(m.chunks)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """JSON value (used inside the tree encoding)."""
@@ -177,7 +278,7 @@ class FileEntry:
             d["chunks"] = list(self.chunks)
         else:
             d["header"] = self.header
-            d["tensors"] = [[n, o] for n, o in self.tensors]
+            d["tensors"] = [[n, m.to_json()] for n, m in self.tensors]
         return d
 
     @classmethod
@@ -202,14 +303,12 @@ class FileEntry:
                 raise _bad("tree", "bad header id")
             tensors = v.get("tensors")
             if not isinstance(tensors, list) or not all(
-                isinstance(t, list) and len(t) == 2 and isinstance(t[0], str)
-                and isinstance(t[1], str) and is_oid(t[1])
-                for t in tensors
+                isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) for t in tensors
             ):
                 raise _bad("tree", "bad tensor list")
             return cls(
                 kind="safetensors", size=size, xxh=xxh, header=header,
-                tensors=tuple((t[0], t[1]) for t in tensors),
+                tensors=tuple((t[0], TensorManifest.from_json(t[1])) for t in tensors),
             )
         raise _bad("tree", f"unknown file kind {kind!r}")
 

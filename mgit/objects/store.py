@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mgit import codecs
-from mgit._fs import fsync_dir, syncfs, temp_name
+from mgit._fs import fsync_dir, start_writeback, syncfs, temp_name
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 
@@ -240,6 +240,8 @@ class DiskStore:
             with os.fdopen(fd, "wb") as f:
                 for p in parts:
                     f.write(p)
+                f.flush()
+                start_writeback(fd)
             os.replace(tmp, path)  # same bytes if another writer won: harmless
         except BaseException:
             try:
@@ -321,13 +323,18 @@ class DiskStore:
         # What storing the chunk whole would cost, estimated without compressing it: the
         # base's own size when the base is stored whole (a finetune barely changes it).
         alone_estimate = None
-        if base is not None and base in self:
-            bh = self.header(base)
-            if bh.kind == "chunk" and bh.size == len(data) and bh.depth < MAX_CHAIN_DEPTH:
-                base_bytes = self.get(base, kind="chunk")
-                depth = bh.depth + 1
-                if bh.depth == 0:
-                    alone_estimate = self.stored_size(base)
+        if base is not None and is_oid(base):
+            try:
+                raw = self.read_raw(base)
+            except ObjectNotFoundError:
+                raw = None
+            if raw is not None:
+                bh = _parse_header(base, raw)
+                if bh.kind == "chunk" and bh.size == len(data) and bh.depth < MAX_CHAIN_DEPTH:
+                    base_bytes = self._decode_verify(base, bh, memoryview(raw)[bh.payload_offset :])
+                    depth = bh.depth + 1
+                    if bh.depth == 0:
+                        alone_estimate = len(raw)
         if eps is not None and base_bytes is not None and dtype is not None:
             lossy = codecs.encode_lossy(data, base_bytes, dtype=dtype, eps=eps)
             if lossy is not None and len(lossy.payload) < len(data):

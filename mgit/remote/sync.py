@@ -6,11 +6,11 @@ The negotiation is git's "dumb" protocol over a :class:`~mgit.remote.transport.T
   the objects reachable from the pushed tips and not from what the remote has
   (:meth:`Repository.objects_to_send`), asks the remote which of those it already holds
   (:meth:`Transport.has_objects`: an interrupted push resumes where it stopped), uploads the
-  rest in dependency order (a delta's base before the delta, chunks before tensors before
-  trees before commits, parents first), and only then compare-and-swaps the remote refs.
+  rest in dependency order (a delta's base before the delta, chunks before trees before
+  commits, parents first), and only then compare-and-swaps the remote refs.
   Several refs change all-or-nothing as far as the remote allows: all are checked before any
   byte is sent, and if one CAS loses a race the ones already moved are moved back.
-- **fetch** walks the remote's commits, trees and tensors that the repository lacks (each
+- **fetch** walks the remote's commits and trees that the repository lacks (each
   decoded and verified against its id as it arrives), downloads the chunks they need, and
   writes everything with :meth:`DiskStore.write_raw` (which decodes and verifies again) in
   dependency order; only after the store is synced does it move ``refs/remotes/<remote>/*``.
@@ -46,7 +46,7 @@ from mgit.errors import (
     UnsupportedFormatError,
     UsageError,
 )
-from mgit.objects.model import Commit, TensorManifest, Tree
+from mgit.objects.model import Commit, Tree
 from mgit.refs.store import HEADS, REMOTES, TAGS, check_name
 from mgit.remote.transport import (
     REMOTE_FORMAT_VERSION,
@@ -448,13 +448,10 @@ def _from_remote(exc: CorruptObjectError, url: str) -> CorruptObjectError:
     return err
 
 
-def _referenced_chunks(tree: Tree) -> list[str]:
-    out: list[str] = []
+def _referenced_chunks(tree: Tree) -> set[str]:
+    out: set[str] = set()
     for entry in tree.files.values():
-        if entry.kind == "blob":
-            out.extend(entry.chunks)
-        elif entry.header is not None:
-            out.append(entry.header)
+        out |= entry.chunk_ids()
     return out
 
 
@@ -516,8 +513,7 @@ def _plan_updates(
 def _upload_levels(repo: Repository, oids: list[str]) -> list[list[str]]:
     """Split objects (in ``objects_to_send`` order) into levels that may go in parallel.
 
-    Chunks of one delta depth form a level (bases are one depth lower), then all tensors, then
-    all trees; each commit is its own level, parents first.
+    Chunks of one delta depth form a level (bases are one depth lower), then all trees; each commit is its own level, parents first.
     """
     levels: list[list[str]] = []
     key_prev: Any = None
@@ -525,7 +521,7 @@ def _upload_levels(repo: Repository, oids: list[str]) -> list[list[str]]:
         header = repo.store.header(oid)
         if header.kind == "chunk":
             key: Any = ("chunk", header.depth)
-        elif header.kind in ("tensor", "tree"):
+        elif header.kind == "tree":
             key = (header.kind,)
         else:
             key = ("commit", oid)
@@ -815,40 +811,25 @@ class _Receiver:
                             frontier.append(p.oid)
             if not commits:
                 return
-            # 2. Trees and tensors (small; decoded and verified in memory).
+            # 2. Trees (small; decoded and verified in memory; they hold the tensor manifests).
             tree_ids = sorted({c.tree for _, c in commits.values() if c.tree not in store})
             trees: dict[str, tuple[bytes, Tree]] = {}
             for oid, data in self._get_many(pool, tree_ids).items():
                 trees[oid] = (data, Tree.from_bytes(self._decode(oid, data, "tree")))
             chunk_ids: set[str] = set()
-            tensor_ids: set[str] = set()
             for _, tree in trees.values():
-                chunk_ids.update(_referenced_chunks(tree))
-                for entry in tree.files.values():
-                    tensor_ids.update(t for _, t in entry.tensors)
-            tensor_ids = {t for t in tensor_ids if t not in store}
-            tensors: dict[str, bytes] = {}
-            manifests: dict[str, TensorManifest] = {}
-            for oid, data in self._get_many(pool, sorted(tensor_ids)).items():
-                manifests[oid] = TensorManifest.from_bytes(self._decode(oid, data, "tensor"))
-                tensors[oid] = data
-                chunk_ids.update(manifests[oid].chunks)
-            chunks = _chunk_order(
-                commits, trees, manifests, {o for o in chunk_ids if o not in store}
-            )
-            n_meta = len(commits) + len(trees) + len(tensors)
+                chunk_ids |= _referenced_chunks(tree)
+            chunks = _chunk_order(commits, trees, {o for o in chunk_ids if o not in store})
+            n_meta = len(commits) + len(trees)
             if self.progress is not None:
                 self.progress.begin("fetching", objects=len(chunks) + n_meta, total_bytes=None)
             try:
                 # 3. Chunks, each written once its delta base is present.
                 self._receive_chunks(pool, chunks)
-                # 4. Then tensors, trees, and commits parents first.
-                for group in (tensors, {o: d for o, (d, _) in trees.items()}):
-                    futures = {
-                        pool.submit(self._write, oid, data): oid for oid, data in group.items()
-                    }
-                    for fut in _as_completed(futures):
-                        self._advance(fut.result())
+                # 4. Then trees, and commits parents first.
+                futures = {pool.submit(self._write, oid, data): oid for oid, (data, _) in trees.items()}
+                for fut in _as_completed(futures):
+                    self._advance(fut.result())
                 for oid in _parents_first(commits):
                     self._advance(self._write(oid, commits[oid][0]))
             finally:
@@ -924,7 +905,6 @@ class _Receiver:
 def _chunk_order(
     commits: dict[str, tuple[bytes, Commit]],
     trees: dict[str, tuple[bytes, Tree]],
-    manifests: dict[str, TensorManifest],
     wanted: set[str],
 ) -> list[str]:
     """The chunks to download, older commits' first: a delta's base (a chunk of the parent
@@ -946,9 +926,8 @@ def _chunk_order(
                 add(oid)
             if entry.header is not None:
                 add(entry.header)
-            for _name, toid in entry.tensors:
-                manifest = manifests.get(toid)
-                for oid in manifest.chunks if manifest is not None else ():
+            for _name, manifest in entry.tensors:
+                for oid in manifest.chunks:
                     add(oid)
     order.extend(sorted(wanted - seen))
     return order

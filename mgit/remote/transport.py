@@ -56,7 +56,7 @@ __all__ = [
 REMOTE_REF_PREFIXES = ("refs/heads/", "refs/tags/")
 """The refs a remote store holds: model lines and tags."""
 
-REMOTE_FORMAT_VERSION = 1
+REMOTE_FORMAT_VERSION = 2
 """The bare-store format this mgit writes and reads."""
 
 _SHARD_RE = re.compile(r"[0-9a-f]{2}\Z")

@@ -20,6 +20,7 @@ from mgit.objects.model import (
     ParentLink,
     TensorManifest,
     Tree,
+    is_small_tensor,
 )
 from mgit.objects.store import DiskStore
 
@@ -39,6 +40,11 @@ def manifests(draw: st.DrawFn) -> TensorManifest:
     # at most 8 chunks: chunk sizes from one element up
     cs = item * max(draw(st.integers(1, 64)), -(-n // (8 * item)))
     count = -(-n // cs) if n else 0
+    if is_small_tensor(n) and draw(st.booleans()):  # packed: one chunk, aligned offset, room after it
+        cs = max(cs, item * draw(st.integers(1, 64)) + n)
+        offset = item * draw(st.integers(0, (cs - n) // item))
+        return TensorManifest(dtype=dtype, shape=shape, chunk_size=cs, chunks=(draw(oids),),
+                              offset=offset, digest=draw(oids))
     chunks = tuple(draw(st.lists(oids, min_size=count, max_size=count)))
     return TensorManifest(dtype=dtype, shape=shape, chunk_size=cs, chunks=chunks)
 
@@ -66,7 +72,7 @@ entries = st.one_of(
         st.integers(0, 1 << 40),
         xxhs,
         oids,
-        st.lists(st.tuples(texts, oids), max_size=3),
+        st.lists(st.tuples(texts, manifests()), max_size=3),
     ),
 )
 trees = st.builds(Tree, st.dictionaries(paths, entries, max_size=5))

@@ -148,7 +148,7 @@ def test_s3_remote_config_is_created_by_push(source: Source, s3_bucket: str, cap
     code, _out, err = run_main(capsys, source.path, "push", url, "bert")
     assert code == 0, err
     assert open_transport(url).read_config() == {
-        "format_version": 1,
+        "format_version": 2,
         "hash": "blake3",
         "bare": True,
     }

@@ -89,7 +89,7 @@ def test_push_creates_the_store_and_tracking_refs(source: Source, remote: Remote
     res = push(source.repo)  # default remote, default ref: the checked-out model
     assert res.remote == "origin" and [u.name for u in res.updates] == ["bert"]
     assert open_transport(remote.url).read_config() == {
-        "format_version": 1,
+        "format_version": 2,
         "hash": "blake3",
         "bare": True,
     }

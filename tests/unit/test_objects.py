@@ -23,12 +23,19 @@ def manifest(**kw):
     return TensorManifest(**v)
 
 
+def packed(**kw):
+    v = {"dtype": "F32", "shape": (3,), "chunk_size": 32, "chunks": (C,), "offset": 8, "digest": A}
+    v.update(kw)
+    return TensorManifest(**v)
+
+
 def tree():
     return Tree(
         {
             "config.json": FileEntry(kind="blob", size=10, xxh=X32, chunks=(A,)),
             "sub/model.safetensors": FileEntry(
-                kind="safetensors", size=100, xxh=X32, header=B, tensors=(("w", C), ("b", A))
+                kind="safetensors", size=100, xxh=X32, header=B,
+                tensors=(("w", manifest()), ("b", packed())),
             ),
             "empty": FileEntry(kind="blob", size=0, xxh=X32, chunks=()),
         }
@@ -109,7 +116,26 @@ def test_manifest_round_trip_and_canonical() -> None:
     assert TensorManifest.from_bytes(data) == m
     assert data == canonical_json(json.loads(data))
     assert b" " not in data
-    assert m.nbytes == 64 and m.chunk_lengths() == [32, 32]
+    assert m.nbytes == 64 and m.segments() == [(A, 0, 32), (B, 0, 32)]
+    assert not m.packed and m.data_ids == (A, B)
+
+
+def test_packed_manifest() -> None:
+    p = packed()
+    assert TensorManifest.from_bytes(p.to_bytes()) == p
+    assert p.packed and p.nbytes == 12
+    assert p.segments() == [(C, 8, 20)]
+    assert p.data_ids == (A,)
+    # the content id depends on dtype, shape and the tensor's own bytes, not on its pack
+    assert p.content_id == packed(chunks=(B,), offset=0).content_id
+    assert p.content_id != packed(digest=B).content_id
+    assert p.content_id != packed(shape=(1, 3)).content_id
+
+
+def test_unpacked_content_id_is_the_format_1_manifest_id() -> None:
+    m = manifest()
+    v1 = canonical_json({"dtype": "F32", "shape": [4, 4], "chunk_size": 32, "chunks": [A, B]})
+    assert m.content_id == hash_object("tensor", v1)
 
 
 def test_tree_round_trip_and_canonical() -> None:
@@ -120,6 +146,7 @@ def test_tree_round_trip_and_canonical() -> None:
     rev = Tree(dict(reversed(list(t.files.items()))))
     assert rev.to_bytes() == data
     assert t.logical_bytes == 110
+    assert t.files["sub/model.safetensors"].chunk_ids() == {A, B, C}
 
 
 def test_commit_round_trip_and_canonical() -> None:
@@ -160,6 +187,7 @@ def _j(v: object) -> bytes:
 
 
 GOOD_M = json.loads(manifest().to_bytes())
+GOOD_P = json.loads(packed().to_bytes())
 GOOD_T = json.loads(tree().to_bytes())
 GOOD_C = json.loads(commit().to_bytes())
 
@@ -237,6 +265,17 @@ BAD_TREES = [
     _tree_with_file("f", {**GOOD_ST, "tensors": [["w"]]}),
     _tree_with_file("f", {**GOOD_ST, "tensors": [[1, A]]}),
     _tree_with_file("f", {**GOOD_ST, "tensors": [["w", "zz"]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", A]]}),  # format 1: a manifest id
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_M, "chunks": [A]}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "offset": 3}]]}),  # unaligned
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "offset": -4}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "offset": 24}]]}),  # past end
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "offset": True}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "chunks": [A, B]}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "digest": "x"}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "digest": None}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_M, "digest": A}]]}),
+    _tree_with_file("f", {**GOOD_ST, "tensors": [["w", {**GOOD_P, "shape": [0]}]]}),  # empty
 ]
 
 
