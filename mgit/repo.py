@@ -13,14 +13,9 @@ Example:
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
-import shlex
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -267,6 +262,9 @@ def _author(config: dict[str, Any]) -> str:
     user = config.get("user")
     if isinstance(user, str) and user:
         return user
+    import getpass
+    import socket
+
     try:
         name = getpass.getuser()
     except (KeyError, OSError):
@@ -621,6 +619,10 @@ class Repository:
 
     def _run_check(self, check: str, oid: str) -> bool:
         """Export a commit to a temp folder and run ``check`` on it; True when it exits 0."""
+        import shlex
+        import subprocess
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="mgit-check-") as tmp:
             self.export(oid, tmp)
             cmd = check.replace("{}", shlex.quote(tmp)) if "{}" in check else f"{check} {shlex.quote(tmp)}"
