@@ -1,73 +1,102 @@
 """The ``mgit`` command line: a click group, the global options, and the one error table.
 
 Commands live in ``mgit/commands/cmd_<name>.py``; each parses, calls the library, renders.
+:data:`COMMANDS` below is the one place that names them: ``mgit --help`` (and shell
+completion of command names) is drawn from it, and only the module of the command that runs
+is imported, so that start-up stays cheap.
 Errors from the library become one line (``mgit: error: ...``) plus a hint on stderr and an exit
 code from :data:`mgit.errors.EXIT_CODES`; ``MGIT_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mgit import __version__
 from mgit.errors import EXIT_CODES, MgitError
 
-__all__ = ["cli", "main", "Context", "COMMAND_MODULES"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "Context", "cli", "main"]
 
-#: Modules under ``mgit.commands`` whose ``COMMANDS`` list is added to the group.
-COMMAND_MODULES = [
-    "cmd_init",
-    "cmd_add",
-    "cmd_status",
-    "cmd_commit",
-    "cmd_import",
-    "cmd_log",
-    "cmd_show",
-    "cmd_checkout",
-    "cmd_export",
-    "cmd_refs",
-    "cmd_models",
-    "cmd_stats",
-    "cmd_maint",
-    "cmd_lineage",
-    "cmd_diff",
-    "cmd_remote",
-]
+#: Every command: name -> (its module under ``mgit.commands``, the one-line help that
+#: ``mgit --help`` shows). The help is the first sentence of the command's docstring (a test
+#: checks they agree); the module is imported only when the command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("cmd_init", "Create a repository in PATH (default: the current folder)."),
+    "add": ("cmd_add", "Stage files (or folders) of the working tree for the next commit."),
+    "status": ("cmd_status", "Show staged, modified and untracked files."),
+    "commit": ("cmd_commit", "Record the staged files as a new model version."),
+    "import": ("cmd_import", "Commit the model folder DIRECTORY as a version of model MODEL."),
+    "log": ("cmd_log", "Show model versions and how they derive from each other, newest first."),
+    "show": ("cmd_show", "Show a model version: lineage, metadata, files."),
+    "checkout": ("cmd_checkout", "Make the working tree the files of REF."),
+    "export": (
+        "cmd_export",
+        "Write REF's files into DIRECTORY, byte-identical to what was committed.",
+    ),
+    "branch": ("cmd_refs", "List model lines, or start model line NAME at REF (default HEAD)."),
+    "tag": ("cmd_refs", "List tags, or tag REF (default HEAD) as NAME."),
+    "models": (
+        "cmd_models",
+        "Every model line with its latest version and the model it derives from.",
+    ),
+    "stats": ("cmd_stats", "Logical bytes, stored bytes and their ratio, per model and in total."),
+    "fsck": ("cmd_maint", "Verify every object and that every ref's history is complete."),
+    "gc": ("cmd_maint", "Delete objects that no model version needs."),
+    "lineage": (
+        "cmd_lineage",
+        "The lineage graph: models as nodes, derivations and versions as edges.",
+    ),
+    "find": ("cmd_lineage", "Find models by task, relation, metadata, or ancestry."),
+    "diff": ("cmd_diff", "What changed from REF_A to REF_B (default: the working tree)."),
+    "remote": ("cmd_remote", "Manage remotes (shared folders and s3:// prefixes)."),
+    "push": (
+        "cmd_remote",
+        "Send models to REMOTE (default: origin): only the objects it lacks, then its refs.",
+    ),
+    "fetch": (
+        "cmd_remote",
+        "Download new versions from REMOTE (default: origin) into refs/remotes/REMOTE/.",
+    ),
+    "pull": (
+        "cmd_remote",
+        "Fetch MODEL (default: the checked-out one) and fast-forward it (and the working tree).",
+    ),
+    "clone": (
+        "cmd_remote",
+        "Create a repository in DIRECTORY from the remote at URL and check out a model.",
+    ),
+}
+
+#: The modules under ``mgit.commands`` that define commands (each has a ``COMMANDS`` list).
+COMMAND_MODULES = list(dict.fromkeys(mod for mod, _ in COMMANDS.values()))
 
 
-@dataclass
 class Context:
-    """Global options, handed to every command as ``ctx.obj``."""
+    """Global options, handed to every command as ``ctx.obj``.
 
-    cwd: Path
-    json: bool
-    quiet: bool
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-C", "cwd", type=click.Path(file_okay=False), default=None,
-              help="Run as if mgit was started in PATH.", metavar="PATH")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.version_option(__version__, prog_name="mgit")
-@click.pass_context
-def cli(ctx: click.Context, cwd: str | None, as_json: bool, quiet: bool) -> None:
-    """mgit: git for machine-learning models.
-
-    A model folder is a repository; every model version is a commit whose parents are the
-    models it was derived from. REF is a model name (its latest version), a tag, a commit id
-    or unique prefix, with ~N and ^N.
+    A plain class with a dataclass's init, repr and eq: ``dataclasses`` is not worth importing
+    for ``--help``.
     """
-    base = Path(cwd).absolute() if cwd else Path.cwd()
-    if cwd and not base.is_dir():
-        raise click.UsageError(f"-C: no such folder: {cwd}")
-    ctx.obj = Context(cwd=base, json=as_json, quiet=quiet or not sys.stderr.isatty())
+
+    def __init__(self, cwd: Path, json: bool, quiet: bool) -> None:
+        self.cwd = cwd
+        self.json = json
+        self.quiet = quiet
+
+    def __repr__(self) -> str:
+        return f"Context(cwd={self.cwd!r}, json={self.json!r}, quiet={self.quiet!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Context) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.cwd, self.json, self.quiet) == (other.cwd, other.json, other.quiet)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, like the dataclass was
 
 
 def _late_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -87,15 +116,97 @@ def _add_json_option(cmd: click.Command) -> None:
             _add_json_option(sub)
 
 
-def _register() -> None:
-    for mod in COMMAND_MODULES:
-        m = importlib.import_module(f"mgit.commands.{mod}")
-        for cmd in m.COMMANDS:
-            _add_json_option(cmd)
-            cli.add_command(cmd)
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use, from :data:`COMMANDS`.
+
+    Listing them (``--help``, shell completion of command names, "did you mean") uses the
+    registry's names and one-line helps and imports nothing.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = self.commands.get(cmd_name)
+        if cmd is None and cmd_name in COMMANDS:
+            self._load(COMMANDS[cmd_name][0])
+            cmd = self.commands.get(cmd_name)
+        return cmd
+
+    def _load(self, module: str) -> None:
+        """Import ``mgit.commands.<module>`` and add the commands it defines."""
+        import importlib
+
+        mod = importlib.import_module(f"mgit.commands.{module}")
+        for cmd in mod.COMMANDS:
+            if cmd.name not in self.commands:
+                _add_json_option(cmd)
+                self.add_command(cmd)
+
+    def _listed(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The command as listed: the real one if loaded, else a stand-in with the registry's
+        one-line help (which renders the same)."""
+        cmd = self.commands.get(name)
+        if cmd is None and name in COMMANDS:
+            cmd = click.Command(name, help=COMMANDS[name][1])
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from gettext import gettext as _
+
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self._listed(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _cmd in rows)
+            with formatter.section(_("Commands")):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:
+            # click suggests close names from the commands loaded so far: offer them all.
+            raise click.exceptions.NoSuchCommand(
+                exc.command_name, possibilities=self.list_commands(ctx), ctx=exc.ctx
+            ) from None
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        results = []
+        for name in self.list_commands(ctx):
+            if name.startswith(incomplete):
+                cmd = self._listed(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    results.append(CompletionItem(name, help=cmd.get_short_help_str()))
+        # The group's own options (click.Group's version would load every command).
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
 
 
-_register()
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "cwd", type=click.Path(file_okay=False), default=None,
+              help="Run as if mgit was started in PATH.", metavar="PATH")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(__version__, prog_name="mgit")
+@click.pass_context
+def cli(ctx: click.Context, cwd: str | None, as_json: bool, quiet: bool) -> None:
+    """mgit: git for machine-learning models.
+
+    A model folder is a repository; every model version is a commit whose parents are the
+    models it was derived from. REF is a model name (its latest version), a tag, a commit id
+    or unique prefix, with ~N and ^N.
+    """
+    base = Path(cwd).absolute() if cwd else Path.cwd()
+    if cwd and not base.is_dir():
+        raise click.UsageError(f"-C: no such folder: {cwd}")
+    ctx.obj = Context(cwd=base, json=as_json, quiet=quiet or not sys.stderr.isatty())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -55,6 +54,8 @@ def echo(line: str = "", **kw: Any) -> None:
 def emit(data: Any, render: Callable[[], None]) -> None:
     """Print ``data`` as JSON under ``--json``, else call ``render``."""
     if ctx_obj().json:
+        import json
+
         value = data.to_json() if hasattr(data, "to_json") else data
         sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
     else:

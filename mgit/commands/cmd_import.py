@@ -14,7 +14,6 @@ from mgit.commands._common import (
     user_path,
 )
 from mgit.commands.cmd_commit import render_commit_result
-from mgit.worktree import folder_bytes
 
 __all__ = ["COMMANDS"]
 
@@ -28,6 +27,8 @@ __all__ = ["COMMANDS"]
 def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, meta: tuple[str, ...], guess_parent: bool) -> None:
     """Commit the model folder DIRECTORY as a version of model MODEL."""
+    from mgit.worktree import folder_bytes
+
     repo = open_repo()
     src = user_path(directory)
     total = folder_bytes(src)
