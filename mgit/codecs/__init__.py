@@ -23,6 +23,10 @@ id                        needs base  what
 All functions are thread-safe: zstd contexts are per thread. Every payload that is compressed is a
 single zstd frame with its content size and a checksum; :func:`decode` checks the declared size
 against the expected one before allocating anything, so a hostile payload cannot inflate.
+
+Importing this package does not import numpy: the lossless codecs run on the C kernels of
+:mod:`mgit._planes` when it is built, and numpy is loaded only by the lossy codec
+(:mod:`mgit.codecs.lossy`, imported on first use) or by the fallback kernels.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mgit.codecs import lossless, lossy
-from mgit.codecs._bits import as_bytes, check_itemsize
+from mgit.codecs import lossless
+from mgit.codecs._common import LOSSY_DTYPES, QUANT_PLANES_ZSTD, as_bytes, check_itemsize
 from mgit.codecs._zstd import check_level
 from mgit.codecs.lossless import (
     PLANES_ZSTD,
@@ -42,7 +46,6 @@ from mgit.codecs.lossless import (
     XOR_PLANES_ZSTD,
     ZSTD,
 )
-from mgit.codecs.lossy import LOSSY_DTYPES, QUANT_PLANES_ZSTD
 from mgit.errors import CodecError
 
 __all__ = [
@@ -63,6 +66,17 @@ __all__ = [
     "LOSSY_DTYPES",
     "DEFAULT_LEVEL",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``mgit.codecs.lossy`` needs numpy, so it is imported when first asked for, not with the
+    # package.
+    if name == "lossy":
+        import importlib
+
+        return importlib.import_module("mgit.codecs.lossy")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Default effort. For the plane codecs, levels 1-3 all run zstd level 1 (see
 #: :func:`mgit.codecs.lossless.plane_level` for the measurements behind this).
@@ -218,11 +232,19 @@ def encode_lossy(
         raise CodecError(
             f"delta base has {len(base_view)} bytes but the chunk has {len(view)}; they must match"
         )
+    from mgit.codecs import lossy
+
     result = lossy.encode_quant(view, base_view, dtype, float(eps), level)
     if result is None:  # pragma: no cover - dtype checked above
         return None
     payload, params = result
     return Encoded(QUANT_PLANES_ZSTD, payload, params)
+
+
+def _decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memoryview) -> bytes:
+    from mgit.codecs import lossy
+
+    return lossy.decode_quant(payload, params, size, base)
 
 
 _Decoder = Callable[[bytes, dict[str, Any], int, "memoryview | None"], bytes]
@@ -233,7 +255,7 @@ _DECODERS: dict[str, tuple[bool, _Decoder]] = {
     PLANES_ZSTD: (False, lambda p, a, n, b: lossless.decode_planes(p, a, n)),
     SUB_PLANES_ZSTD: (True, lambda p, a, n, b: lossless.decode_delta_planes(p, a, n, b, "sub")),  # type: ignore[arg-type]
     XOR_PLANES_ZSTD: (True, lambda p, a, n, b: lossless.decode_delta_planes(p, a, n, b, "xor")),  # type: ignore[arg-type]
-    QUANT_PLANES_ZSTD: (True, lambda p, a, n, b: lossy.decode_quant(p, a, n, b)),  # type: ignore[arg-type]
+    QUANT_PLANES_ZSTD: (True, lambda p, a, n, b: _decode_quant(p, a, n, b)),  # type: ignore[arg-type]
 }
 
 _LOSSY = frozenset({QUANT_PLANES_ZSTD})

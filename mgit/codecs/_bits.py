@@ -1,4 +1,8 @@
-"""Bit-level array helpers shared by the codecs: buffer views, byte planes, zigzag.
+"""Bit-level numpy helpers: byte planes, zigzag, bit packing, numpy scratch buffers.
+
+Used by the lossy codec and by the numpy fallback kernels (:mod:`mgit.codecs._npkernels`); the
+numpy-free helpers (:func:`as_bytes`, :func:`check_itemsize`, :func:`effective_itemsize`) live in
+:mod:`mgit.codecs._common` and are re-exported here.
 
 Everything here works on raw bit patterns with unsigned integer arithmetic (wrapping), so every
 dtype (bf16, fp16, fp32, fp8, ints, NaN payloads, -0.0, denormals) round-trips exactly.
@@ -12,9 +16,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mgit.errors import CodecError
+from mgit.codecs._common import (
+    MAX_ITEMSIZE,
+    SCRATCH_MAX,
+    as_bytes,
+    check_itemsize,
+    effective_itemsize,
+)
 
 __all__ = [
+    "MAX_ITEMSIZE",
     "as_bytes",
     "word_dtype",
     "effective_itemsize",
@@ -31,59 +42,6 @@ __all__ = [
 _WORDS: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SIGNED: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
-#: Largest element size a codec accepts (complex128 is 16; anything beyond is surely a bug).
-MAX_ITEMSIZE = 64
-
-
-def as_bytes(data: bytes | bytearray | memoryview) -> memoryview:
-    """View any C-contiguous buffer as a flat memoryview of unsigned bytes, without copying.
-
-    Args:
-        data: The buffer.
-
-    Returns:
-        A ``memoryview`` of format ``"B"``.
-
-    Raises:
-        CodecError: If the buffer is not C-contiguous.
-    """
-    view = data if isinstance(data, memoryview) else memoryview(data)
-    if view.format == "B" and view.ndim == 1:
-        return view
-    if not view.c_contiguous:
-        raise CodecError("codec input must be a contiguous buffer")
-    return view.cast("B")
-
-
-def check_itemsize(itemsize: object) -> int:
-    """Validate an element size.
-
-    Args:
-        itemsize: The size in bytes of one element.
-
-    Returns:
-        The size as an int.
-
-    Raises:
-        CodecError: If it is not an integer from 1 to 64.
-    """
-    if (
-        isinstance(itemsize, bool)
-        or not isinstance(itemsize, int)
-        or not 1 <= itemsize <= MAX_ITEMSIZE
-    ):
-        raise CodecError(f"itemsize must be an integer from 1 to {MAX_ITEMSIZE}, got {itemsize!r}")
-    return itemsize
-
-
-def effective_itemsize(size: int, itemsize: int) -> int:
-    """The element size a codec actually uses for ``size`` bytes.
-
-    Chunks always hold whole elements; a buffer that does not is treated as plain bytes so that
-    every length still round-trips. Encoder and decoder both apply this rule.
-    """
-    return itemsize if size % itemsize == 0 else 1
-
 
 def word_dtype(itemsize: int) -> tuple[Any, int]:
     """The unsigned word type used for arithmetic on elements of ``itemsize`` bytes.
@@ -96,8 +54,7 @@ def word_dtype(itemsize: int) -> tuple[Any, int]:
     return np.uint8, 1
 
 
-#: Scratch buffers up to this size are kept per thread and reused; larger ones are not kept.
-_SCRATCH_MAX = 64 << 20
+_SCRATCH_MAX = SCRATCH_MAX
 
 
 class _Scratch(threading.local):

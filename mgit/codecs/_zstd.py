@@ -13,8 +13,8 @@ a damaged payload is an error instead of silently wrong bytes.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-import numpy as np
 import zstandard
 
 from mgit.errors import CodecError
@@ -85,11 +85,11 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dctx
 
 
-def compress(data: bytes | memoryview | np.ndarray, level: int) -> bytes:
+def compress(data: Any, level: int) -> bytes:
     """Compress ``data`` into one zstd frame with its content size and a checksum.
 
     Args:
-        data: Bytes, or any C-contiguous buffer (a numpy array works without a copy).
+        data: Bytes, or any C-contiguous buffer (a memoryview or numpy array, without a copy).
         level: zstd level, already validated, or :data:`PLANES_FAST`.
 
     Returns:
@@ -164,8 +164,9 @@ def decompress(payload: bytes, size: int) -> bytes:
     return out
 
 
-def decompress_into(payload: bytes, out: np.ndarray) -> np.ndarray:
-    """Like :func:`decompress`, but into ``out`` (a flat uint8 array of the expected size).
+def decompress_into(payload: bytes, out: Any) -> Any:
+    """Like :func:`decompress`, but into ``out``: a writable C-contiguous buffer (a ``bytearray``,
+    a memoryview of one, a numpy array) whose size in bytes is the expected decompressed size.
 
     Decoding into a reused buffer avoids the page faults of a fresh multi-megabyte allocation.
 
@@ -175,11 +176,15 @@ def decompress_into(payload: bytes, out: np.ndarray) -> np.ndarray:
     Raises:
         CodecError: As :func:`decompress`.
     """
-    size = out.size
+    view = memoryview(out)
+    if view.readonly:
+        raise ValueError("decompress_into needs a writable buffer")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    size = len(view)
     _check_frame(payload, size)
     if size == 0:
         return out
-    view = memoryview(out)  # type: ignore[arg-type]
     got = 0
     try:
         reader = _decompressor().stream_reader(

@@ -43,12 +43,11 @@ from mgit.codecs._bits import (
     unzigzag,
     zigzag,
 )
+from mgit.codecs._common import LOSSY_DTYPES, QUANT_PLANES_ZSTD
 from mgit.codecs.lossless import plane_level
 from mgit.errors import CodecError
 
 __all__ = ["QUANT_PLANES_ZSTD", "LOSSY_DTYPES", "encode_quant", "decode_quant"]
-
-QUANT_PLANES_ZSTD = "quant-planes-zstd/1"
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,9 @@ _SPECS: dict[str, _Spec] = {
     "BF16": _Spec(np.uint16, np.float32, 7),
 }
 
-#: Safetensors dtype names the lossy codec accepts.
-LOSSY_DTYPES = frozenset(_SPECS)
+# LOSSY_DTYPES (in _common, so that naming them needs no numpy) must be exactly these.
+if frozenset(_SPECS) != LOSSY_DTYPES:  # pragma: no cover - a programming error
+    raise ImportError("mgit.codecs._common.LOSSY_DTYPES does not match the lossy codec's dtypes")
 
 _QTYPES: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 _UNSIGNED: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -343,7 +343,8 @@ def decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memory
         raise CodecError(f"lossy codec parameters do not fit a {size}-byte {dtype} chunk")
     n_sym = (n * bits + 7) // 8
     expected = n_sym + escapes * ebytes + (n * width if n_bad else 0)
-    raw = _zstd.decompress_into(payload, scratch.get("lq_buf", expected))
+    raw = scratch.get("lq_buf", expected)
+    _zstd.decompress_into(payload, raw)
     small = unpack_bits(raw[:n_sym], bits, n, scratch.get("lq_small", n))
     utype = _UNSIGNED[width if width == 8 else 4]
     codes = scratch.get("lq_codes", n * np.dtype(utype).itemsize, utype)
