@@ -12,7 +12,6 @@ inline into the file entry; the caller writes tree, commit, then ref, after ever
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -49,9 +48,6 @@ __all__ = [
 
 #: Prefixes that task-head model classes put before the base model's tensor names.
 TASK_PREFIXES = HEAD_PREFIXES
-
-_PAGE = mmap.PAGESIZE
-
 
 def default_workers() -> int:
     """Worker threads for encoding and decoding: every core (``MGIT_THREADS`` overrides)."""
@@ -205,9 +201,9 @@ class _Pipeline:
     def __init__(self, pool: ThreadPoolExecutor, workers: int) -> None:
         self.pool = pool
         self.limit = 2 * workers + 1
-        self.queue: deque[tuple[Future[ChunkPut], Callable[[ChunkPut], None]]] = deque()
+        self.queue: deque[tuple[Future[Any], Callable[[Any], None]]] = deque()
 
-    def submit(self, fn: Callable[[], ChunkPut], done: Callable[[ChunkPut], None]) -> None:
+    def submit(self, fn: Callable[[], Any], done: Callable[[Any], None]) -> None:
         while len(self.queue) >= self.limit:
             self._pop()
         self.queue.append((self.pool.submit(fn), done))
@@ -241,31 +237,27 @@ class _Pipeline:
 
 
 class _Reader:
-    """Reads ranges of a file through a private read-only mapping, releasing pages behind."""
+    """Reads byte ranges of a file with ``pread``: the copy out of the page cache happens with
+    the GIL released (slicing a mapping held it, and that was a quarter of a commit's GIL time),
+    and no mapping of the file counts against the process's memory."""
 
     def __init__(self, path: Path) -> None:
-        self.f = open(path, "rb")
-        self.size = os.fstat(self.f.fileno()).st_size
-        self.mm = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        self.name = str(path)
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size
 
     def read(self, start: int, end: int) -> bytes:
-        if self.mm is None or start == end:
+        if start == end:
             return b""
-        if end > len(self.mm):
-            raise InvalidModelFileError(self.f.name, "file shrank while it was being read")
-        data = self.mm[start:end]
-        if hasattr(self.mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            lo = start - start % _PAGE
-            try:
-                self.mm.madvise(mmap.MADV_DONTNEED, lo, end - lo)
-            except (OSError, ValueError):
-                pass
+        if end > self.size:
+            raise InvalidModelFileError(self.name, "file shrank while it was being read")
+        data = os.pread(self.fd, end - start, start)
+        if len(data) != end - start:
+            raise InvalidModelFileError(self.name, "file shrank while it was being read")
         return data
 
     def close(self) -> None:
-        if self.mm is not None:
-            self.mm.close()
-        self.f.close()
+        os.close(self.fd)
 
 
 def _ranges(total: int, chunk_size: int) -> Iterator[tuple[int, int]]:
@@ -306,13 +298,14 @@ def ingest_file(
         if header is None:
             chunks: list[str] = []
             for a, b in _ranges(size, chunk_size):
-                data = reader.read(a, b)
-                xxh.update(data)
 
-                def blob_job(d: bytes = data) -> ChunkPut:
-                    return store.put_chunk(d, itemsize=1, is_float=False)
+                def blob_job(a: int = a, b: int = b) -> tuple[ChunkPut, bytes]:
+                    d = reader.read(a, b)
+                    return store.put_chunk(d, itemsize=1, is_float=False), d
 
-                def blob_done(put: ChunkPut) -> None:
+                def blob_done(res: tuple[ChunkPut, bytes]) -> None:
+                    put, d = res
+                    xxh.update(d)
                     chunks.append(put.oid)
                     stats.add(put)
 
@@ -369,14 +362,18 @@ def ingest_file(
             oids = chunk_ids[idx]
             is_float = spec.dtype in FLOAT_DTYPES
             for i, (a, b) in enumerate(_ranges(spec.nbytes, cs)):
-                data = reader.read(spec.start + a, spec.start + b)
                 base_oid = base.chunks[i] if base is not None and i < len(base.chunks) else None
 
-                def job(d: bytes = data, bo: str | None = base_oid, it: int = itemsize,
-                        fl: bool = is_float, dt: str = spec.dtype) -> ChunkPut:
-                    return store.put_chunk(d, itemsize=it, is_float=fl, base=bo, dtype=dt, eps=eps)
+                # Workers read their own range (pread, GIL released) and hand the bytes back
+                # for the in-order checksum.
+                def job(a: int = spec.start + a, b: int = spec.start + b, bo: str | None = base_oid,
+                        it: int = itemsize, fl: bool = is_float,
+                        dt: str = spec.dtype) -> tuple[ChunkPut, bytes]:
+                    d = reader.read(a, b)
+                    return store.put_chunk(d, itemsize=it, is_float=fl, base=bo, dtype=dt, eps=eps), d
 
-                def done(put: ChunkPut, oids: list[str] = oids, d: bytes = data) -> None:
+                def done(res: tuple[ChunkPut, bytes], oids: list[str] = oids) -> None:
+                    put, d = res
                     # The file checksum covers what export gives back: for a lossy chunk, its
                     # decoded bytes. Callbacks run in file order, so the running hash is exact.
                     xxh.update(put.content if put.content is not None else d)

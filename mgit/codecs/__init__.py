@@ -325,6 +325,4 @@ def decode(
         base_view = as_bytes(base)
         if len(base_view) != size:
             raise CodecError(f"codec {codec} needs a base of {size} bytes, got {len(base_view)}")
-    if not isinstance(payload, bytes):
-        payload = bytes(payload)
     return decoder(payload, params if params is not None else {}, size, base_view)

@@ -46,6 +46,15 @@ def open_repo() -> Any:
     return Repository.open(ctx_obj().cwd)
 
 
+def open_repo_streaming() -> Any:
+    """:func:`open_repo` for the commands that stream a whole model (commit, import, export,
+    checkout): also tunes this process's allocator (:mod:`mgit._alloc`)."""
+    from mgit._alloc import tune_allocator
+
+    tune_allocator()
+    return open_repo()
+
+
 def echo(line: str = "", **kw: Any) -> None:
     """Print a line to stdout."""
     click.echo(line, **kw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, open_repo
+from mgit.commands._common import echo, emit, open_repo_streaming
 
 __all__ = ["COMMANDS"]
 
@@ -14,7 +14,7 @@ __all__ = ["COMMANDS"]
 @click.option("-f", "--force", is_flag=True, help="Discard uncommitted changes.")
 def checkout_cmd(ref: str, force: bool) -> None:
     """Make the working tree the files of REF."""
-    repo = open_repo()
+    repo = open_repo_streaming()
     res = repo.checkout(ref, force=force)
 
     def render() -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import derivation_options, echo, emit, human_bytes, open_repo, parse_meta
+from mgit.commands._common import (
+    derivation_options,
+    echo,
+    emit,
+    human_bytes,
+    open_repo_streaming,
+    parse_meta,
+)
 
 __all__ = ["COMMANDS", "render_commit_result"]
 
@@ -36,7 +43,7 @@ def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: i
 def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, meta: tuple[str, ...], allow_empty: bool) -> None:
     """Record the staged files as a new model version."""
-    repo = open_repo()
+    repo = open_repo_streaming()
     res = repo.commit(
         message, model=model, parent=list(parents) or None, relation=relation, meta=parse_meta(meta),
         eps=eps, check=check, allow_empty=allow_empty,

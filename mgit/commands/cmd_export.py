@@ -8,7 +8,7 @@ from mgit.commands._common import (
     echo,
     emit,
     human_bytes,
-    open_repo,
+    open_repo_streaming,
     progress_bar,
     user_path,
 )
@@ -22,7 +22,7 @@ __all__ = ["COMMANDS"]
 @click.option("-f", "--force", is_flag=True, help="Overwrite files already in DIRECTORY.")
 def export_cmd(ref: str, directory: str, force: bool) -> None:
     """Write REF's files into DIRECTORY, byte-identical to what was committed."""
-    repo = open_repo()
+    repo = open_repo_streaming()
     out = user_path(directory)
     oid = repo.resolve(ref)
     total = repo.read_tree(repo.read_commit(oid).tree).logical_bytes

@@ -8,7 +8,7 @@ from mgit.commands._common import (
     derivation_options,
     echo,
     emit,
-    open_repo,
+    open_repo_streaming,
     parse_meta,
     progress_bar,
     user_path,
@@ -29,7 +29,7 @@ def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...
     """Commit the model folder DIRECTORY as a version of model MODEL."""
     from mgit.worktree import folder_bytes
 
-    repo = open_repo()
+    repo = open_repo_streaming()
     src = user_path(directory)
     total = folder_bytes(src)
     with progress_bar(f"import {model}", total) as prog:
