@@ -161,6 +161,13 @@ class AtomicFile:
         """Append bytes."""
         self._f.write(data)
 
+    def pwrite(self, data: bytes | memoryview, offset: int) -> None:
+        """Write bytes at ``offset`` (thread-safe; do not mix with :meth:`write`)."""
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._fd, view, offset)
+            view, offset = view[n:], offset + n
+
     def commit(self) -> None:
         """Flush, fsync and rename into place."""
         self._f.flush()

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
@@ -64,7 +64,7 @@ def write_file(
     if target.is_dir():
         raise InvalidModelFileError(target, "a directory is in the way")
     xxh = xxhash.xxh3_128()
-    queue: deque[tuple[Future[bytes] | bytes, int, int, str | None, int]] = deque()
+    queue: deque[tuple[Future[Any] | bytes, int, int, str | None, int, int]] = deque()
     limit = 2 * workers + 1
     written = 0
     # Atomic (temp file + rename) but not fsynced, like cp and git checkout: these are copies
@@ -76,35 +76,58 @@ def write_file(
         last_use = {oid: i for i, (oid, _, _, _) in enumerate(pieces) if oid is not None}
         live: dict[str, Future[bytes]] = {}
 
+        def piece(data: bytes, start: int, end: int, oid: str | None) -> bytes | memoryview:
+            if end < 0 or (start, end) == (0, len(data)):
+                return data
+            if end > len(data):
+                raise CorruptObjectError(oid or "?", "a tensor lies past the end of its chunk")
+            return memoryview(data)[start:end]
+
+        def decode_and_write(oid: str, start: int, end: int, offset: int) -> bytes | memoryview:
+            # In a worker: decode, verify and write at the piece's place in the file, so the
+            # main thread only keeps the checksum running in order.
+            data = piece(store.get(oid, kind="chunk"), start, end, oid)
+            out.pwrite(data, offset)
+            return data
+
         def pop() -> None:
             nonlocal written
-            item, start, end, oid, idx = queue.popleft()
-            data = item if isinstance(item, bytes) else item.result()
-            if end >= 0 and (start, end) != (0, len(data)):
-                if end > len(data):
-                    raise CorruptObjectError(oid or "?", "a tensor lies past the end of its chunk")
-                data = memoryview(data)[start:end]
+            item, start, end, oid, idx, offset = queue.popleft()
+            if isinstance(item, bytes):
+                data: bytes | memoryview = item
+                out.pwrite(data, written)
+            elif offset < 0:  # shared (a pack), or a blob chunk of unknown length
+                data = piece(item.result(), start, end, oid)
+                out.pwrite(data, written)
+            else:
+                data = item.result()
             if oid is not None and last_use[oid] == idx:
                 live.pop(oid, None)
             xxh.update(data)
-            out.write(data)
             written += len(data)
             if progress:
                 progress(len(data))
 
+        offset = 0  # where the next piece goes, while every length is known (safetensors)
         for idx, (oid, start, end, literal) in enumerate(pieces):
             while len(queue) >= limit:
                 pop()
             if literal is not None:
-                queue.append((literal, 0, -1, None, idx))
+                queue.append((literal, 0, -1, None, idx, offset))
+                offset += len(literal)
                 continue
             assert oid is not None
             fut = live.get(oid)
-            if fut is None:
-                fut = pool.submit(store.get, oid, kind="chunk")
-                if last_use[oid] != idx:
-                    live[oid] = fut
-            queue.append((fut, start, end, oid, idx))
+            if fut is None and end >= 0 and last_use[oid] == idx:
+                queue.append((pool.submit(decode_and_write, oid, start, end, offset),
+                              start, end, oid, idx, offset))
+            else:
+                if fut is None:
+                    fut = pool.submit(store.get, oid, kind="chunk")
+                    if last_use[oid] != idx:
+                        live[oid] = fut
+                queue.append((fut, start, end, oid, idx, -1))
+            offset = offset + end - start if end >= 0 and offset >= 0 else -1
         while queue:
             pop()
         if written != entry.size or xxh.hexdigest() != entry.xxh:
@@ -117,6 +140,12 @@ def write_file(
         for item, *_ in queue:
             if isinstance(item, Future):
                 item.cancel()
+        for item, *_ in queue:  # no worker may still write into the temp file once it is gone
+            if isinstance(item, Future) and not item.cancelled():
+                try:
+                    item.result()
+                except BaseException:  # noqa: BLE001 - already failing; first error wins
+                    pass
         out.abort()
         raise
 

@@ -388,28 +388,54 @@ class DiskStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _decode_verify(self, oid: str, h: StoredHeader, payload: memoryview | bytes) -> bytes:
+    def _decode_verify(
+        self, oid: str, h: StoredHeader, payload: memoryview | bytes, *, verify: bool = True
+    ) -> bytes:
+        """Decode an object's payload (and its delta chain) and, with ``verify``, check the
+        content against ``oid``.
+
+        Bases inside a chain are decoded without hashing them: the chunk at the top is hashed,
+        and its content depends on every base below, so a damaged base cannot go unnoticed.
+        When the top does not verify, the chain is verified level by level to name the damaged
+        object in the error.
+        """
         base_bytes = None
         if h.base is not None:
             try:
-                bh = self.header(h.base)
+                raw = self.read_raw(h.base)
             except ObjectNotFoundError:
                 raise ObjectNotFoundError(h.base, context=f"delta base of {oid}") from None
+            bh = _parse_header(h.base, raw)
+            if bh.kind != "chunk":
+                raise CorruptObjectError(h.base, f"expected a chunk object, found a {bh.kind}")
             if bh.depth != h.depth - 1:
                 raise CorruptObjectError(oid, f"chain depth {h.depth} but base has depth {bh.depth}")
-            base_bytes = self.get(h.base, kind="chunk")
+            base_bytes = self._decode_verify(
+                h.base, bh, memoryview(raw)[bh.payload_offset :], verify=False
+            )
         try:
             content = codecs.decode(h.codec, payload, h.params, size=h.size, base=base_bytes)  # type: ignore[arg-type]
         except CodecError as exc:
+            if verify and h.base is not None:
+                self._verify_chain(h.base)
             raise CorruptObjectError(oid, str(exc)) from None
         if len(content) != h.size:
             raise CorruptObjectError(oid, "decoded size differs from the recorded size")
-        hasher = Hasher(h.kind, len(content))
-        hasher.update(content)
-        actual = hasher.oid()
-        if actual != oid:
-            raise CorruptObjectError(oid, f"content hashes to {actual}", actual=actual)
+        if verify:
+            hasher = Hasher(h.kind, len(content))
+            hasher.update(content)
+            actual = hasher.oid()
+            if actual != oid:
+                if h.base is not None:
+                    self._verify_chain(h.base)
+                raise CorruptObjectError(oid, f"content hashes to {actual}", actual=actual)
         return content
+
+    def _verify_chain(self, base: str) -> None:
+        """Raise the error of the first damaged object of a delta chain (if any is damaged)."""
+        raw = self.read_raw(base)
+        h = _parse_header(base, raw)
+        self._decode_verify(base, h, memoryview(raw)[h.payload_offset :])
 
     def get(self, oid: str, *, kind: str | None = None) -> bytes:
         """The verified content of an object.

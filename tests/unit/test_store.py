@@ -229,8 +229,32 @@ def test_delta_with_corrupt_base(store: DiskStore) -> None:
     base_oid, child_oid, _ = _delta_pair(store)
     p = store.path_for(base_oid)
     flip(p, len(p.read_bytes()) - 2)
-    with pytest.raises(CorruptObjectError):
+    with pytest.raises(CorruptObjectError) as ei:
         DiskStore(store.root).get(child_oid)
+    assert ei.value.oid == base_oid
+
+
+@pytest.mark.parametrize("damaged_level", [0, 1])
+def test_substituted_base_deep_in_a_chain_is_named(store: DiskStore, damaged_level: int) -> None:
+    # Bases inside a chain are not hashed on their own (the top chunk's hash covers them), so
+    # a base that decodes cleanly to the wrong bytes must still be caught, and named.
+    g = rand_bytes(20000, 4)
+    p = tweak(g, 5)
+    c = tweak(p, 6)
+    go = store.put_chunk(g, itemsize=4, is_float=True).oid
+    po = store.put_chunk(p, itemsize=4, is_float=True, base=go).oid
+    co = store.put_chunk(c, itemsize=4, is_float=True, base=po).oid
+    assert store.header(co).depth == 2
+    victim = [go, po][damaged_level]
+    other = store.put_chunk(rand_bytes(20000, 9), itemsize=4, is_float=True).oid
+    if damaged_level == 1:  # a delta of the same depth and size, against the same base
+        other = store.put_chunk(tweak(g, 11), itemsize=4, is_float=True, base=go).oid
+    path = store.path_for(victim)
+    os.chmod(path, 0o644)
+    path.write_bytes(store.path_for(other).read_bytes())
+    with pytest.raises(CorruptObjectError) as ei:
+        DiskStore(store.root).get(co)
+    assert ei.value.oid == victim
 
 
 def test_base_of_other_size_is_not_used(store: DiskStore) -> None:
