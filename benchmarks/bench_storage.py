@@ -196,7 +196,7 @@ def main() -> None:
                   f"{r['t_commit']:>9.2f} {r['t_zstd']:>13.2f} {r['t_commit'] / r['t_zstd']:>7.2f}x")
             if "changed_tensor_bytes" in r:
                 print(f"{'':<18} head-only: stored {r['stored']} bytes for {r['changed_tensor_bytes']} bytes "
-                      f"of changed tensors (+ header, manifests, tree, commit)")
+                      f"of changed tensors (+ header, tree, commit)")
         result = {"lossless": rows}
         if not args.skip_lossy:
             ls = lossy_section(args.models, work)
