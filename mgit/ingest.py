@@ -348,6 +348,8 @@ def ingest_file(
         for idx, spec in enumerate(specs):
             if idx in packed:
                 data = reader.read(spec.start, spec.start + spec.nbytes)
+                if hash_object("chunk", data) != packed[idx][2]:  # what went into its pack
+                    raise InvalidModelFileError(path, "file changed while it was being read")
 
                 def literal_done(_: Any, d: bytes = data) -> None:
                     xxh.update(d)

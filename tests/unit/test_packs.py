@@ -199,3 +199,29 @@ def test_packed_tensor_that_does_not_match_is_an_error(repo: Any, tmp_path: Path
     past_end = TensorManifest(m.dtype, m.shape, m.chunk_size, m.chunks, size - m.itemsize, m.digest)
     with pytest.raises(CorruptObjectError, match="past the end"):
         tensor_bytes(repo.store, past_end)
+
+
+def test_a_small_tensor_changing_during_the_commit_is_refused(
+    repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Packed tensors are read twice (into the pack, then for the file checksum, in order): a
+    # file rewritten in between must fail the commit, not record a checksum of other bytes.
+    import mgit.ingest as ingest
+    from mgit.errors import InvalidModelFileError
+
+    write_model_folder(tmp_path / "m", model())
+    seen: set[tuple[int, int]] = set()
+    real = ingest._Reader.read
+
+    def read(self: Any, start: int, end: int) -> bytes:
+        data = real(self, start, end)
+        if self.name.endswith(".safetensors") and 0 < end - start < SMALL_TENSOR and start > 0:
+            if (start, end) in seen:
+                return bytes([data[0] ^ 1]) + data[1:]
+            seen.add((start, end))
+        return data
+
+    monkeypatch.setattr(ingest._Reader, "read", read)
+    with pytest.raises(InvalidModelFileError, match="changed while it was being read"):
+        repo.import_folder(tmp_path / "m", model="m", message="x")
+    assert repo.head() is None
