@@ -118,7 +118,7 @@ def write_file(
                 continue
             assert oid is not None
             fut = live.get(oid)
-            if fut is None and end >= 0 and last_use[oid] == idx:
+            if fut is None and end >= 0 and offset >= 0 and last_use[oid] == idx:
                 queue.append((pool.submit(decode_and_write, oid, start, end, offset),
                               start, end, oid, idx, offset))
             else:
