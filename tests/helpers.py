@@ -78,6 +78,30 @@ NP_DTYPES: dict[str, np.dtype] = {
 #: numpy dtype name -> safetensors dtype name.
 ST_NAMES: dict[str, str] = {dt.name: name for name, dt in NP_DTYPES.items()}
 
+
+#: Bit patterns that matter to codecs, by element width: NaNs with payloads (quiet and
+#: signalling, either sign), -0.0, +-inf, smallest and largest denormals of either sign,
+#: largest finite, 1.0, zero; for 1-byte elements the fp8 extremes. One table for every codec
+#: test (unit, property, native kernels).
+SPECIAL_WORDS: dict[int, list[int]] = {
+    8: [
+        0x7FF8000000000001, 0xFFF0000000000DEA, 0x7FF0000000000001, 0x8000000000000000,
+        0x7FF0000000000000, 0xFFF0000000000000, 0x0000000000000001, 0x000FFFFFFFFFFFFF,
+        0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000, 0x800FFFFFFFFFFFFF, 0x0000000000000000,
+    ],
+    4: [
+        0x7FC00001, 0xFFC0BEEF, 0x7F800001, 0x80000000, 0x7F800000, 0xFF800000, 0x00000001,
+        0x007FFFFF, 0x7F7FFFFF, 0x3F800000, 0x807FFFFF, 0x00000000,
+    ],
+    2: [
+        0x7E01, 0xFE55, 0x7C01, 0x7FC1, 0x8000, 0x7C00, 0xFC00, 0x0001, 0x03FF, 0x7BFF, 0x7F80,
+        0x3F80, 0x83FF, 0x0000,
+    ],
+    1: [
+        0x7F, 0xFF, 0x80, 0x00, 0x01, 0x78, 0x7E,
+    ],
+}
+
 _UINT = {1: np.dtype("u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
 # Bit patterns put at the start of float tensors: -0.0, +inf, -inf, quiet NaN with a payload,

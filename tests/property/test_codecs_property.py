@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from helpers import SPECIAL_WORDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,30 +20,6 @@ SETTINGS = settings(
 ITEMSIZES = st.sampled_from([1, 2, 4, 8])
 WIDTHS = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 WORDS = {8: np.uint64, 4: np.uint32, 2: np.uint16}
-
-# Bit patterns that matter: NaNs with payloads, -0.0, infinities, denormals, extremes.
-SPECIAL_WORDS = {
-    8: [
-        0x7FF8000000000001,
-        0xFFF0000000000DEA,
-        0x8000000000000000,
-        0x7FF0000000000000,
-        0x0000000000000001,
-        0x7FEFFFFFFFFFFFFF,
-    ],
-    4: [
-        0x7FC00001,
-        0xFFC0BEEF,
-        0x7F800001,
-        0x80000000,
-        0x7F800000,
-        0xFF800000,
-        0x00000001,
-        0x7F7FFFFF,
-    ],
-    2: [0x7E01, 0xFE55, 0x7C01, 0x7FC1, 0x8000, 0x7C00, 0xFC00, 0x0001, 0x7BFF, 0x7F80],
-    1: [0x7F, 0xFF, 0x80, 0x00, 0x01],
-}
 
 
 @st.composite

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import zstandard
+from helpers import SPECIAL_WORDS
 
 from mgit import codecs
 from mgit.codecs import (
@@ -41,57 +42,13 @@ DTYPES = {
     "BOOL": (np.uint8, 1, False),
 }
 
-# Special bit patterns per width: NaNs with payloads (quiet and signalling), -0.0, +-inf,
-# smallest and largest denormals, largest finite, 1.0.
-SPECIALS = {
-    8: [
-        0x7FF8000000000001,
-        0xFFF0000000000DEA,
-        0x7FF0000000000001,
-        0x8000000000000000,
-        0x7FF0000000000000,
-        0xFFF0000000000000,
-        0x0000000000000001,
-        0x000FFFFFFFFFFFFF,
-        0x7FEFFFFFFFFFFFFF,
-        0x3FF0000000000000,
-    ],
-    4: [
-        0x7FC00001,
-        0xFFC0BEEF,
-        0x7F800001,
-        0x80000000,
-        0x7F800000,
-        0xFF800000,
-        0x00000001,
-        0x007FFFFF,
-        0x7F7FFFFF,
-        0x3F800000,
-    ],
-    2: [
-        0x7E01,
-        0xFE55,
-        0x7C01,
-        0x7FC1,
-        0x8000,
-        0x7C00,
-        0xFC00,
-        0x0001,
-        0x03FF,
-        0x7BFF,
-        0x7F80,
-        0x3F80,
-    ],
-    1: [0x7F, 0xFF, 0x80, 0x00, 0x01, 0x78, 0x7E],
-}
-
 
 def bits(dtype: str, n: int, seed: int = 0) -> np.ndarray:
     """Random bit patterns of ``dtype`` with every special value mixed in."""
     word, itemsize, _ = DTYPES[dtype]
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 2 ** (8 * itemsize), size=n, dtype=word, endpoint=False)
-    specials = np.array(SPECIALS[itemsize], dtype=word)
+    specials = np.array(SPECIAL_WORDS[itemsize], dtype=word)
     k = min(n, specials.size)
     x[:k] = specials[:k]
     return x
@@ -363,7 +320,7 @@ def test_lossy_is_much_smaller_than_lossless_and_deterministic() -> None:
 def test_lossy_keeps_non_finite_and_special_values_exactly() -> None:
     base = bits("F32", 4096, seed=7)
     child = base.copy()
-    child[:10] = np.array(SPECIALS[4], dtype=np.uint32)
+    child[:10] = np.array(SPECIAL_WORDS[4][:10], dtype=np.uint32)
     child[10:20] = base[10:20]  # unchanged specials stay as they were
     child[20:2000] += np.uint32(3)  # 3 ulps: within eps for small values, not for huge ones
     data, base_b = child.tobytes(), base.tobytes()

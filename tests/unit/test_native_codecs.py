@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import SPECIAL_WORDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,35 +54,6 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# Bit patterns that matter: NaNs with payloads, -0.0, infinities, denormals, extremes.
-SPECIAL: dict[int, list[int]] = {
-    8: [
-        0x7FF8000000000001,
-        0xFFF0000000000DEA,
-        0x8000000000000000,
-        0x7FF0000000000000,
-        0xFFF0000000000000,
-        0x0000000000000001,
-        0x800FFFFFFFFFFFFF,
-        0x7FEFFFFFFFFFFFFF,
-        0,
-    ],
-    4: [
-        0x7FC00001,
-        0xFFC0BEEF,
-        0x7F800001,
-        0x80000000,
-        0x7F800000,
-        0xFF800000,
-        0x00000001,
-        0x807FFFFF,
-        0x7F7FFFFF,
-        0,
-    ],
-    2: [0x7E01, 0xFE55, 0x7C01, 0x7FC1, 0x8000, 0x7C00, 0xFC00, 0x0001, 0x83FF, 0x7F80, 0],
-    1: [0x7F, 0xFF, 0x80, 0x00, 0x01],
-}
-
 
 # ------------------------------------------------------------------------------------------------
 # The reference: the numpy code the stored formats were defined with (before the C kernels)
@@ -114,7 +86,7 @@ def ref_delta_merge(planes: bytes, base: bytes, itemsize: int, xor: bool) -> byt
 
 def _special_words(itemsize: int, n: int, rng: np.random.Generator) -> bytes:
     word, width = word_dtype(itemsize)
-    specials = SPECIAL.get(width, SPECIAL[1])
+    specials = SPECIAL_WORDS.get(width, SPECIAL_WORDS[1])
     return np.array(rng.choice(specials, n * itemsize // width), dtype=word).tobytes()
 
 
@@ -486,7 +458,7 @@ def child_and_base(draw: st.DrawFn) -> tuple[bytes, bytes, int]:
     pick = st.one_of(
         st.integers(0, 2 ** (8 * itemsize) - 1),
         st.integers(0, min(300, 2 ** (8 * itemsize) - 1)),
-        st.sampled_from(SPECIAL[itemsize]),
+        st.sampled_from(SPECIAL_WORDS[itemsize]),
     )
     base = np.array(draw(st.lists(pick, max_size=300)), dtype=word)
     child = base.copy()
