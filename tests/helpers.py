@@ -102,6 +102,21 @@ SPECIAL_WORDS: dict[int, list[int]] = {
     ],
 }
 
+
+def roundtrip(enc: Any, data: bytes, base: bytes | None = None) -> bytes:
+    """Decode a codec result back, its params passed through JSON as they are when stored."""
+    from mgit.codecs import codec_needs_base, decode
+
+    params = json.loads(json.dumps(enc.params))
+    return decode(
+        enc.codec,
+        enc.payload,
+        params,
+        size=len(data),
+        base=base if codec_needs_base(enc.codec) else None,
+    )
+
+
 _UINT = {1: np.dtype("u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
 # Bit patterns put at the start of float tensors: -0.0, +inf, -inf, quiet NaN with a payload,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers import SPECIAL_WORDS
+from helpers import SPECIAL_WORDS, roundtrip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,14 +70,7 @@ def test_delta_roundtrips_bit_exactly(
 ) -> None:
     data, base, itemsize = case
     enc = encode_delta(data, base, itemsize=itemsize, is_float=is_float, transform=transform)
-    out = decode(
-        enc.codec,
-        enc.payload,
-        enc.params,
-        size=len(data),
-        base=base if codec_needs_base(enc.codec) else None,
-    )
-    assert out == data
+    assert roundtrip(enc, data, base) == data
 
 
 @SETTINGS
@@ -86,14 +79,7 @@ def test_delta_of_unrelated_bytes_roundtrips(data: bytes, base: bytes, itemsize:
     n = min(len(data), len(base))
     data, base = data[:n], base[:n]
     enc = encode_delta(data, base, itemsize=itemsize, is_float=False)
-    out = decode(
-        enc.codec,
-        enc.payload,
-        enc.params,
-        size=n,
-        base=base if codec_needs_base(enc.codec) else None,
-    )
-    assert out == data
+    assert roundtrip(enc, data, base) == data
 
 
 def _values(raw: bytes, dtype: str) -> np.ndarray:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
 import pytest
 import zstandard
-from helpers import SPECIAL_WORDS
+from helpers import SPECIAL_WORDS, roundtrip
 
 from mgit import codecs
 from mgit.codecs import (
@@ -62,17 +61,6 @@ def weights(n: int, seed: int = 0, scale: float = 0.05) -> np.ndarray:
 def finetune(w: np.ndarray, seed: int = 1, step: float = 3e-4) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (w + rng.standard_normal(w.size).astype(np.float32) * np.float32(step)).astype(w.dtype)
-
-
-def roundtrip(enc: Encoded, data: bytes, base: bytes | None = None) -> bytes:
-    params = json.loads(json.dumps(enc.params))  # params survive JSON unchanged
-    return decode(
-        enc.codec,
-        enc.payload,
-        params,
-        size=len(data),
-        base=base if codec_needs_base(enc.codec) else None,
-    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import SPECIAL_WORDS
+from helpers import SPECIAL_WORDS, roundtrip
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -244,13 +244,7 @@ def _roundtrip(data: bytes, base: bytes | None, itemsize: int, transform: str | 
     else:
         assert base is not None
         enc = encode_delta(data, base, itemsize=itemsize, is_float=True, transform=transform)
-    out = decode(
-        enc.codec,
-        enc.payload,
-        enc.params,
-        size=len(data),
-        base=base if codec_needs_base(enc.codec) else None,
-    )
+    out = roundtrip(enc, data, base)
     assert type(out) is bytes and out == data
     return enc
 
