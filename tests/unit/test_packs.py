@@ -43,6 +43,20 @@ def nudge(tensors: dict[str, np.ndarray], names: list[str] | None = None) -> dic
     return out
 
 
+def commit_base(repo: Any, tmp_path: Path) -> dict[str, np.ndarray]:
+    """Commit :func:`model` as model line ``base``; return its tensors."""
+    base = model()
+    write_model_folder(tmp_path / "base", base)
+    repo.import_folder(tmp_path / "base", model="base", message="b")
+    return base
+
+
+def assert_exports_identical(repo: Any, ref: str, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    repo.export(ref, out)
+    assert sha256_tree(out) == sha256_tree(folder)
+
+
 def packs_of(repo: Any, ref: str) -> dict[str, list[tuple[str, TensorManifest]]]:
     out: dict[str, list[tuple[str, TensorManifest]]] = {}
     for name, m in repo.tensors(ref).items():
@@ -74,9 +88,7 @@ def test_small_tensors_are_packed_and_round_trip(repo: Any, tmp_path: Path) -> N
         m = ms[name]
         if m.packed:
             assert m.digest == hash_object("chunk", arr.tobytes())
-    out = tmp_path / "out"
-    repo.export("m", out)
-    assert sha256_tree(out) == sha256_tree(src)
+    assert_exports_identical(repo, "m", src, tmp_path)
 
 
 def test_packs_split_by_dtype_and_capacity(repo: Any, tmp_path: Path) -> None:
@@ -95,15 +107,11 @@ def test_packs_split_by_dtype_and_capacity(repo: Any, tmp_path: Path) -> None:
         assert repo.store.header(pack).size <= repo.chunk_size
     f32_packs = [p for p, members in packs.items() if members[0][1].dtype == "F32"]
     assert len(f32_packs) == 3  # 160 KB of F32 in 64 KiB packs: 4 + 4 + 2 tensors
-    out = tmp_path / "out"
-    repo.export("m", out)
-    assert sha256_tree(out) == sha256_tree(src)
+    assert_exports_identical(repo, "m", src, tmp_path)
 
 
 def test_finetune_packs_follow_the_parent_layout(repo: Any, tmp_path: Path) -> None:
-    base = model()
-    write_model_folder(tmp_path / "base", base)
-    repo.import_folder(tmp_path / "base", model="base", message="b")
+    base = commit_base(repo, tmp_path)
     # the child renames every tensor with a task-head prefix, writes them in another order,
     # and changes every value a little
     child = {f"bert.{n}": a for n, a in reversed(list(nudge(base).items()))}
@@ -115,15 +123,11 @@ def test_finetune_packs_follow_the_parent_layout(repo: Any, tmp_path: Path) -> N
     assert repo.store.header(cpack).base == bpack  # a delta against the parent's pack
     assert {n: m.offset for n, m in bmembers} == {n[5:]: m.offset for n, m in cmembers}
     assert res.stats.delta_chunks >= 1
-    out = tmp_path / "out"
-    repo.export("ft", out)
-    assert sha256_tree(out) == sha256_tree(tmp_path / "ft")
+    assert_exports_identical(repo, "ft", tmp_path / "ft", tmp_path)
 
 
 def test_unchanged_small_tensors_reuse_the_parent_pack(repo: Any, tmp_path: Path) -> None:
-    base = model()
-    write_model_folder(tmp_path / "base", base)
-    repo.import_folder(tmp_path / "base", model="base", message="b")
+    base = commit_base(repo, tmp_path)
     child = nudge(base, ["embeddings.weight"])
     write_model_folder(tmp_path / "ft", child)
     res = repo.import_folder(tmp_path / "ft", model="ft", parent="base", message="f")
@@ -134,9 +138,7 @@ def test_unchanged_small_tensors_reuse_the_parent_pack(repo: Any, tmp_path: Path
 
 
 def test_new_small_tensors_get_a_pack_of_their_own(repo: Any, tmp_path: Path) -> None:
-    base = model()
-    write_model_folder(tmp_path / "base", base)
-    repo.import_folder(tmp_path / "base", model="base", message="b")
+    base = commit_base(repo, tmp_path)
     child = dict(base)
     child["classifier.weight"] = make_tensor("F32", (2, 64), 777)
     child["classifier.bias"] = make_tensor("F32", (2,), 778)
@@ -156,24 +158,18 @@ def _header_of(repo: Any, ref: str) -> str:
 
 
 def test_a_parent_pack_only_partly_present_is_not_used(repo: Any, tmp_path: Path) -> None:
-    base = model()
-    write_model_folder(tmp_path / "base", base)
-    repo.import_folder(tmp_path / "base", model="base", message="b")
+    base = commit_base(repo, tmp_path)
     child = nudge(base)
     del child["layer.3.norm.weight"]
     write_model_folder(tmp_path / "ft", child)
     repo.import_folder(tmp_path / "ft", model="ft", parent="base", message="f")
     [(cpack, _)] = packs_of(repo, "ft").items()
     assert repo.store.header(cpack).base is None
-    out = tmp_path / "out"
-    repo.export("ft", out)
-    assert sha256_tree(out) == sha256_tree(tmp_path / "ft")
+    assert_exports_identical(repo, "ft", tmp_path / "ft", tmp_path)
 
 
 def test_lossy_commit_keeps_small_tensors_exact(repo: Any, tmp_path: Path) -> None:
-    base = model()
-    write_model_folder(tmp_path / "base", base)
-    repo.import_folder(tmp_path / "base", model="base", message="b")
+    base = commit_base(repo, tmp_path)
     child = {n: (a + np.float32(3e-4) * np.sin(np.arange(a.size, dtype=np.float32)).reshape(a.shape)).astype(np.float32)
              for n, a in base.items()}
     write_model_folder(tmp_path / "ft", child)
