@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import make_tensor, same_array, sha256_tree, write_model_folder
 
-from mgit.errors import CorruptObjectError
+from mgit.errors import CorruptObjectError, InvalidModelFileError
 from mgit.materialize import tensor_bytes
 from mgit.objects.ids import hash_object
 from mgit.objects.model import SMALL_TENSOR, TensorManifest
@@ -202,8 +202,7 @@ def test_a_small_tensor_changing_during_the_commit_is_refused(
 ) -> None:
     # Packed tensors are read twice (into the pack, then for the file checksum, in order): a
     # file rewritten in between must fail the commit, not record a checksum of other bytes.
-    import mgit.ingest as ingest
-    from mgit.errors import InvalidModelFileError
+    from mgit import ingest
 
     write_model_folder(tmp_path / "m", model())
     seen: set[tuple[int, int]] = set()
