@@ -12,7 +12,8 @@ flight. ``MGIT_NO_MALLOC_TUNING=1`` turns it off.
 from __future__ import annotations
 
 import os
-import sys
+
+from mgit._fs import libc_function
 
 __all__ = ["tune_allocator"]
 
@@ -26,16 +27,12 @@ def tune_allocator() -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("MGIT_NO_MALLOC_TUNING") == "1":
+    if os.environ.get("MGIT_NO_MALLOC_TUNING") == "1":
         return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
+    mallopt = libc_function("mallopt", "c_int", "c_int")
+    if mallopt is None:  # not Linux, or not glibc
         return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 128 << 20))
-    _done = ok
-    return ok
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+    )
+    return _done

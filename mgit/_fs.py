@@ -13,11 +13,14 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from types import TracebackType
+from typing import Any
 
 from mgit.errors import UnsafePathError
 
 __all__ = [
     "syncfs",
+    "start_writeback",
+    "libc_function",
     "AtomicFile",
     "atomic_write",
     "fsync_dir",
@@ -32,7 +35,25 @@ def temp_name(final: Path) -> Path:
     return final.with_name(f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-_libc = None
+_libc_fns: dict[str, Any] = {}
+
+
+def libc_function(name: str, *argtypes: str) -> Any:
+    """A function of the C library (Linux only; ``argtypes`` named as ctypes types, e.g.
+    ``"c_int"``), or None where there is none. Looked up once per process."""
+    if name not in _libc_fns:
+        fn = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = getattr(ctypes.CDLL(None, use_errno=True), name)
+                if argtypes:
+                    fn.argtypes = [getattr(ctypes, t) for t in argtypes]
+            except (OSError, AttributeError):
+                fn = None
+        _libc_fns[name] = fn
+    return _libc_fns[name]
 
 
 def syncfs(path: Path) -> bool:
@@ -41,16 +62,8 @@ def syncfs(path: Path) -> bool:
     One call makes a whole batch of freshly written files durable, data and metadata, which
     costs far less than an ``fsync`` per file. Returns False where ``syncfs`` is unavailable.
     """
-    global _libc
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        fn = _libc.syncfs
-    except (OSError, AttributeError):
+    fn = libc_function("syncfs", "c_int")
+    if fn is None:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -59,17 +72,7 @@ def syncfs(path: Path) -> bool:
         os.close(fd)
 
 
-def _load_libc():  # type: ignore[no-untyped-def]
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
 _SYNC_FILE_RANGE_WRITE = 2
-_writeback_fn = None
 
 
 def start_writeback(fd: int) -> None:
@@ -79,20 +82,9 @@ def start_writeback(fd: int) -> None:
     so the later :func:`syncfs` mostly finds the data already written. A no-op elsewhere. This
     is a hint for speed, never for durability (that is :func:`syncfs`'s job).
     """
-    global _writeback_fn
-    if _writeback_fn is None:
-        _writeback_fn = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                fn = _load_libc().sync_file_range
-                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                _writeback_fn = fn
-            except (OSError, AttributeError):
-                pass
-    if _writeback_fn:
-        _writeback_fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    fn = libc_function("sync_file_range", "c_int", "c_int64", "c_int64", "c_uint")
+    if fn is not None:
+        fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(path: Path) -> None:
