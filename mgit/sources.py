@@ -1,8 +1,9 @@
 """Tensor sources for the diff engine: a stored model version, or a model folder on disk.
 
 Both give each tensor a ``content_id`` (:attr:`TensorManifest.content_id`: dtype, shape and
-chunk ids, or for a small packed tensor the id of its bytes), so a tensor unchanged between a stored version and the working tree is recognised
-without comparing values, and between two stored versions without reading any tensor data.
+chunk ids, or for a small packed tensor the id of its bytes), so a tensor unchanged between a
+stored version and the working tree is recognised without comparing values, and between two
+stored versions without reading any tensor data.
 """
 
 from __future__ import annotations

@@ -172,13 +172,7 @@ class TensorManifest:
         """
         if self.digest is not None:
             return packed_content_id(self.dtype, self.shape, self.digest)
-        return hash_object(
-            "tensor",
-            canonical_json(
-                {"dtype": self.dtype, "shape": list(self.shape), "chunk_size": self.chunk_size,
-                 "chunks": list(self.chunks)}
-            ),
-        )
+        return hash_object("tensor", self.to_bytes())
 
     def to_json(self) -> dict[str, Any]:
         """JSON value (inside a tree's file entry)."""

@@ -169,6 +169,17 @@ class DiskStore:
         except FileNotFoundError:
             raise ObjectNotFoundError(oid) from None
 
+    def _read(self, oid: str) -> tuple[StoredHeader, memoryview]:
+        """An object's parsed header and its payload (unverified).
+
+        Raises:
+            ObjectNotFoundError: absent.
+            CorruptObjectError: not a well-formed stored object.
+        """
+        raw = self.read_raw(oid)
+        h = _parse_header(oid, raw)
+        return h, memoryview(raw)[h.payload_offset :]
+
     def stored_size(self, oid: str) -> int:
         """Bytes the object takes on disk."""
         try:
@@ -325,16 +336,17 @@ class DiskStore:
         alone_estimate = None
         if base is not None and is_oid(base):
             try:
-                raw = self.read_raw(base)
+                bh, bpayload = self._read(base)
             except ObjectNotFoundError:
-                raw = None
-            if raw is not None:
-                bh = _parse_header(base, raw)
-                if bh.kind == "chunk" and bh.size == len(data) and bh.depth < MAX_CHAIN_DEPTH:
-                    base_bytes = self._decode_verify(base, bh, memoryview(raw)[bh.payload_offset :])
-                    depth = bh.depth + 1
-                    if bh.depth == 0:
-                        alone_estimate = len(raw)
+                bh = None
+            if (
+                bh is not None and bh.kind == "chunk" and bh.size == len(data)
+                and bh.depth < MAX_CHAIN_DEPTH
+            ):
+                base_bytes = self._decode_verify(base, bh, bpayload)
+                depth = bh.depth + 1
+                if bh.depth == 0:
+                    alone_estimate = bh.payload_offset + len(bpayload)
         if eps is not None and base_bytes is not None and dtype is not None:
             lossy = codecs.encode_lossy(data, base_bytes, dtype=dtype, eps=eps)
             if lossy is not None and len(lossy.payload) < len(data):
@@ -402,17 +414,14 @@ class DiskStore:
         base_bytes = None
         if h.base is not None:
             try:
-                raw = self.read_raw(h.base)
+                bh, bpayload = self._read(h.base)
             except ObjectNotFoundError:
                 raise ObjectNotFoundError(h.base, context=f"delta base of {oid}") from None
-            bh = _parse_header(h.base, raw)
             if bh.kind != "chunk":
                 raise CorruptObjectError(h.base, f"expected a chunk object, found a {bh.kind}")
             if bh.depth != h.depth - 1:
                 raise CorruptObjectError(oid, f"chain depth {h.depth} but base has depth {bh.depth}")
-            base_bytes = self._decode_verify(
-                h.base, bh, memoryview(raw)[bh.payload_offset :], verify=False
-            )
+            base_bytes = self._decode_verify(h.base, bh, bpayload, verify=False)
         try:
             content = codecs.decode(h.codec, payload, h.params, size=h.size, base=base_bytes)  # type: ignore[arg-type]
         except CodecError as exc:
@@ -433,9 +442,7 @@ class DiskStore:
 
     def _verify_chain(self, base: str) -> None:
         """Raise the error of the first damaged object of a delta chain (if any is damaged)."""
-        raw = self.read_raw(base)
-        h = _parse_header(base, raw)
-        self._decode_verify(base, h, memoryview(raw)[h.payload_offset :])
+        self._decode_verify(base, *self._read(base))
 
     def get(self, oid: str, *, kind: str | None = None) -> bytes:
         """The verified content of an object.
@@ -451,11 +458,10 @@ class DiskStore:
                 self._cache.move_to_end(oid)
         if hit is not None:
             return hit
-        data = self.read_raw(oid)
-        h = _parse_header(oid, data)
+        h, payload = self._read(oid)
         if kind is not None and h.kind != kind:
             raise CorruptObjectError(oid, f"expected a {kind} object, found a {h.kind}")
-        content = self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])
+        content = self._decode_verify(oid, h, payload)
         if h.kind != "chunk" and len(content) <= _CACHE_MAX_OBJ:
             with self._lock:
                 self._cache[oid] = content
