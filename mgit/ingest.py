@@ -292,26 +292,35 @@ def ingest_file(
     reader = _Reader(path)
     pipe = _Pipeline(pool, workers)
     xxh = xxhash.xxh3_128()
+
+    def submit_chunk(a: int, b: int, oids: list[str], **put_kw: Any) -> None:
+        """Store bytes ``a:b`` of the file as one chunk, appending its id to ``oids``."""
+
+        def job() -> tuple[ChunkPut, bytes]:
+            # Workers read their own range (pread, GIL released) and hand the bytes back for
+            # the in-order checksum.
+            d = reader.read(a, b)
+            return store.put_chunk(d, **put_kw), d
+
+        def done(res: tuple[ChunkPut, bytes]) -> None:
+            put, d = res
+            # The file checksum covers what export gives back: for a lossy chunk, its decoded
+            # bytes. Callbacks run in file order, so the running hash is exact.
+            xxh.update(put.content if put.content is not None else d)
+            oids.append(put.oid)
+            stats.add(put)
+
+        pipe.submit(job, done)
+        if progress:
+            progress(b - a)
+
     try:
         size = reader.size
         stats.logical_bytes += size
         if header is None:
             chunks: list[str] = []
             for a, b in _ranges(size, chunk_size):
-
-                def blob_job(a: int = a, b: int = b) -> tuple[ChunkPut, bytes]:
-                    d = reader.read(a, b)
-                    return store.put_chunk(d, itemsize=1, is_float=False), d
-
-                def blob_done(res: tuple[ChunkPut, bytes]) -> None:
-                    put, d = res
-                    xxh.update(d)
-                    chunks.append(put.oid)
-                    stats.add(put)
-
-                pipe.submit(blob_job, blob_done)
-                if progress:
-                    progress(b - a)
+                submit_chunk(a, b, chunks, itemsize=1, is_float=False)
             pipe.drain()
             if os.path.getsize(path) != size:
                 raise InvalidModelFileError(path, "file changed while it was being read")
@@ -361,30 +370,12 @@ def ingest_file(
             itemsize = DTYPE_SIZES[spec.dtype]
             cs = chunk_size - chunk_size % itemsize
             base = parents.find(spec.name, spec.dtype, cs) if parents is not None else None
-            oids = chunk_ids[idx]
-            is_float = spec.dtype in FLOAT_DTYPES
             for i, (a, b) in enumerate(_ranges(spec.nbytes, cs)):
                 base_oid = base.chunks[i] if base is not None and i < len(base.chunks) else None
-
-                # Workers read their own range (pread, GIL released) and hand the bytes back
-                # for the in-order checksum.
-                def job(a: int = spec.start + a, b: int = spec.start + b, bo: str | None = base_oid,
-                        it: int = itemsize, fl: bool = is_float,
-                        dt: str = spec.dtype) -> tuple[ChunkPut, bytes]:
-                    d = reader.read(a, b)
-                    return store.put_chunk(d, itemsize=it, is_float=fl, base=bo, dtype=dt, eps=eps), d
-
-                def done(res: tuple[ChunkPut, bytes], oids: list[str] = oids) -> None:
-                    put, d = res
-                    # The file checksum covers what export gives back: for a lossy chunk, its
-                    # decoded bytes. Callbacks run in file order, so the running hash is exact.
-                    xxh.update(put.content if put.content is not None else d)
-                    oids.append(put.oid)
-                    stats.add(put)
-
-                pipe.submit(job, done)
-                if progress:
-                    progress(b - a)
+                submit_chunk(
+                    spec.start + a, spec.start + b, chunk_ids[idx], itemsize=itemsize,
+                    is_float=spec.dtype in FLOAT_DTYPES, base=base_oid, dtype=spec.dtype, eps=eps,
+                )
         pipe.drain()
         if os.path.getsize(path) != size:
             raise InvalidModelFileError(path, "file changed while it was being read")
