@@ -71,6 +71,19 @@ class UnsupportedFormatError(MgitError):
     hint = "upgrade mgit to read this repository"
 
 
+def format_version_error(what: str, found: object, supported: int) -> UnsupportedFormatError:
+    """The error for a repository or remote whose format version this mgit does not read,
+    with a hint that depends on whether it is older or newer than this mgit's."""
+    older = isinstance(found, int) and not isinstance(found, bool) and found < supported
+    hint = (
+        "it was written by an older mgit: export its models with that version, then import "
+        "them here" if older else "upgrade mgit to read it"
+    )
+    return UnsupportedFormatError(
+        f"{what} has format version {found!r}; this mgit reads version {supported}", hint=hint
+    )
+
+
 class ObjectNotFoundError(MgitError, KeyError):
     """An object id that the store does not hold."""
 

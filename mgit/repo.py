@@ -38,6 +38,7 @@ from mgit.errors import (
     UnsafePathError,
     UnsupportedFormatError,
     UsageError,
+    format_version_error,
 )
 from mgit.ingest import IngestStats, ParentIndex, default_workers, ingest_file
 from mgit.lineage import graph as dag
@@ -396,10 +397,7 @@ class Repository:
         if not isinstance(cfg, dict):
             raise UnsupportedFormatError("repository config is not a JSON object")
         if cfg.get("format_version") != FORMAT_VERSION:
-            raise UnsupportedFormatError(
-                f"repository format version {cfg.get('format_version')!r} is not supported "
-                f"(this mgit reads version {FORMAT_VERSION})"
-            )
+            raise format_version_error("the repository", cfg.get("format_version"), FORMAT_VERSION)
         if cfg.get("hash", "blake3") != "blake3":
             raise UnsupportedFormatError(f"hash algorithm {cfg.get('hash')!r} is not supported")
         return cfg

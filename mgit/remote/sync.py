@@ -45,6 +45,7 @@ from mgit.errors import (
     RemoteError,
     UnsupportedFormatError,
     UsageError,
+    format_version_error,
 )
 from mgit.objects.model import Commit, Tree
 from mgit.refs.store import HEADS, REMOTES, TAGS, check_name
@@ -407,9 +408,8 @@ def _open_remote(url: str, *, create: bool) -> Transport:
         transport.init(default_remote_config())
         cfg = transport.read_config() or default_remote_config()
     if cfg.get("format_version") != REMOTE_FORMAT_VERSION:
-        raise UnsupportedFormatError(
-            f"remote {transport.url} has format version {cfg.get('format_version')!r}; "
-            f"this mgit reads version {REMOTE_FORMAT_VERSION}"
+        raise format_version_error(
+            f"remote {transport.url}", cfg.get("format_version"), REMOTE_FORMAT_VERSION
         )
     if cfg.get("hash", "blake3") != "blake3":
         raise UnsupportedFormatError(f"remote {transport.url} uses hash {cfg.get('hash')!r}")

@@ -643,3 +643,14 @@ def test_commit_ids_do_not_depend_on_ingest_order(
 def test_parent_links_survive_reopen(repo: Any, history: dict[str, str]) -> None:
     fresh = Repository.open(repo.root)
     assert fresh.read_commit(history["ft1"]).parents == (ParentLink(history["v2"], "finetune"),)
+
+
+def test_an_older_format_gets_a_hint_to_migrate_a_newer_one_to_upgrade(repo: Any) -> None:
+    cfg_path = repo.mgit_dir / "config"
+    cfg = json.loads(cfg_path.read_text())
+    for version, hint in ((1, "older mgit"), (99, "upgrade mgit")):
+        cfg["format_version"] = version
+        cfg_path.write_text(json.dumps(cfg))
+        with pytest.raises(UnsupportedFormatError, match=f"format version {version}") as ei:
+            Repository.open(repo.root)
+        assert hint in (ei.value.hint or "")
