@@ -1,9 +1,13 @@
-"""Build script for mgit's optional C extension; all metadata lives in pyproject.toml.
+"""Build script for mgit's optional C extensions; all metadata lives in pyproject.toml.
 
-``mgit._planes`` (byte-plane and delta kernels for the lossless codecs) is optional: when no C
-compiler is available the build prints a warning, the install still succeeds, and mgit uses its
-numpy implementation of the same kernels.
+Both are optional: when no C compiler is available the build prints a warning, the install
+still succeeds, and mgit uses a Python equivalent.
+
+- ``mgit._planes``: byte-plane and delta kernels for the lossless codecs (else numpy).
+- ``mgit._syscalls`` (Linux): ``syncfs``, ``sync_file_range`` and ``mallopt`` (else ctypes).
 """
+
+import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -20,7 +24,11 @@ class _BuildExt(build_ext):
         super().build_extensions()
 
 
+_EXTENSIONS = [Extension("mgit._planes", ["mgit/_planes.c"], optional=True)]
+if sys.platform.startswith("linux"):
+    _EXTENSIONS.append(Extension("mgit._syscalls", ["mgit/_syscalls.c"], optional=True))
+
 setup(
-    ext_modules=[Extension("mgit._planes", ["mgit/_planes.c"], optional=True)],
+    ext_modules=_EXTENSIONS,
     cmdclass={"build_ext": _BuildExt},
 )

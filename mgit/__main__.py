@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from mgit.cli import run
 
-from mgit.cli import main
-
-sys.exit(main())
+run()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from mgit._fs import libc_function
+from mgit._fs import mallopt
 
 __all__ = ["tune_allocator"]
 
@@ -29,10 +29,8 @@ def tune_allocator() -> bool:
         return True
     if os.environ.get("MGIT_NO_MALLOC_TUNING") == "1":
         return False
-    mallopt = libc_function("mallopt", "c_int", "c_int")
-    if mallopt is None:  # not Linux, or not glibc
+    first = mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    if first is None:  # not Linux, or not glibc
         return False
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-    )
+    _done = first and bool(mallopt(_M_TRIM_THRESHOLD, 128 << 20))
     return _done

@@ -7,9 +7,9 @@ directory with a process-unique name, fsync, ``os.replace``. A reader never sees
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-import uuid
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -20,6 +20,7 @@ from mgit.errors import UnsafePathError
 __all__ = [
     "syncfs",
     "start_writeback",
+    "mallopt",
     "libc_function",
     "AtomicFile",
     "atomic_write",
@@ -32,7 +33,17 @@ __all__ = [
 
 def temp_name(final: Path) -> Path:
     """Process-unique temp name beside ``final`` (file locks lie on NFS; unique names don't)."""
-    return final.with_name(f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    return final.with_name(f"{final.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
+
+@functools.cache
+def _native() -> Any:
+    """:mod:`mgit._syscalls` (the C calls below without ctypes), or None where not built."""
+    try:
+        from mgit import _syscalls
+    except ImportError:
+        return None
+    return _syscalls
 
 
 _libc_fns: dict[str, Any] = {}
@@ -62,12 +73,19 @@ def syncfs(path: Path) -> bool:
     One call makes a whole batch of freshly written files durable, data and metadata, which
     costs far less than an ``fsync`` per file. Returns False where ``syncfs`` is unavailable.
     """
-    fn = libc_function("syncfs", "c_int")
-    if fn is None:
+    native = _native()
+    fn = None if native is not None else libc_function("syncfs", "c_int")
+    if native is None and fn is None:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        return fn(fd) == 0
+        if fn is not None:
+            return bool(fn(fd) == 0)
+        try:
+            native.syncfs(fd)
+        except OSError:
+            return False
+        return True
     finally:
         os.close(fd)
 
@@ -82,9 +100,25 @@ def start_writeback(fd: int) -> None:
     so the later :func:`syncfs` mostly finds the data already written. A no-op elsewhere. This
     is a hint for speed, never for durability (that is :func:`syncfs`'s job).
     """
+    native = _native()
+    if native is not None:
+        try:
+            native.sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+        except OSError:
+            pass
+        return
     fn = libc_function("sync_file_range", "c_int", "c_int64", "c_int64", "c_uint")
     if fn is not None:
         fn(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
+def mallopt(param: int, value: int) -> bool | None:
+    """glibc ``mallopt(param, value)``: True when applied, None where there is no glibc."""
+    native = _native()
+    if native is not None:
+        return bool(native.mallopt(param, value))
+    fn = libc_function("mallopt", "c_int", "c_int")
+    return None if fn is None else bool(fn(param, value))
 
 
 def fsync_dir(path: Path) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import xxhash
 
+from mgit._pool import Job, WorkerPool
 from mgit.errors import InvalidModelFileError
 from mgit.formats.names import HEAD_PREFIXES
 from mgit.formats.safetensors import UnknownDtypeError, read_header
@@ -198,10 +198,10 @@ def plan_packs(specs: list[Any], chunk_size: int, parents: ParentIndex | None) -
 class _Pipeline:
     """Bounded in-flight chunk jobs whose results are consumed in submission order."""
 
-    def __init__(self, pool: ThreadPoolExecutor, workers: int) -> None:
+    def __init__(self, pool: WorkerPool, workers: int) -> None:
         self.pool = pool
         self.limit = 2 * workers + 1
-        self.queue: deque[tuple[Future[Any], Callable[[Any], None]]] = deque()
+        self.queue: deque[tuple[Job, Callable[[Any], None]]] = deque()
 
     def submit(self, fn: Callable[[], Any], done: Callable[[Any], None]) -> None:
         while len(self.queue) >= self.limit:
@@ -210,11 +210,9 @@ class _Pipeline:
 
     def add_done(self, done: Callable[[Any], None]) -> None:
         """Queue a callback with no job, to run in order with the jobs' callbacks."""
-        fut: Future[Any] = Future()
-        fut.set_result(None)
         while len(self.queue) >= self.limit:
             self._pop()
-        self.queue.append((fut, done))
+        self.queue.append((Job.done_with(None), done))
 
     def _pop(self) -> None:
         fut, done = self.queue.popleft()
@@ -272,7 +270,7 @@ def ingest_file(
     relpath: str,
     chunk_size: int,
     parents: ParentIndex | None,
-    pool: ThreadPoolExecutor,
+    pool: WorkerPool,
     workers: int,
     stats: IngestStats,
     eps: float | None = None,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from mgit._fs import AtomicFile, safe_join
+from mgit._pool import Job, WorkerPool
 from mgit.errors import CorruptObjectError, InvalidModelFileError
 from mgit.objects.ids import hash_object
 from mgit.objects.model import FileEntry, TensorManifest
@@ -49,7 +49,7 @@ def write_file(
     root: Path,
     relpath: str,
     *,
-    pool: ThreadPoolExecutor,
+    pool: WorkerPool,
     workers: int,
     progress: Callable[[int], None] | None = None,
 ) -> None:
@@ -64,7 +64,7 @@ def write_file(
     if target.is_dir():
         raise InvalidModelFileError(target, "a directory is in the way")
     xxh = xxhash.xxh3_128()
-    queue: deque[tuple[Future[Any] | bytes, int, int, str | None, int, int]] = deque()
+    queue: deque[tuple[Job | bytes, int, int, str | None, int, int]] = deque()
     limit = 2 * workers + 1
     written = 0
     # Atomic (temp file + rename) but not fsynced, like cp and git checkout: these are copies
@@ -74,7 +74,7 @@ def write_file(
         pieces = list(file_pieces(store, entry))
         # A pack serves several tensors: decode it once, keep it until its last piece is out.
         last_use = {oid: i for i, (oid, _, _, _) in enumerate(pieces) if oid is not None}
-        live: dict[str, Future[bytes]] = {}
+        live: dict[str, Job] = {}
 
         def piece(data: bytes, start: int, end: int, oid: str | None) -> bytes | memoryview:
             if end < 0 or (start, end) == (0, len(data)):
@@ -138,10 +138,10 @@ def write_file(
         out.commit()
     except BaseException:
         for item, *_ in queue:
-            if isinstance(item, Future):
+            if isinstance(item, Job):
                 item.cancel()
         for item, *_ in queue:  # no worker may still write into the temp file once it is gone
-            if isinstance(item, Future) and not item.cancelled():
+            if isinstance(item, Job) and not item.cancelled():
                 try:
                     item.result()
                 except BaseException:  # noqa: BLE001 - already failing; first error wins

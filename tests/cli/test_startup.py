@@ -234,3 +234,53 @@ def test_completing_command_names_imports_no_command(tmp_path: Path) -> None:
         "",
     ]
     assert _command_modules(modules) == [] and _heavy(modules) == []
+
+
+#: Modules the streaming commands leave alone: ``concurrent.futures`` (which pulls in
+#: ``logging``), ``socket`` and ``getpass`` (the author name), ``ctypes`` (syncfs, mallopt:
+#: the C module ``mgit._syscalls`` has them). Each costs 1-4 ms of every commit and export.
+_NOT_FOR_STREAMING = ("concurrent", "logging", "socket", "getpass")
+
+
+def _has_native_syscalls() -> bool:
+    from mgit._fs import _native
+
+    return _native() is not None
+
+
+def test_import_and_export_skip_modules_they_do_not_need(fresh_repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(bytes(range(256)) * 64)
+    rc, modules, _ = _probe(tmp_path, "-q", "-C", str(fresh_repo), "import", str(src),
+                            "--model", "startup", "-m", "x")
+    assert rc == 0
+    rc, exp_modules, _ = _probe(tmp_path, "-q", "-C", str(fresh_repo), "export", "startup",
+                                str(tmp_path / "out"))
+    assert rc == 0
+    assert (tmp_path / "out" / "weights.bin").read_bytes() == (src / "weights.bin").read_bytes()
+    unwanted = _NOT_FOR_STREAMING + (("ctypes",) if _has_native_syscalls() else ())
+    for mods in (modules, exp_modules):
+        assert [m for m in mods if m.split(".")[0] in unwanted] == []
+        assert _heavy(mods) == []
+
+
+def _python_m_mgit(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mgit", *argv], capture_output=True, text=True,
+                          env=_env(), cwd=cwd, timeout=120, check=False)
+
+
+def test_the_program_exits_with_the_command_status_and_all_its_output(
+    fresh_repo: Path, tmp_path: Path
+) -> None:
+    """``python -m mgit`` (and the ``mgit`` script) end the process as soon as the command is
+    done: its output must still be complete and its exit status the command's."""
+    p = _python_m_mgit("-C", str(fresh_repo), "--json", "status", cwd=tmp_path)
+    assert p.returncode == 0 and json.loads(p.stdout)["clean"] is True
+    p = _python_m_mgit("-C", str(tmp_path), "status", cwd=tmp_path)
+    assert p.returncode == 10 and p.stderr.startswith("mgit: error: not an mgit repository")
+    p = _python_m_mgit("--no-such-option", cwd=tmp_path)
+    assert p.returncode == 2 and "No such option" in p.stderr
+    p = _python_m_mgit("--help", cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.splitlines()[-1].split()[0] == "tag"  # the last one
+
