@@ -329,6 +329,13 @@ class DiskStore:
         Returns:
             A :class:`ChunkPut`.
         """
+        if eps is None:
+            # Lossless: a chunk already stored (one a finetune left unchanged) is reused
+            # before its base is read and decoded for nothing.
+            if oid is None:
+                oid = hash_object("chunk", data)
+            if self._reuse(oid):
+                return ChunkPut(Oid(oid), False, 0, "", 0)
         base_bytes: bytes | None = None
         depth = 0
         # What storing the chunk whole would cost, estimated without compressing it: the
@@ -360,10 +367,12 @@ class DiskStore:
                 assert base is not None
                 self._write_file(loid, _encode_file("chunk", lossy, len(data), base, depth))
                 return ChunkPut(loid, True, self.stored_size(loid), lossy.codec, depth, max_err, content)
-        if oid is None:
-            oid = hash_object("chunk", data)
-        if self._reuse(oid):
-            return ChunkPut(Oid(oid), False, 0, "", 0)
+        if eps is not None:  # (lossless chunks were looked up above)
+            if oid is None:
+                oid = hash_object("chunk", data)
+            if self._reuse(oid):
+                return ChunkPut(Oid(oid), False, 0, "", 0)
+        assert oid is not None
         enc: codecs.Encoded | None = None
         use_base: str | None = None
         if base_bytes is not None:

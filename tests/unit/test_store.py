@@ -211,6 +211,21 @@ def _delta_pair(store: DiskStore) -> tuple[str, str, bytes]:
     return pa.oid, ch.oid, child
 
 
+def test_a_chunk_already_stored_is_reused_without_reading_its_base(
+    store: DiskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lossless: an unchanged chunk of a finetune costs a hash, never a decode of its base."""
+    base_oid, child_oid, child = _delta_pair(store)
+    reads: list[str] = []
+    real_read = DiskStore._read
+    monkeypatch.setattr(DiskStore, "_read", lambda self, oid: reads.append(oid) or real_read(self, oid))
+    again = store.put_chunk(child, itemsize=4, is_float=True, base=base_oid)
+    assert (again.oid, again.new, again.stored_bytes) == (child_oid, False, 0)
+    same = store.put_chunk(store.get(base_oid), itemsize=4, is_float=True, base=base_oid)
+    assert (same.oid, same.new) == (base_oid, False)
+    assert reads == [base_oid]  # only the get() above read anything
+
+
 def test_delta_round_trip(store: DiskStore) -> None:
     _, child_oid, child = _delta_pair(store)
     assert DiskStore(store.root).get(child_oid) == child
