@@ -12,13 +12,22 @@ raised again by :meth:`Job.result`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Job", "WorkerPool"]
+__all__ = ["Job", "WorkerPool", "default_workers"]
+
+def default_workers() -> int:
+    """Worker threads for encoding and decoding: every core (``MGIT_THREADS`` overrides)."""
+    env = os.environ.get("MGIT_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, os.cpu_count() or 1)
+
 
 _PENDING, _RUNNING, _DONE, _CANCELLED = range(4)
 
@@ -71,6 +80,10 @@ class Job:
                 self._finished.release()
                 return True
             return self._state == _CANCELLED
+
+    def done(self) -> bool:
+        """True when the job has finished (or was cancelled): :meth:`result` will not wait."""
+        return self._state in (_DONE, _CANCELLED)
 
     def cancelled(self) -> bool:
         """True when :meth:`cancel` stopped the job."""

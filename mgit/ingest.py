@@ -40,7 +40,6 @@ __all__ = [
     "IngestStats",
     "ParentIndex",
     "TASK_PREFIXES",
-    "default_workers",
     "ingest_file",
     "pair_name",
     "plan_packs",
@@ -48,14 +47,6 @@ __all__ = [
 
 #: Prefixes that task-head model classes put before the base model's tensor names.
 TASK_PREFIXES = HEAD_PREFIXES
-
-def default_workers() -> int:
-    """Worker threads for encoding and decoding: every core (``MGIT_THREADS`` overrides)."""
-    env = os.environ.get("MGIT_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, os.cpu_count() or 1)
-
 
 @dataclass
 class IngestStats:
@@ -204,15 +195,19 @@ class _Pipeline:
         self.queue: deque[tuple[Job, Callable[[Any], None]]] = deque()
 
     def submit(self, fn: Callable[[], Any], done: Callable[[Any], None]) -> None:
-        while len(self.queue) >= self.limit:
-            self._pop()
+        self._make_room()
         self.queue.append((self.pool.submit(fn), done))
 
     def add_done(self, done: Callable[[Any], None]) -> None:
         """Queue a callback with no job, to run in order with the jobs' callbacks."""
-        while len(self.queue) >= self.limit:
-            self._pop()
+        self._make_room()
         self.queue.append((Job.done_with(None), done))
+
+    def _make_room(self) -> None:
+        # Finished jobs at the head are consumed at once, so that their chunks do not wait
+        # in memory for the queue to fill (fresh memory costs a page fault per 4 KiB).
+        while self.queue and (len(self.queue) >= self.limit or self.queue[0][0].done()):
+            self._pop()
 
     def _pop(self) -> None:
         fut, done = self.queue.popleft()

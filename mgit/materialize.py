@@ -110,7 +110,9 @@ def write_file(
 
         offset = 0  # where the next piece goes, while every length is known (safetensors)
         for idx, (oid, start, end, literal) in enumerate(pieces):
-            while len(queue) >= limit:
+            # Finished pieces at the head are written out at once (their buffers freed for
+            # the next chunks) rather than when the queue is full.
+            while queue and (len(queue) >= limit or _finished(queue[0][0])):
                 pop()
             if literal is not None:
                 queue.append((literal, 0, -1, None, idx, offset))
@@ -148,6 +150,10 @@ def write_file(
                     pass
         out.abort()
         raise
+
+
+def _finished(item: Job | bytes) -> bool:
+    return isinstance(item, bytes) or item.done()
 
 
 _NP_DTYPES: dict[str, str] = {

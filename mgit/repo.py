@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mgit._fs import atomic_write, check_relpath, safe_join
-from mgit._pool import WorkerPool
+from mgit._pool import WorkerPool, default_workers
 from mgit.errors import (
     AmbiguousRefError,
     CorruptObjectError,
@@ -40,14 +40,18 @@ from mgit.errors import (
     UsageError,
     format_version_error,
 )
-from mgit.ingest import IngestStats, ParentIndex, default_workers, ingest_file
 from mgit.lineage import graph as dag
 from mgit.materialize import tensor_array, tensor_bytes, write_file
 from mgit.objects.ids import is_oid
 from mgit.objects.model import RELATIONS, Commit, FileEntry, ParentLink, TensorManifest, Tree
 from mgit.objects.store import DiskStore
 from mgit.refs.store import HEADS, REMOTES, TAGS, RefStore, check_name
-from mgit.worktree import Index, Snapshot, StatusResult, index_lock, scan, snapshot
+
+if TYPE_CHECKING:
+    # Imported where used, so that a command loads only what it runs: export and log need
+    # neither the working tree nor ingest.
+    from mgit.ingest import IngestStats
+    from mgit.worktree import StatusResult
 
 __all__ = [
     "FORMAT_VERSION",
@@ -595,6 +599,8 @@ class Repository:
     ) -> tuple[CommitInfo, IngestStats]:
         """Ingest files, write tree and commit, sync, then (``update_ref``) move the model ref
         by compare-and-swap."""
+        from mgit.ingest import IngestStats, ParentIndex, ingest_file
+
         stats = IngestStats()
         parent_tree = self.read_tree(self.read_commit(parents[0].oid).tree) if parents else None
         pindex = ParentIndex(self.store, parent_tree)
@@ -707,6 +713,8 @@ class Repository:
             NothingToCommitError: nothing staged.
             UsageError: a staged file changed since it was added; bad options.
         """
+        from mgit.worktree import Index, index_lock, snapshot
+
         self._need_worktree()
         eps = _check_eps(eps)
         meta = _check_meta(meta)
@@ -790,6 +798,8 @@ class Repository:
             UnsafePathError: a symlink pointing outside the folder.
             InvalidModelFileError: a malformed safetensors file.
         """
+        from mgit.worktree import scan
+
         eps = _check_eps(eps)
         meta = _check_meta(meta)
         _check_text(message, "the commit message")
@@ -840,6 +850,8 @@ class Repository:
             UsageError: a path that matches no file.
             UnsafePathError: a path outside the model folder or a symlink pointing outside it.
         """
+        from mgit.worktree import Index, index_lock, scan, snapshot
+
         self._need_worktree()
         head_tree = self._head_tree()
         staged: list[str] = []
@@ -914,6 +926,8 @@ class Repository:
 
     def status(self) -> StatusResult:
         """Staged, modified, deleted and untracked files."""
+        from mgit.worktree import Index, StatusResult, index_lock, scan
+
         self._need_worktree()
         head_tree = self._head_tree()
         index = Index.load(self.mgit_dir)
@@ -966,6 +980,8 @@ class Repository:
             DirtyWorkingTreeError: uncommitted changes (or untracked files in the way).
             RefNotFoundError: unknown REF.
         """
+        from mgit.worktree import Index, Snapshot, index_lock
+
         self._need_worktree()
         oid = self.resolve(ref)
         try:

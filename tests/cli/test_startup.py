@@ -263,6 +263,8 @@ def test_import_and_export_skip_modules_they_do_not_need(fresh_repo: Path, tmp_p
     for mods in (modules, exp_modules):
         assert [m for m in mods if m.split(".")[0] in unwanted] == []
         assert _heavy(mods) == []
+    # export reads objects back: no working tree, no ingest or safetensors parsing
+    assert [m for m in exp_modules if m in ("mgit.worktree", "mgit.ingest", "mgit.formats")] == []
 
 
 def _python_m_mgit(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
