@@ -4,7 +4,7 @@ Both are optional: when no C compiler is available the build prints a warning, t
 still succeeds, and mgit uses a Python equivalent.
 
 - ``mgit._planes``: byte-plane and delta kernels for the lossless codecs (else numpy).
-- ``mgit._syscalls`` (Linux): ``syncfs``, ``sync_file_range`` and ``mallopt`` (else ctypes).
+- ``mgit._syscalls`` (Linux): ``sync_file_range`` and ``mallopt`` (else ctypes).
 """
 
 import sys

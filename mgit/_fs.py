@@ -18,7 +18,6 @@ from typing import Any
 from mgit.errors import UnsafePathError
 
 __all__ = [
-    "syncfs",
     "start_writeback",
     "mallopt",
     "libc_function",
@@ -67,29 +66,6 @@ def libc_function(name: str, *argtypes: str) -> Any:
     return _libc_fns[name]
 
 
-def syncfs(path: Path) -> bool:
-    """Flush every dirty page of the filesystem holding ``path`` (Linux ``syncfs(2)``).
-
-    One call makes a whole batch of freshly written files durable, data and metadata, which
-    costs far less than an ``fsync`` per file. Returns False where ``syncfs`` is unavailable.
-    """
-    native = _native()
-    fn = None if native is not None else libc_function("syncfs", "c_int")
-    if native is None and fn is None:
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if fn is not None:
-            return bool(fn(fd) == 0)
-        try:
-            native.syncfs(fd)
-        except OSError:
-            return False
-        return True
-    finally:
-        os.close(fd)
-
-
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -97,8 +73,8 @@ def start_writeback(fd: int) -> None:
     """Ask the kernel to start writing a file's dirty pages to disk now, without waiting.
 
     Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: the disk works while we go on computing,
-    so the later :func:`syncfs` mostly finds the data already written. A no-op elsewhere. This
-    is a hint for speed, never for durability (that is :func:`syncfs`'s job).
+    so the fsync that makes it durable later mostly finds the data already written. A no-op
+    elsewhere. This is a hint for speed, never for durability.
     """
     native = _native()
     if native is not None:

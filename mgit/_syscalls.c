@@ -1,7 +1,6 @@
 /*
- * mgit._syscalls: the three Linux calls mgit needs that Python's os module lacks.
+ * mgit._syscalls: the two Linux calls mgit needs that Python's os module lacks.
  *
- *   syncfs(fd)                              make a whole filesystem's dirty data durable
  *   sync_file_range(fd, offset, n, flags)   start writeback of one file early
  *   mallopt(param, value)                   glibc allocator tuning (mgit/_alloc.py)
  *
@@ -16,18 +15,6 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <unistd.h>
-
-static PyObject *py_syncfs(PyObject *self, PyObject *args) {
-    int fd, rc;
-    if (!PyArg_ParseTuple(args, "i:syncfs", &fd))
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    rc = syncfs(fd);
-    Py_END_ALLOW_THREADS
-    if (rc != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    Py_RETURN_NONE;
-}
 
 static PyObject *py_sync_file_range(PyObject *self, PyObject *args) {
     int fd, rc;
@@ -51,8 +38,6 @@ static PyObject *py_mallopt(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"syncfs", py_syncfs, METH_VARARGS,
-     "syncfs(fd) -> None\n\nsyncfs(2) on the filesystem holding fd; OSError on failure."},
     {"sync_file_range", py_sync_file_range, METH_VARARGS,
      "sync_file_range(fd, offset, nbytes, flags) -> None\n\nsync_file_range(2); OSError on failure."},
     {"mallopt", py_mallopt, METH_VARARGS,
@@ -62,7 +47,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "mgit._syscalls",
-    "syncfs, sync_file_range and mallopt for mgit (see mgit/_syscalls.c).", -1, methods,
+    "sync_file_range and mallopt for mgit (see mgit/_syscalls.c).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

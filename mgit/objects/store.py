@@ -11,9 +11,9 @@ the base chunk and the chain depth. The id is over the *content*, never the stor
 
 Objects are write-once (temp file, rename; "already exists" is success), read-only on disk, and
 verified on every read: a mismatch raises :class:`CorruptObjectError`, never returns wrong bytes.
-Durability is batched: :meth:`DiskStore.sync` makes every object written so far durable (one
-``syncfs`` on Linux, else an fsync per file and folder), and callers run it before they write a
-ref that points at those objects. A crash before that leaves only unreferenced objects, which
+Durability is batched: :meth:`DiskStore.sync` makes every object written so far durable (an
+fsync per new file and folder, on a few threads), and callers run it before they write a ref
+that points at those objects. A crash before that leaves only unreferenced objects, which
 are complete or absent (the rename is atomic) and which ``gc`` removes.
 """
 
@@ -23,14 +23,14 @@ import json
 import os
 import struct
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mgit import codecs
-from mgit._fs import fsync_dir, start_writeback, syncfs, temp_name
+from mgit._fs import fsync_dir, start_writeback, temp_name
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 
@@ -112,6 +112,15 @@ def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
     return StoredHeader(kind, codec, size, params, base, depth, 9 + mlen)
 
 
+def _fsync_files(paths: list[Path]) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _encode_file(kind: str, enc: codecs.Encoded, size: int, base: str | None, depth: int) -> list[bytes]:
     meta: dict[str, Any] = {"codec": enc.codec, "size": size}
     if enc.params:
@@ -128,8 +137,10 @@ class DiskStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._pending: set[Path] = set()
-        self._pending_files: list[Path] = []
+        self._pending: set[Path] = set()  # folders that got new objects since the last sync
+        self._unsynced: deque[Path] = deque()  # new object files the syncer has not fsynced
+        self._syncer: threading.Thread | None = None
+        self._sync_error: OSError | None = None
         self._dirs: set[Path] = set()  # shard folders known to exist
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -262,27 +273,60 @@ class DiskStore:
             raise
         with self._lock:
             self._pending.add(path.parent)
-            self._pending_files.append(path)
+            self._unsynced.append(path)
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._fsync_unsynced, daemon=True)
+                self._syncer.start()
         return True
 
-    def sync(self) -> None:
-        """Make every object written so far durable: contents, names and folders."""
-        with self._lock:
-            dirs, self._pending = self._pending, set()
-            files, self._pending_files = self._pending_files, []
-        if not files:
-            return
-        if syncfs(self.root):
-            return
-        for f in files:
-            fd = os.open(f, os.O_RDONLY)
+    def _fsync_unsynced(self) -> None:
+        """The syncer thread: fsync new object files in the order they were written, while the
+        commit goes on (it waits in the kernel, without the GIL); ends when none is left."""
+        while True:
+            with self._lock:
+                if not self._unsynced or self._sync_error is not None:
+                    self._syncer = None
+                    return
+                path = self._unsynced.popleft()
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                _fsync_files([path])
+            except OSError as exc:
+                with self._lock:
+                    self._unsynced.appendleft(path)  # still not durable: sync() tries again
+                    self._sync_error = exc
+
+    def sync(self) -> None:
+        """Make every object written so far durable: contents, names and folders.
+
+        Only what this store wrote is flushed: an fsync per new object file, then per folder
+        that got one. (A whole-filesystem flush, ``syncfs``, is cheaper when nothing else is
+        being written, but it also waits for every other dirty page of the filesystem, such as
+        the checkpoint a training run has just saved, so a commit would take as long as other
+        programs' writes.) Each object's writeback starts as it is written
+        (:func:`mgit._fs.start_writeback`) and a syncer thread fsyncs the objects one by one
+        meanwhile, so what is left here is mostly the last few objects and the folders.
+
+        Raises:
+            OSError: a file or folder could not be synced (the caller must not move a ref).
+        """
+        with self._lock:
+            syncer = self._syncer
+        if syncer is not None:
+            syncer.join()
+        with self._lock:
+            error, self._sync_error = self._sync_error, None
+            files, dirs = list(self._unsynced), set(self._pending)
+        if error is not None:
+            raise error  # what is not durable stays queued: the next sync() tries again
+        _fsync_files(files)  # none, unless the syncer stopped at an error
         for d in dirs:
             fsync_dir(d)
-        fsync_dir(self.root)
+        if dirs:
+            fsync_dir(self.root)
+        with self._lock:
+            for _ in files:
+                self._unsynced.popleft()
+            self._pending -= dirs
 
     def put(self, kind: str, content: bytes) -> Oid:
         """Store a whole object (metadata objects, small chunks). Idempotent.

@@ -237,7 +237,7 @@ def test_completing_command_names_imports_no_command(tmp_path: Path) -> None:
 
 
 #: Modules the streaming commands leave alone: ``concurrent.futures`` (which pulls in
-#: ``logging``), ``socket`` and ``getpass`` (the author name), ``ctypes`` (syncfs, mallopt:
+#: ``logging``), ``socket`` and ``getpass`` (the author name), ``ctypes`` (sync_file_range, mallopt:
 #: the C module ``mgit._syscalls`` has them). Each costs 1-4 ms of every commit and export.
 _NOT_FOR_STREAMING = ("concurrent", "logging", "socket", "getpass")
 

@@ -26,12 +26,6 @@ def calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 
 
 @linux
-def test_syncfs_flushes_the_filesystem(calls: str, tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"x" * 4096)
-    assert _fs.syncfs(tmp_path) is True
-
-
-@linux
 def test_start_writeback_is_only_a_hint(calls: str, tmp_path: Path) -> None:
     path = tmp_path / "f"
     with open(path, "wb") as f:
@@ -51,21 +45,6 @@ def test_start_writeback_is_only_a_hint(calls: str, tmp_path: Path) -> None:
 def test_mallopt_answers_whether_it_applied(calls: str) -> None:
     m_trim_threshold = -1
     assert _fs.mallopt(m_trim_threshold, 128 << 20) is True
-
-
-@linux
-def test_a_failing_syncfs_is_reported_as_false(calls: str, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    if calls == "native":
-        class Failing:
-            @staticmethod
-            def syncfs(fd: int) -> None:
-                raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(_fs, "_native", lambda: Failing)
-    else:
-        monkeypatch.setattr(_fs, "libc_function", lambda name, *types: (lambda fd: -1))
-    assert _fs.syncfs(tmp_path) is False
 
 
 def test_temp_names_are_unique_and_beside_the_target(tmp_path: Path) -> None:

@@ -237,3 +237,46 @@ def test_stored_object_of_damaged_kind_is_refused_on_read(make_repo: Any, tmp_pa
     c = repo.import_folder(tmp_path / "m", model="base", message="x").commit
     with pytest.raises(CorruptObjectError):
         repo.store.get(c.tree, kind="commit")
+
+
+def test_every_new_object_is_fsynced_before_the_ref_moves(
+    make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durability covers this commit's own files (each object, its folder), never relying on
+    a flush of the whole filesystem; the ref is written only after."""
+    repo = make_repo(model="base")
+    make_model_folder(tmp_path / "m", seed=3)
+    synced: list[str] = []
+    real_fsync = os.fsync
+    ref_path = repo.mgit_dir / "refs" / "heads" / "synced"
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if "/objects" in path:
+            assert not ref_path.exists(), "the ref moved before the objects were durable"
+        synced.append(path)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    repo.import_folder(tmp_path / "m", model="synced", message="x")
+    objects = {str(repo.store.path_for(oid)) for oid in repo.store.iter_oids()}
+    assert objects <= set(synced)
+    assert {str(p.parent) for p in map(Path, objects)} <= set(synced)
+
+
+def test_a_failed_fsync_fails_the_commit_and_moves_no_ref(
+    make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(model="base")
+    make_model_folder(tmp_path / "m", seed=4)
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if "/objects/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        repo.import_folder(tmp_path / "m", model="unsynced", message="x")
+    assert repo.refs.read("refs/heads/unsynced") is None

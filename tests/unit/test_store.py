@@ -387,3 +387,32 @@ def test_unknown_codec_is_corrupt(store: DiskStore, tmp_path: Path) -> None:
     meta["codec"] = "no-such-codec/9"
     with pytest.raises(CorruptObjectError):
         DiskStore(tmp_path / "other").write_raw(oid, join_raw(prefix, meta, payload))
+
+
+def test_sync_reports_a_failed_fsync_and_tries_again_next_time(
+    store: DiskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects are fsynced in the background as they are written; an fsync that fails is an
+    error of the next sync(), and the object stays queued until an fsync succeeds."""
+    real_fsync = os.fsync
+    failing = {"on": True}
+    synced: list[str] = []
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if failing["on"] and os.path.isfile(path):
+            raise OSError(5, "Input/output error")
+        synced.append(path)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    put = store.put_chunk(rand_bytes(5000, 1), itemsize=4, is_float=True)
+    with pytest.raises(OSError, match="Input/output error"):
+        store.sync()
+    failing["on"] = False
+    store.sync()
+    assert str(store.path_for(put.oid)) in synced
+    assert str(store.path_for(put.oid).parent) in synced
+    synced.clear()
+    store.sync()  # nothing new: nothing to do
+    assert synced == []
