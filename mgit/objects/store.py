@@ -113,12 +113,14 @@ def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
 
 
 def _fsync_files(paths: list[Path]) -> None:
+    """fsync each file, then its folder (which holds its name)."""
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        fsync_dir(path.parent)
 
 
 def _encode_file(kind: str, enc: codecs.Encoded, size: int, base: str | None, depth: int) -> list[bytes]:
@@ -137,7 +139,7 @@ class DiskStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._pending: set[Path] = set()  # folders that got new objects since the last sync
+        self._root_dirty = False  # a shard folder was made since the last sync
         self._unsynced: deque[Path] = deque()  # new object files the syncer has not fsynced
         self._syncer: threading.Thread | None = None
         self._sync_error: OSError | None = None
@@ -256,6 +258,7 @@ class DiskStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 self._dirs.add(path.parent)
+                self._root_dirty = True
         tmp = temp_name(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
@@ -272,7 +275,6 @@ class DiskStore:
                 pass
             raise
         with self._lock:
-            self._pending.add(path.parent)
             self._unsynced.append(path)
             if self._syncer is None:
                 self._syncer = threading.Thread(target=self._fsync_unsynced, daemon=True)
@@ -280,8 +282,9 @@ class DiskStore:
         return True
 
     def _fsync_unsynced(self) -> None:
-        """The syncer thread: fsync new object files in the order they were written, while the
-        commit goes on (it waits in the kernel, without the GIL); ends when none is left."""
+        """The syncer thread: fsync new object files (and the folder of each, for its name) in
+        the order they were written, while the commit goes on (it waits in the kernel, without
+        the GIL); ends when none is left."""
         while True:
             with self._lock:
                 if not self._unsynced or self._sync_error is not None:
@@ -298,13 +301,14 @@ class DiskStore:
     def sync(self) -> None:
         """Make every object written so far durable: contents, names and folders.
 
-        Only what this store wrote is flushed: an fsync per new object file, then per folder
-        that got one. (A whole-filesystem flush, ``syncfs``, is cheaper when nothing else is
-        being written, but it also waits for every other dirty page of the filesystem, such as
-        the checkpoint a training run has just saved, so a commit would take as long as other
-        programs' writes.) Each object's writeback starts as it is written
-        (:func:`mgit._fs.start_writeback`) and a syncer thread fsyncs the objects one by one
-        meanwhile, so what is left here is mostly the last few objects and the folders.
+        Only what this store wrote is flushed: an fsync per new object file and its folder,
+        and of the objects folder when a shard folder was made. (A whole-filesystem flush,
+        ``syncfs``, is cheaper when nothing else is being written, but it also waits for every
+        other dirty page of the filesystem, such as the checkpoint a training run has just
+        saved, so a commit would take as long as other programs' writes.) Each object's
+        writeback starts as it is written (:func:`mgit._fs.start_writeback`) and a syncer
+        thread fsyncs the objects one by one meanwhile, so what is left here is mostly waiting
+        for the last one.
 
         Raises:
             OSError: a file or folder could not be synced (the caller must not move a ref).
@@ -315,18 +319,16 @@ class DiskStore:
             syncer.join()
         with self._lock:
             error, self._sync_error = self._sync_error, None
-            files, dirs = list(self._unsynced), set(self._pending)
+            files, root_dirty = list(self._unsynced), self._root_dirty
         if error is not None:
             raise error  # what is not durable stays queued: the next sync() tries again
         _fsync_files(files)  # none, unless the syncer stopped at an error
-        for d in dirs:
-            fsync_dir(d)
-        if dirs:
+        if root_dirty:
             fsync_dir(self.root)
         with self._lock:
             for _ in files:
                 self._unsynced.popleft()
-            self._pending -= dirs
+            self._root_dirty = False
 
     def put(self, kind: str, content: bytes) -> Oid:
         """Store a whole object (metadata objects, small chunks). Idempotent.
