@@ -31,6 +31,7 @@ from typing import Any
 
 from mgit import codecs
 from mgit._fs import fsync_dir, start_writeback, temp_name
+from mgit._pool import WorkerPool
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 
@@ -112,15 +113,36 @@ def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
     return StoredHeader(kind, codec, size, params, base, depth, 9 + mlen)
 
 
+#: Threads that fsync a commit's objects: fsync waits on the disk, not the CPU.
+_SYNC_THREADS = 4
+
+
 def _fsync_files(paths: list[Path]) -> None:
-    """fsync each file, then its folder (which holds its name)."""
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        fsync_dir(path.parent)
+
+
+def _fsync_folders(paths: list[Path]) -> None:
+    for path in paths:
+        fsync_dir(path)
+
+
+def _fsync_all(paths: list[Path], *, folders: bool = False) -> None:
+    """fsync every file (or folder: errors ignored where folders cannot be synced) in
+    ``paths``, on up to :data:`_SYNC_THREADS` threads; the first error is raised."""
+    one = _fsync_folders if folders else _fsync_files
+    n = min(_SYNC_THREADS, len(paths))
+    if n <= 1:
+        one(paths)
+        return
+    with WorkerPool(n) as pool:
+        jobs = [pool.submit(one, paths[i::n]) for i in range(n)]
+        for job in jobs:
+            job.result()
 
 
 def _encode_file(kind: str, enc: codecs.Encoded, size: int, base: str | None, depth: int) -> list[bytes]:
@@ -140,9 +162,7 @@ class DiskStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._root_dirty = False  # a shard folder was made since the last sync
-        self._unsynced: deque[Path] = deque()  # new object files the syncer has not fsynced
-        self._syncer: threading.Thread | None = None
-        self._sync_error: OSError | None = None
+        self._unsynced: deque[Path] = deque()  # new object files not fsynced yet
         self._dirs: set[Path] = set()  # shard folders known to exist
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -276,53 +296,31 @@ class DiskStore:
             raise
         with self._lock:
             self._unsynced.append(path)
-            if self._syncer is None:
-                self._syncer = threading.Thread(target=self._fsync_unsynced, daemon=True)
-                self._syncer.start()
         return True
-
-    def _fsync_unsynced(self) -> None:
-        """The syncer thread: fsync new object files (and the folder of each, for its name) in
-        the order they were written, while the commit goes on (it waits in the kernel, without
-        the GIL); ends when none is left."""
-        while True:
-            with self._lock:
-                if not self._unsynced or self._sync_error is not None:
-                    self._syncer = None
-                    return
-                path = self._unsynced.popleft()
-            try:
-                _fsync_files([path])
-            except OSError as exc:
-                with self._lock:
-                    self._unsynced.appendleft(path)  # still not durable: sync() tries again
-                    self._sync_error = exc
 
     def sync(self) -> None:
         """Make every object written so far durable: contents, names and folders.
 
-        Only what this store wrote is flushed: an fsync per new object file and its folder,
-        and of the objects folder when a shard folder was made. (A whole-filesystem flush,
-        ``syncfs``, is cheaper when nothing else is being written, but it also waits for every
-        other dirty page of the filesystem, such as the checkpoint a training run has just
-        saved, so a commit would take as long as other programs' writes.) Each object's
-        writeback starts as it is written (:func:`mgit._fs.start_writeback`) and a syncer
-        thread fsyncs the objects one by one meanwhile, so what is left here is mostly waiting
-        for the last one.
+        Only what this store wrote is flushed: an fsync per new object file, then per folder
+        that got one, then of the objects folder when a shard folder was made. (A
+        whole-filesystem flush, ``syncfs``, costs about the same when nothing else is being
+        written, but it also waits for every other dirty page of the filesystem, such as the
+        checkpoint a training run has just saved, so a commit would take as long as other
+        programs' writes.) Each object's writeback started when it was written
+        (:func:`mgit._fs.start_writeback`); the fsyncs run on a few threads, which the
+        filesystem journal batches. (fsyncing each object in the background as soon as it was
+        written measured slower: every fsync commits the journal, which stalls the workers
+        still creating objects.)
 
         Raises:
-            OSError: a file or folder could not be synced (the caller must not move a ref).
+            OSError: a file or folder could not be synced (the caller must not move a ref);
+                what is not durable yet is tried again by the next call.
         """
         with self._lock:
-            syncer = self._syncer
-        if syncer is not None:
-            syncer.join()
-        with self._lock:
-            error, self._sync_error = self._sync_error, None
             files, root_dirty = list(self._unsynced), self._root_dirty
-        if error is not None:
-            raise error  # what is not durable stays queued: the next sync() tries again
-        _fsync_files(files)  # none, unless the syncer stopped at an error
+        if files:
+            _fsync_all(files)
+            _fsync_all(sorted({f.parent for f in files}), folders=True)
         if root_dirty:
             fsync_dir(self.root)
         with self._lock:
