@@ -392,8 +392,8 @@ def test_unknown_codec_is_corrupt(store: DiskStore, tmp_path: Path) -> None:
 def test_sync_reports_a_failed_fsync_and_tries_again_next_time(
     store: DiskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Objects are fsynced in the background as they are written; an fsync that fails is an
-    error of the next sync(), and the object stays queued until an fsync succeeds."""
+    """sync() fsyncs every new object and its folder; an fsync that fails is sync()'s error,
+    and the object stays queued until an fsync succeeds."""
     real_fsync = os.fsync
     failing = {"on": True}
     synced: list[str] = []
