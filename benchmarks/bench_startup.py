@@ -7,7 +7,8 @@ Prints, each the median of ``--repeat`` fresh interpreters:
   spent building mgit's dataclasses;
 - what the modules the streaming commands no longer load would add on top of that
   (``concurrent.futures`` with ``logging``, ``getpass`` + ``socket``, ``ctypes``) and what
-  export saves by not loading the working-tree and ingest modules.
+  export saves by not loading the working-tree and ingest modules;
+- the interpreter's teardown at exit, which the ``mgit`` program skips.
 
 Usage::
 
@@ -90,6 +91,10 @@ def main() -> None:
         print(f"  not loaded any more: {label:<32} {probe(IMPORT_LOADS, extra, args.repeat)[1] * 1e3:5.1f} ms")
     print(f"  not loaded by export: {'mgit.worktree, mgit.ingest':<31} "
           f"{probe(EXPORT_LOADS, 'import mgit.worktree, mgit.ingest', args.repeat)[1] * 1e3:5.1f} ms")
+    # The interpreter's teardown, which the mgit program skips (os._exit once a command is done).
+    plain = wall([sys.executable, "-c", f"import {IMPORT_LOADS}"], args.repeat)
+    quick = wall([sys.executable, "-c", f"import os, {IMPORT_LOADS}; os._exit(0)"], args.repeat)
+    print(f"interpreter teardown after those imports: {(plain - quick) * 1e3:.1f} ms (skipped)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = ["Job", "WorkerPool", "default_workers"]
 
+
 def default_workers() -> int:
     """Worker threads for encoding and decoding: every core (``MGIT_THREADS`` overrides)."""
     env = os.environ.get("MGIT_THREADS")

@@ -303,10 +303,10 @@ class DiskStore:
 
         Only what this store wrote is flushed: an fsync per new object file, then per folder
         that got one, then of the objects folder when a shard folder was made. (A
-        whole-filesystem flush, ``syncfs``, costs about the same when nothing else is being
-        written, but it also waits for every other dirty page of the filesystem, such as the
-        checkpoint a training run has just saved, so a commit would take as long as other
-        programs' writes.) Each object's writeback started when it was written
+        whole-filesystem flush, ``syncfs``, is a few milliseconds cheaper when nothing else is
+        being written, but it also waits for every other dirty page of the filesystem, such as
+        the checkpoint a training run has just saved, so a commit would take as long as other
+        programs' writes: see ``benchmarks/bench_durability.py``.) Each object's writeback started when it was written
         (:func:`mgit._fs.start_writeback`); the fsyncs run on a few threads, which the
         filesystem journal batches. (fsyncing each object in the background as soon as it was
         written measured slower: every fsync commits the journal, which stalls the workers
