@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MB = 1e6
@@ -139,7 +140,7 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
     versions = ([("baseline", version_env(baseline))] if baseline is not None else []) + [("mgit", None)]
     repos = {label: work / f"repo-{label}" for label, _ in versions}
 
-    def fresh_repo(label: str = "mgit", env: dict[str, str] | None = None) -> None:
+    def fresh_repo(label: str, env: dict[str, str] | None) -> None:
         repo = repos[label]
         clean()
         if repo.exists():
@@ -152,56 +153,56 @@ def bench_pair(name: str, folder: Path, parent: Path | None, work: Path, repeat:
         os.sync()
 
     extra = ["--parent", "parent", "--relation", "finetune"] if parent is not None else []
-    # Command-line import, then export, of every version, interleaved run by run so that the
-    # machine's drift touches them alike.
-    imports: dict[str, list[float]] = {label: [] for label, _ in versions}
-    exports: dict[str, list[float]] = {label: [] for label, _ in versions}
-    peak: dict[str, list[int]] = {label: [0, 0] for label, _ in versions}
-    for _ in range(repeat):
-        for label, env in versions:
-            fresh_repo(label, env)
-            dt, r = run(mgit_cmd("-C", str(repos[label]), "import", str(solo), "--model", "child", "-m", "x",
-                                 *extra), env=env)
-            imports[label].append(dt)
-            peak[label][0] = max(peak[label][0], r)
-    identical = {}
-    for _ in range(repeat):
-        for label, env in versions:
-            clean()
-            dt, r = run(mgit_cmd("-C", str(repos[label]), "export", "child", str(exp)), env=env)
-            exports[label].append(dt)
-            peak[label][1] = max(peak[label][1], r)
-            identical[label] = filecmp.cmp(exp / "model.safetensors", src, shallow=False)
-    stored = 0
+    Env = dict[str, str] | None
+
+    def interleaved(reset: Callable[[str, Env], None],
+                    measure: Callable[[str, Env], tuple[float, int]]) -> dict[str, tuple[float, int]]:
+        """Median seconds and peak RSS per version, the versions taking turns run by run so
+        that the machine's drift touches them alike."""
+        runs: dict[str, list[tuple[float, int]]] = {label: [] for label, _ in versions}
+        for _ in range(repeat):
+            for label, env in versions:
+                reset(label, env)
+                runs[label].append(measure(label, env))
+        return {label: (statistics.median(t for t, _ in r), max(m for _, m in r)) for label, r in runs.items()}
+
+    def import_cli(label: str, env: Env) -> tuple[float, int]:
+        return run(mgit_cmd("-C", str(repos[label]), "import", str(solo), "--model", "child", "-m", "x",
+                            *extra), env=env)
+
+    identical: dict[str, bool] = {}
+
+    def export_cli(label: str, env: Env) -> tuple[float, int]:
+        res = run(mgit_cmd("-C", str(repos[label]), "export", "child", str(exp)), env=env)
+        identical[label] = filecmp.cmp(exp / "model.safetensors", src, shallow=False)
+        return res
+
+    def import_api(label: str, env: Env) -> tuple[float, int]:
+        return api_seconds(env, "import", str(repos[label]), str(solo), "child",
+                           *(["parent"] if parent else [])), 0
+
+    def export_api(label: str, env: Env) -> tuple[float, int]:
+        return api_seconds(env, "export", str(repos[label]), "child", str(exp)), 0
+
+    timed = {
+        "import": interleaved(fresh_repo, import_cli),
+        "export": interleaved(lambda label, env: clean(), export_cli),
+        "import, in process": interleaved(fresh_repo, import_api),
+        "export, in process": interleaved(lambda label, env: clean(), export_api),
+    }
+    stored = {}
     for label, env in versions:
         stats = json.loads(subprocess.run(mgit_cmd("-C", str(repos[label]), "--json", "stats"), check=True,
                                           env=env, capture_output=True).stdout)
-        stored = int(stats["models"]["child"]["stored_bytes"])
-        t = statistics.median(imports[label])
-        rows.append({"case": name, "tool": f"{label} import", "seconds": t, "rss": peak[label][0],
-                     "bytes": stored, "vs_zstd": t / zstd_c})
-        t = statistics.median(exports[label])
-        rows.append({"case": name, "tool": f"{label} export", "seconds": t, "rss": peak[label][1],
-                     "bytes": size, "vs_zstd": t / zstd_d, "identical": identical[label]})
-    # The same calls in process (a fresh process each, timed around the call only).
-    api_imports: dict[str, list[float]] = {label: [] for label, _ in versions}
-    api_exports: dict[str, list[float]] = {label: [] for label, _ in versions}
-    for _ in range(repeat):
-        for label, env in versions:
-            fresh_repo(label, env)
-            api_imports[label].append(api_seconds(env, "import", str(repos[label]), str(solo), "child",
-                                                  *(["parent"] if parent else [])))
-    for _ in range(repeat):
-        for label, env in versions:
-            clean()
-            api_exports[label].append(api_seconds(env, "export", str(repos[label]), "child", str(exp)))
-    for label, _ in versions:
-        t = statistics.median(api_imports[label])
-        rows.append({"case": name, "tool": f"{label} import, in process", "seconds": t, "rss": 0,
-                     "bytes": stored, "vs_zstd": t / zstd_c})
-        t = statistics.median(api_exports[label])
-        rows.append({"case": name, "tool": f"{label} export, in process", "seconds": t, "rss": 0,
-                     "bytes": size, "vs_zstd": t / zstd_d})
+        stored[label] = int(stats["models"]["child"]["stored_bytes"])
+    for what, results in timed.items():
+        for label, (t, rss) in results.items():
+            row = {"case": name, "tool": f"{label} {what}", "seconds": t, "rss": rss,
+                   "bytes": stored[label] if what.startswith("import") else size,
+                   "vs_zstd": t / (zstd_c if what.startswith("import") else zstd_d)}
+            if what == "export":
+                row["identical"] = identical[label]
+            rows.append(row)
     for row in rows:
         row["size"] = size
     return rows
