@@ -239,6 +239,10 @@ def test_stored_object_of_damaged_kind_is_refused_on_read(make_repo: Any, tmp_pa
         repo.store.get(c.tree, kind="commit")
 
 
+_proc_fds = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fds via /proc")
+
+
+@_proc_fds
 def test_every_new_object_is_fsynced_before_the_ref_moves(
     make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,6 +268,7 @@ def test_every_new_object_is_fsynced_before_the_ref_moves(
     assert {str(p.parent) for p in map(Path, objects)} <= set(synced)
 
 
+@_proc_fds
 def test_a_failed_fsync_fails_the_commit_and_moves_no_ref(
     make_repo: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -389,6 +389,7 @@ def test_unknown_codec_is_corrupt(store: DiskStore, tmp_path: Path) -> None:
         DiskStore(tmp_path / "other").write_raw(oid, join_raw(prefix, meta, payload))
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fds via /proc")
 def test_sync_reports_a_failed_fsync_and_tries_again_next_time(
     store: DiskStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
