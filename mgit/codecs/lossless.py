@@ -50,7 +50,6 @@ __all__ = [
     "XOR_PLANES_ZSTD",
     "DELTA_TRANSFORMS",
     "plane_level",
-    "encode_raw",
     "encode_zstd",
     "encode_planes",
     "encode_delta_planes",
@@ -126,11 +125,6 @@ def kernels_name() -> str:
 # ----------------------------------------------------------------------------------------------
 # Standalone
 # ----------------------------------------------------------------------------------------------
-
-
-def encode_raw(data: bytes | memoryview) -> tuple[bytes, dict[str, Any]]:
-    """Store ``data`` as it is."""
-    return bytes(data), {}
 
 
 def decode_raw(payload: bytes, params: dict[str, Any], size: int) -> bytes:

@@ -15,6 +15,11 @@ Durability is batched: :meth:`DiskStore.sync` makes every object written so far 
 fsync per new file and folder, on a few threads), and callers run it before they write a ref
 that points at those objects. A crash before that leaves only unreferenced objects, which
 are complete or absent (the rename is atomic) and which ``gc`` removes.
+
+Layers: the files themselves (paths, write-once, listing, pending fsyncs) are
+:mod:`mgit.objects.loose`, shared with the path transport; what a chunk is stored as (reuse,
+standalone, delta, lossy, the depth cap) is the pure :func:`mgit.codecs.choose.choose`.
+:class:`DiskStore` hashes, asks the policy, encodes, writes, reads, verifies and caches.
 """
 
 from __future__ import annotations
@@ -23,17 +28,18 @@ import json
 import os
 import struct
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mgit import codecs
-from mgit._fs import fsync_dir, start_writeback, temp_name
-from mgit._pool import WorkerPool
+from mgit.codecs import choose as policy
+from mgit.codecs.choose import MAX_CHAIN_DEPTH
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
+from mgit.objects.loose import LooseObjects
 
 __all__ = [
     "MAGIC",
@@ -48,10 +54,6 @@ _KIND_CODE = {"chunk": b"c", "tensor": b"t", "tree": b"r", "commit": b"m"}
 _CODE_KIND = {v[0]: k for k, v in _KIND_CODE.items()}
 _MAX_META = 1 << 16
 _MAX_SIZE = 1 << 31
-#: A delta chain never gets deeper than this; a chunk that would is stored whole.
-MAX_CHAIN_DEPTH = 8
-# A delta this much smaller than the raw chunk is taken without also trying standalone.
-_GOOD_DELTA = 0.5
 _CACHE_MAX_OBJ = 256 * 1024
 _CACHE_ENTRIES = 4096
 
@@ -113,38 +115,6 @@ def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
     return StoredHeader(kind, codec, size, params, base, depth, 9 + mlen)
 
 
-#: Threads that fsync a commit's objects: fsync waits on the disk, not the CPU.
-_SYNC_THREADS = 4
-
-
-def _fsync_files(paths: list[Path]) -> None:
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_folders(paths: list[Path]) -> None:
-    for path in paths:
-        fsync_dir(path)
-
-
-def _fsync_all(paths: list[Path], *, folders: bool = False) -> None:
-    """fsync every file (or folder: errors ignored where folders cannot be synced) in
-    ``paths``, on up to :data:`_SYNC_THREADS` threads; the first error is raised."""
-    one = _fsync_folders if folders else _fsync_files
-    n = min(_SYNC_THREADS, len(paths))
-    if n <= 1:
-        one(paths)
-        return
-    with WorkerPool(n) as pool:
-        jobs = [pool.submit(one, paths[i::n]) for i in range(n)]
-        for job in jobs:
-            job.result()
-
-
 def _encode_file(kind: str, enc: codecs.Encoded, size: int, base: str | None, depth: int) -> list[bytes]:
     meta: dict[str, Any] = {"codec": enc.codec, "size": size}
     if enc.params:
@@ -161,22 +131,24 @@ class DiskStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._root_dirty = False  # a shard folder was made since the last sync
-        self._unsynced: deque[Path] = deque()  # new object files not fsynced yet
-        self._dirs: set[Path] = set()  # shard folders known to exist
+        #: The files (:mod:`mgit.objects.loose`): paths, write-once, listing, pending fsyncs.
+        self.loose = LooseObjects(root)
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        # id -> (kind, content) of small non-chunk objects
+        self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
 
     # -- paths and raw access -------------------------------------------------------------
 
     def path_for(self, oid: str) -> Path:
-        """The file of an object (whether or not it exists)."""
-        if not is_oid(oid):
-            raise ObjectNotFoundError(oid, context="not an object id")
-        return self.root / oid[:2] / oid[2:]
+        """The file of an object (whether or not it exists).
+
+        Raises:
+            ObjectNotFoundError: ``oid`` is not an object id.
+        """
+        return self.loose.path_for(oid)
 
     def __contains__(self, oid: object) -> bool:
-        return isinstance(oid, str) and is_oid(oid) and self.path_for(oid).exists()
+        return isinstance(oid, str) and self.loose.exists(oid)
 
     def _reuse(self, oid: str) -> bool:
         """True if the object exists; then refresh its mtime, so that ``gc`` (which only prunes
@@ -197,10 +169,7 @@ class DiskStore:
         Raises:
             ObjectNotFoundError: absent.
         """
-        try:
-            return self.path_for(oid).read_bytes()
-        except FileNotFoundError:
-            raise ObjectNotFoundError(oid) from None
+        return self.loose.read(oid)
 
     def _read(self, oid: str) -> tuple[StoredHeader, memoryview]:
         """An object's parsed header and its payload (unverified).
@@ -258,45 +227,17 @@ class DiskStore:
 
     def iter_oids(self) -> Iterator[str]:
         """Every object id in the store (unordered)."""
-        if not self.root.is_dir():
-            return
-        for shard in os.scandir(self.root):
-            if not shard.is_dir() or len(shard.name) != 2:
-                continue
-            for entry in os.scandir(shard.path):
-                oid = shard.name + entry.name
-                if is_oid(oid):
-                    yield oid
+        return self.loose.iter_oids()
+
+    def oids_with_prefix(self, prefix: str) -> list[str]:
+        """Stored object ids starting with ``prefix`` (at least two hex digits), sorted."""
+        return self.loose.oids_with_prefix(prefix)
 
     # -- writing ----------------------------------------------------------------------------
 
     def _write_file(self, oid: str, parts: list[bytes]) -> bool:
-        path = self.path_for(oid)
-        if path.exists():
-            return False
-        if path.parent not in self._dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                self._dirs.add(path.parent)
-                self._root_dirty = True
-        tmp = temp_name(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for p in parts:
-                    f.write(p)
-                f.flush()
-                start_writeback(fd)
-            os.replace(tmp, path)  # same bytes if another writer won: harmless
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        with self._lock:
-            self._unsynced.append(path)
-        return True
+        """Write an object's file once (not fsynced: see :meth:`sync`); False if present."""
+        return self.loose.write(oid, parts)
 
     def sync(self) -> None:
         """Make every object written so far durable: contents, names and folders.
@@ -316,17 +257,7 @@ class DiskStore:
             OSError: a file or folder could not be synced (the caller must not move a ref);
                 what is not durable yet is tried again by the next call.
         """
-        with self._lock:
-            files, root_dirty = list(self._unsynced), self._root_dirty
-        if files:
-            _fsync_all(files)
-            _fsync_all(sorted({f.parent for f in files}), folders=True)
-        if root_dirty:
-            fsync_dir(self.root)
-        with self._lock:
-            for _ in files:
-                self._unsynced.popleft()
-            self._root_dirty = False
+        self.loose.sync()
 
     def put(self, kind: str, content: bytes) -> Oid:
         """Store a whole object (metadata objects, small chunks). Idempotent.
@@ -373,65 +304,103 @@ class DiskStore:
         Returns:
             A :class:`ChunkPut`.
         """
-        if eps is None:
-            # Lossless: a chunk already stored (one a finetune left unchanged) is reused
-            # before its base is read and decoded for nothing.
+        # The policy (reuse, standalone, delta, lossy; the depth cap) is the pure function
+        # mgit.codecs.choose.choose; this method supplies the facts it asks for, computing each
+        # (hash, base read, codec run) only when asked, and writes what it picked.
+        size = len(data)
+        base_read: tuple[StoredHeader, memoryview] | None = None
+        base_content: bytes | None = None
+        lossy_enc: codecs.Encoded | None = None
+        lossy_content: bytes | None = None
+        lossy_oid: str | None = None
+        delta_enc: codecs.Encoded | None = None
+        alone_enc: codecs.Encoded | None = None
+
+        def chunk_oid() -> str:
+            nonlocal oid
             if oid is None:
                 oid = hash_object("chunk", data)
-            if self._reuse(oid):
-                return ChunkPut(Oid(oid), False, 0, "", 0)
-        base_bytes: bytes | None = None
-        depth = 0
-        # What storing the chunk whole would cost, estimated without compressing it: the
-        # base's own size when the base is stored whole (a finetune barely changes it).
-        alone_estimate = None
-        if base is not None and is_oid(base):
+            return oid
+
+        def stored() -> bool:
+            return self._reuse(chunk_oid())
+
+        def base_info() -> policy.Base | None:
+            nonlocal base_read
+            if base is None or not is_oid(base):
+                return None
             try:
-                bh, bpayload = self._read(base)
+                base_read = self._read(base)
             except ObjectNotFoundError:
-                bh = None
-            if (
-                bh is not None and bh.kind == "chunk" and bh.size == len(data)
-                and bh.depth < MAX_CHAIN_DEPTH
-            ):
-                base_bytes = self._decode_verify(base, bh, bpayload)
-                depth = bh.depth + 1
-                if bh.depth == 0:
-                    alone_estimate = bh.payload_offset + len(bpayload)
-        if eps is not None and base_bytes is not None and dtype is not None:
-            lossy = codecs.encode_lossy(data, base_bytes, dtype=dtype, eps=eps)
-            if lossy is not None and len(lossy.payload) < len(data):
-                content = codecs.decode(
-                    lossy.codec, lossy.payload, lossy.params, size=len(data), base=base_bytes
-                )
-                loid = hash_object("chunk", content)
-                max_err = float(lossy.params.get("max_err", 0.0))
-                if self._reuse(loid):
-                    return ChunkPut(loid, False, 0, lossy.codec, depth, max_err, content)
-                assert base is not None
-                self._write_file(loid, _encode_file("chunk", lossy, len(data), base, depth))
-                return ChunkPut(loid, True, self.stored_size(loid), lossy.codec, depth, max_err, content)
-        if eps is not None:  # (lossless chunks were looked up above)
-            if oid is None:
-                oid = hash_object("chunk", data)
-            if self._reuse(oid):
-                return ChunkPut(Oid(oid), False, 0, "", 0)
-        assert oid is not None
-        enc: codecs.Encoded | None = None
+                return None
+            bh, bpayload = base_read
+            return policy.Base(bh.kind, bh.size, bh.depth, bh.payload_offset + len(bpayload))
+
+        def base_bytes() -> bytes:
+            nonlocal base_content
+            if base_content is None:
+                assert base is not None and base_read is not None
+                base_content = self._decode_verify(base, *base_read)
+            return base_content
+
+        def lossy_size() -> int | None:
+            nonlocal lossy_enc
+            assert dtype is not None and eps is not None
+            lossy_enc = codecs.encode_lossy(data, base_bytes(), dtype=dtype, eps=eps)
+            return None if lossy_enc is None else len(lossy_enc.payload)
+
+        def lossy_stored() -> bool:
+            nonlocal lossy_content, lossy_oid
+            assert lossy_enc is not None
+            lossy_content = codecs.decode(
+                lossy_enc.codec, lossy_enc.payload, lossy_enc.params, size=size, base=base_bytes()
+            )
+            lossy_oid = hash_object("chunk", lossy_content)
+            return self._reuse(lossy_oid)
+
+        def delta_size() -> int:
+            nonlocal delta_enc
+            delta_enc = codecs.encode_delta(data, base_bytes(), itemsize=itemsize, is_float=is_float)
+            return len(delta_enc.payload)
+
+        def standalone_size() -> int:
+            nonlocal alone_enc
+            alone_enc = codecs.encode_standalone(data, itemsize=itemsize, is_float=is_float)
+            return len(alone_enc.payload)
+
+        choice = policy.choose(
+            size,
+            lossy=eps is not None and policy.lossy_capable(dtype),
+            stored=stored,
+            base=base_info,
+            lossy_size=lossy_size,
+            lossy_stored=lossy_stored,
+            delta_size=delta_size,
+            standalone_size=standalone_size,
+        )
+        action, depth = choice.action, choice.depth
+        if action == policy.REUSE:
+            return ChunkPut(Oid(chunk_oid()), False, 0, "", 0)
+        if action in (policy.LOSSY, policy.REUSE_LOSSY):
+            assert lossy_enc is not None and lossy_oid is not None and base is not None
+            max_err = float(lossy_enc.params.get("max_err", 0.0))
+            loid = Oid(lossy_oid)
+            if action == policy.REUSE_LOSSY:
+                return ChunkPut(loid, False, 0, lossy_enc.codec, depth, max_err, lossy_content)
+            self._write_file(loid, _encode_file("chunk", lossy_enc, size, base, depth))
+            return ChunkPut(
+                loid, True, self.stored_size(loid), lossy_enc.codec, depth, max_err, lossy_content
+            )
         use_base: str | None = None
-        if base_bytes is not None:
-            enc = codecs.encode_delta(data, base_bytes, itemsize=itemsize, is_float=is_float)
-            use_base = base
-            good = _GOOD_DELTA * len(data) if alone_estimate is None else 0.9 * alone_estimate
-            if len(enc.payload) > good:
-                alone = codecs.encode_standalone(data, itemsize=itemsize, is_float=is_float)
-                if len(alone.payload) <= len(enc.payload):
-                    enc, use_base = alone, None
-        if enc is None:
-            enc = codecs.encode_standalone(data, itemsize=itemsize, is_float=is_float)
-        d = depth if use_base is not None else 0
-        new = self._write_file(oid, _encode_file("chunk", enc, len(data), use_base, d))
-        return ChunkPut(Oid(oid), new, self.stored_size(oid) if new else 0, enc.codec, d)
+        if action == policy.DELTA:
+            assert delta_enc is not None
+            enc, use_base = delta_enc, base
+        else:
+            enc = alone_enc if alone_enc is not None else codecs.encode_standalone(
+                data, itemsize=itemsize, is_float=is_float
+            )
+        new = self._write_file(chunk_oid(), _encode_file("chunk", enc, size, use_base, depth))
+        return ChunkPut(Oid(chunk_oid()), new, self.stored_size(chunk_oid()) if new else 0, enc.codec, depth)
 
     def write_raw(self, oid: str, data: bytes) -> bool:
         """Store an object received in its stored encoding, after verifying it fully.
@@ -510,14 +479,17 @@ class DiskStore:
             if hit is not None:
                 self._cache.move_to_end(oid)
         if hit is not None:
-            return hit
+            hit_kind, content = hit
+            if kind is not None and hit_kind != kind:
+                raise CorruptObjectError(oid, f"expected a {kind} object, found a {hit_kind}")
+            return content
         h, payload = self._read(oid)
         if kind is not None and h.kind != kind:
             raise CorruptObjectError(oid, f"expected a {kind} object, found a {h.kind}")
         content = self._decode_verify(oid, h, payload)
         if h.kind != "chunk" and len(content) <= _CACHE_MAX_OBJ:
             with self._lock:
-                self._cache[oid] = content
+                self._cache[oid] = (h.kind, content)
                 if len(self._cache) > _CACHE_ENTRIES:
                     self._cache.popitem(last=False)
         return content

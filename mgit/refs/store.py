@@ -3,7 +3,8 @@
 A ref is a file holding an object id. Every change is a compare-and-swap under ``<ref>.lock``
 (created with ``O_CREAT | O_EXCL``, git's protocol): take the lock, re-read the ref, compare with
 the value the caller expects, write the new value to the lock file, fsync, rename it over the
-ref. Several refs change all-or-nothing: lock all (in sorted order), verify all, then write all.
+ref (:class:`mgit._lockfile.LockFile`; a held lock is waited for ``MGIT_LOCK_TIMEOUT`` seconds,
+default 5). Several refs change all-or-nothing: lock all (in sorted order), verify all, then write all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from mgit._fs import atomic_write, fsync_dir
+from mgit._fs import fsync_dir
+from mgit._lockfile import LockFile, env_timeout
 from mgit.errors import CorruptRefError, InvalidRefNameError, LockHeldError, RefConflictError
 from mgit.objects.ids import is_oid
 
@@ -27,15 +29,6 @@ TAGS = "refs/tags/"
 REMOTES = "refs/remotes/"
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
-_LOCK_WAIT_S = 5.0
-
-
-def _lock_wait() -> float:
-    """Seconds to wait for a held ref lock (``MGIT_LOCK_TIMEOUT``, default 5)."""
-    try:
-        return max(0.0, float(os.environ.get("MGIT_LOCK_TIMEOUT", _LOCK_WAIT_S)))
-    except ValueError:
-        return _LOCK_WAIT_S
 
 
 def check_name(name: str, *, what: str = "name") -> str:
@@ -149,8 +142,11 @@ class RefStore:
     # -- writing ----------------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self, refs: Sequence[str]) -> Iterator[None]:
-        held: list[Path] = []
+    def _locked(self, refs: Sequence[str]) -> Iterator[dict[str, LockFile]]:
+        """Hold ``<ref>.lock`` for every ref (taken in sorted order, so two writers of
+        overlapping sets cannot deadlock); yields ``{ref: lock}``. Locks not committed are
+        released on leaving."""
+        held: dict[str, LockFile] = {}
         try:
             for ref in sorted(set(refs)):
                 path = self._path(ref) if ref != "HEAD" else self.root / "HEAD"
@@ -160,25 +156,11 @@ class RefStore:
                     raise InvalidRefNameError(ref, "conflicts with an existing ref (a ref cannot also be a folder)") from None
                 if path.is_dir():
                     raise InvalidRefNameError(ref, "conflicts with existing refs below it")
-                lock = path.with_name(path.name + ".lock")
-                deadline = time.monotonic() + _lock_wait()
-                while True:
-                    try:
-                        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                        os.close(fd)
-                        held.append(lock)
-                        break
-                    except FileExistsError:
-                        if time.monotonic() > deadline:
-                            raise LockHeldError(lock) from None
-                        time.sleep(0.01)
-            yield
+                held[ref] = LockFile(path, timeout=env_timeout(), poll=0.01).acquire()
+            yield held
         finally:
-            for lock in held:
-                try:
-                    os.unlink(lock)
-                except OSError:
-                    pass
+            for lock in held.values():
+                lock.abort()
 
     def update_many(
         self, updates: Sequence[tuple[str, str | None, str | None]], *, message: str
@@ -198,7 +180,7 @@ class RefStore:
             _check_full(ref)
             if new is not None and not is_oid(new):
                 raise ValueError(f"not an object id: {new}")
-        with self._locked([u[0] for u in updates]):
+        with self._locked([u[0] for u in updates]) as locks:
             for ref, old, _new in updates:
                 actual = self._read_file(self._path(ref))
                 if actual != old:
@@ -212,7 +194,8 @@ class RefStore:
                         pass
                     fsync_dir(path.parent)
                 else:
-                    atomic_write(path, (new + "\n").encode())
+                    locks[ref].write((new + "\n").encode())
+                    locks[ref].commit()
                 self._log(ref, old, new, message)
 
     def set_if_equals(self, ref: str, old: str | None, new: str, *, message: str) -> None:
@@ -233,9 +216,10 @@ class RefStore:
         else:
             assert oid is not None and is_oid(oid)
             text = oid + "\n"
-        with self._locked(["HEAD"]):
+        with self._locked(["HEAD"]) as locks:
             old = self.read("HEAD")
-            atomic_write(self.root / "HEAD", text.encode())
+            locks["HEAD"].write(text.encode())
+            locks["HEAD"].commit()
             self._log("HEAD", old, self.read("HEAD"), message)
 
     def _log(self, ref: str, old: str | None, new: str | None, message: str) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import mgit.refs.store as refs_mod
 from mgit.errors import InvalidRefNameError, LockHeldError, RefConflictError
 from mgit.refs.store import HEADS, TAGS, RefStore, check_name
 
@@ -25,7 +24,7 @@ def refs(tmp_path: Path) -> RefStore:
 
 @pytest.fixture
 def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(refs_mod, "_LOCK_WAIT_S", 0.05)
+    monkeypatch.setenv("MGIT_LOCK_TIMEOUT", "0.05")
 
 
 def locks(root: Path) -> list[Path]:

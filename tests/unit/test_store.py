@@ -185,6 +185,17 @@ def test_wrong_kind(store: DiskStore) -> None:
         DiskStore(store.root / "other").write_raw(oid, bytes(raw))
 
 
+def test_wrong_kind_on_a_cache_hit(store: DiskStore) -> None:
+    """get(kind=...) checks the kind also when the content comes from the cache."""
+    oid = store.put("tree", b'{"files": {}}')
+    assert store.get(oid, kind="tree") == b'{"files": {}}'  # now cached
+    assert store.get(oid) == b'{"files": {}}'  # a hit, no kind asked
+    for other in ("commit", "chunk"):
+        with pytest.raises(CorruptObjectError, match="expected a"):
+            store.get(oid, kind=other)
+    assert store.get(oid, kind="tree") == b'{"files": {}}'
+
+
 def test_object_moved_to_another_id_is_detected(store: DiskStore) -> None:
     a = store.put("chunk", b"aaaa")
     b = store.put("chunk", b"bbbb")
@@ -417,3 +428,35 @@ def test_sync_reports_a_failed_fsync_and_tries_again_next_time(
     synced.clear()
     store.sync()  # nothing new: nothing to do
     assert synced == []
+
+
+def test_store_files_go_through_the_loose_layer(store: DiskStore) -> None:
+    put = store.put_chunk(rand_bytes(5000, 2), itemsize=4, is_float=True)
+    assert store.path_for(put.oid) == store.loose.path_for(put.oid)
+    assert store.loose.unsynced() == [store.path_for(put.oid)]
+    assert list(store.iter_oids()) == [put.oid]
+    assert store.oids_with_prefix(put.oid[:5]) == [put.oid]
+    store.sync()
+    assert store.loose.unsynced() == []
+
+
+def test_lossy_chunk_stored_and_reused(store: DiskStore) -> None:
+    parent = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+    child = parent + np.float32(1e-3) * np.random.default_rng(1).standard_normal(4096).astype(np.float32)
+    pa = store.put_chunk(parent.tobytes(), itemsize=4, is_float=True)
+    kw = dict(itemsize=4, is_float=True, base=pa.oid, dtype="F32", eps=1e-4)
+    first = store.put_chunk(child.tobytes(), **kw)
+    assert first.new and first.codec == "quant-planes-zstd/1" and first.depth == 1
+    assert first.content is not None and 0 < first.max_err <= 1e-4
+    assert first.oid == hash_object("chunk", first.content) != hash_object("chunk", child.tobytes())
+    assert store.get(first.oid) == first.content
+    again = store.put_chunk(child.tobytes(), **kw)
+    assert (again.oid, again.new, again.codec, again.depth, again.content) == (
+        first.oid, False, first.codec, 1, first.content)
+    # an error bound on an int dtype stores losslessly (a delta against the same base)
+    ints = store.put_chunk(child.tobytes(), itemsize=4, is_float=False, base=pa.oid, dtype="I32", eps=1e-4)
+    assert ints.oid == hash_object("chunk", child.tobytes()) and ints.codec != "quant-planes-zstd/1"
+    assert ints.content is None
+    # without a base, an error bound changes nothing
+    alone = store.put_chunk(rand_bytes(4096, 9), itemsize=4, is_float=True, dtype="F32", eps=1e-4)
+    assert alone.depth == 0 and alone.codec != "quant-planes-zstd/1"
