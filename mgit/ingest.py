@@ -8,13 +8,20 @@ against the parent's pack. Any other file is a blob of fixed-size chunks. Chunks
 a thread pool (zstd and blake3 release the GIL) with a bounded number in flight, so peak
 memory is a small multiple of the chunk size whatever the model size. Tensor manifests go
 inline into the file entry; the caller writes tree, commit, then ref, after every chunk.
+
+Tensors pair with the parent's by the one name-pairing rule, :func:`mgit.formats.names.pair`
+(equal names, else names equal once task-head prefixes are removed, one to one), over the whole
+model's tensor names (:meth:`ParentIndex.for_files`). Chunk boundaries are
+:mod:`mgit.objects.chunking`'s, which also computes what a lossless commit stores for a tensor
+(chunk ids, content id) without storing it.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,16 +30,17 @@ import xxhash
 
 from mgit._pool import Job, WorkerPool
 from mgit.errors import InvalidModelFileError
-from mgit.formats.names import HEAD_PREFIXES
+from mgit.formats.dtypes import DTYPE_SIZES, FLOAT_DTYPES
+from mgit.formats.names import HEAD_PREFIXES, pair
 from mgit.formats.safetensors import UnknownDtypeError, read_header
+from mgit.objects.chunking import chunk_ranges
 from mgit.objects.ids import hash_object
 from mgit.objects.model import (
-    DTYPE_SIZES,
-    FLOAT_DTYPES,
     FileEntry,
     TensorManifest,
     Tree,
     is_small_tensor,
+    tensor_chunk_size,
 )
 from mgit.objects.store import ChunkPut, DiskStore
 
@@ -43,9 +51,11 @@ __all__ = [
     "ingest_file",
     "pair_name",
     "plan_packs",
+    "tensor_names",
 ]
 
-#: Prefixes that task-head model classes put before the base model's tensor names.
+#: Prefixes that task-head model classes put before the base model's tensor names (an alias of
+#: :data:`mgit.formats.names.HEAD_PREFIXES`).
 TASK_PREFIXES = HEAD_PREFIXES
 
 @dataclass
@@ -75,29 +85,58 @@ class IngestStats:
             self.max_err = max(self.max_err, put.max_err)
 
 
-def pair_name(name: str, names: dict[str, str] | set[str]) -> str | None:
-    """Find ``name`` among a parent's tensor names, tolerating a task-head prefix.
+def pair_name(name: str, names: Mapping[str, Any] | Collection[str]) -> str | None:
+    """The name among ``names`` that ``name`` pairs with alone, by :func:`mgit.formats.names.pair`.
 
-    ``bert.embeddings.x`` pairs with ``embeddings.x`` and the other way round.
+    ``bert.embeddings.x`` pairs with ``embeddings.x`` and the other way round. Kept for callers
+    that pair one name at a time; pair a whole model at once instead
+    (:func:`~mgit.formats.names.pair`, once per model rather than a scan of ``names`` per name),
+    as storage and diff do: the result differs from this only where another of the model's names
+    takes the partner (the same name, or a second name with the same key).
     """
     if name in names:
         return name
-    for p in TASK_PREFIXES:
-        if name.startswith(p) and name[len(p) :] in names:
-            return name[len(p) :]
-        if p + name in names:
-            return p + name
-    return None
+    return pair([name], names).get(name)
+
+
+def tensor_names(files: Mapping[str, FileEntry | Path]) -> list[str]:
+    """The tensor names of a model about to be committed, for :meth:`ParentIndex.for_files`.
+
+    ``files`` maps each relative path to the entry it keeps (an unchanged file) or to the file
+    to ingest; only ``.safetensors`` files have tensors. A file whose header cannot be read is
+    skipped here (ingesting it reports the error).
+    """
+    out: list[str] = []
+    for rel in sorted(files):
+        src = files[rel]
+        if isinstance(src, FileEntry):
+            out.extend(name for name, _ in src.tensors)
+        elif rel.endswith(".safetensors"):
+            try:
+                header = read_header(Path(src))
+            except (UnknownDtypeError, InvalidModelFileError, OSError):
+                continue
+            out.extend(spec.name for spec in header.tensors)
+    return out
 
 
 class ParentIndex:
-    """The parent model's tensors by name, for pairing chunks (and packs) with their delta base."""
+    """The parent model's tensors by name, for pairing chunks (and packs) with their delta base.
 
-    def __init__(self, store: DiskStore, tree: Tree | None) -> None:
+    Child tensor names pair with the parent's by :func:`mgit.formats.names.pair`, over all the
+    child's names when they are given (``child_names``, :meth:`for_files`); otherwise
+    :func:`ingest_file` pairs each file's names on its own.
+    """
+
+    def __init__(
+        self, store: DiskStore, tree: Tree | None, child_names: Iterable[str] | None = None
+    ) -> None:
         self.store = store
         self.manifests: dict[str, TensorManifest] = {}
         #: pack chunk id -> its members' (offset, nbytes, dtype), in offset order
         self.packs: dict[str, list[tuple[int, int, str]]] = {}
+        #: child tensor name -> the parent tensor name it pairs with; None: not paired yet
+        self.pairs: dict[str, str] | None = None
         if tree is not None:
             for entry in tree.files.values():
                 for name, m in entry.tensors:
@@ -108,10 +147,33 @@ class ParentIndex:
                             members.append((m.offset, m.nbytes, m.dtype))
             for members in self.packs.values():
                 members.sort()
+        if child_names is not None:
+            self.pairs = pair(child_names, self.manifests)
+
+    @classmethod
+    def for_files(
+        cls, store: DiskStore, tree: Tree | None, files: Mapping[str, FileEntry | Path]
+    ) -> ParentIndex:
+        """The index for committing ``files`` (see :func:`tensor_names`) on top of ``tree``."""
+        return cls(store, tree, tensor_names(files) if tree is not None else None)
+
+    def with_children(self, child_names: Iterable[str]) -> ParentIndex:
+        """This index with ``child_names`` paired (a shallow copy), unless already paired."""
+        if self.pairs is not None:
+            return self
+        view = copy.copy(self)
+        view.pairs = pair(child_names, self.manifests)
+        return view
+
+    def parent_name(self, name: str) -> str | None:
+        """The parent tensor name a child tensor name pairs with, if any."""
+        if self.pairs is not None:
+            return self.pairs.get(name)
+        return pair_name(name, self.manifests)
 
     def find(self, name: str, dtype: str, chunk_size: int) -> TensorManifest | None:
         """The parent tensor to delta against, if one with the same dtype and chunking exists."""
-        pname = pair_name(name, self.manifests)
+        pname = self.parent_name(name)
         if pname is None:
             return None
         m = self.manifests[pname]
@@ -121,7 +183,7 @@ class ParentIndex:
 
     def packed_pair(self, name: str, dtype: str, nbytes: int) -> TensorManifest | None:
         """The parent's packed tensor that ``name`` pairs with, same dtype and size."""
-        pname = pair_name(name, self.manifests)
+        pname = self.parent_name(name)
         if pname is None:
             return None
         m = self.manifests[pname]
@@ -253,11 +315,6 @@ class _Reader:
         os.close(self.fd)
 
 
-def _ranges(total: int, chunk_size: int) -> Iterator[tuple[int, int]]:
-    for off in range(0, total, chunk_size):
-        yield off, min(off + chunk_size, total)
-
-
 def ingest_file(
     store: DiskStore,
     path: Path,
@@ -312,7 +369,7 @@ def ingest_file(
         stats.logical_bytes += size
         if header is None:
             chunks: list[str] = []
-            for a, b in _ranges(size, chunk_size):
+            for a, b in chunk_ranges(size, chunk_size):
                 submit_chunk(a, b, chunks, itemsize=1, is_float=False)
             pipe.drain()
             if os.path.getsize(path) != size:
@@ -325,6 +382,8 @@ def ingest_file(
         xxh.update(hdr_bytes)
         header_oid = store.put("chunk", hdr_bytes[8:])
         specs = list(header.tensors)
+        if parents is not None:
+            parents = parents.with_children(spec.name for spec in specs)
         chunk_ids: list[list[str]] = [[] for _ in specs]
         # Small tensors first, packed; each pack is read, hashed and stored as one chunk.
         packed: dict[int, tuple[_Pack, int, str]] = {}  # tensor index -> (pack, offset, digest)
@@ -361,9 +420,9 @@ def ingest_file(
                     progress(spec.nbytes)
                 continue
             itemsize = DTYPE_SIZES[spec.dtype]
-            cs = chunk_size - chunk_size % itemsize
+            cs = tensor_chunk_size(spec.dtype, chunk_size)
             base = parents.find(spec.name, spec.dtype, cs) if parents is not None else None
-            for i, (a, b) in enumerate(_ranges(spec.nbytes, cs)):
+            for i, (a, b) in enumerate(chunk_ranges(spec.nbytes, cs)):
                 base_oid = base.chunks[i] if base is not None and i < len(base.chunks) else None
                 submit_chunk(
                     spec.start + a, spec.start + b, chunk_ids[idx], itemsize=itemsize,
@@ -374,7 +433,7 @@ def ingest_file(
             raise InvalidModelFileError(path, "file changed while it was being read")
         tensors: list[tuple[str, TensorManifest]] = []
         for idx, spec in enumerate(specs):
-            cs = chunk_size - chunk_size % DTYPE_SIZES[spec.dtype]
+            cs = tensor_chunk_size(spec.dtype, chunk_size)
             if idx in packed:
                 pack, off, digest = packed[idx]
                 m = TensorManifest(spec.dtype, spec.shape, cs, (pack.oid,), off, digest)

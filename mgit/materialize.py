@@ -18,6 +18,7 @@ import xxhash
 from mgit._fs import AtomicFile, safe_join
 from mgit._pool import Job, WorkerPool
 from mgit.errors import CorruptObjectError, InvalidModelFileError
+from mgit._dtypes import numpy_dtype  # re-exported: the one dtype table's
 from mgit.objects.ids import hash_object
 from mgit.objects.model import FileEntry, TensorManifest
 from mgit.objects.store import DiskStore
@@ -154,40 +155,6 @@ def write_file(
 
 def _finished(item: Job | bytes) -> bool:
     return isinstance(item, bytes) or item.done()
-
-
-_NP_DTYPES: dict[str, str] = {
-    "BOOL": "bool",
-    "U8": "uint8",
-    "I8": "int8",
-    "I16": "int16",
-    "U16": "uint16",
-    "F16": "float16",
-    "I32": "int32",
-    "U32": "uint32",
-    "F32": "float32",
-    "I64": "int64",
-    "U64": "uint64",
-    "F64": "float64",
-    "C64": "complex64",
-}
-
-
-def numpy_dtype(dtype: str) -> np.dtype:
-    """The numpy dtype of a safetensors dtype (bf16 and fp8 through ``ml_dtypes``)."""
-    import numpy as np
-
-    if dtype in _NP_DTYPES:
-        return np.dtype(_NP_DTYPES[dtype]).newbyteorder("<")
-    import ml_dtypes
-
-    special = {
-        "BF16": ml_dtypes.bfloat16,
-        "F8_E4M3": ml_dtypes.float8_e4m3fn,
-        "F8_E5M2": ml_dtypes.float8_e5m2,
-        "F8_E8M0": getattr(ml_dtypes, "float8_e8m0fnu", np.uint8),
-    }
-    return np.dtype(special[dtype])
 
 
 def tensor_bytes(store: DiskStore, m: TensorManifest) -> bytearray:

@@ -27,7 +27,9 @@ MAX_ITEMSIZE = 64
 #: Codec id of the lossy codec (:mod:`mgit.codecs.lossy`), here so that naming it needs no numpy.
 QUANT_PLANES_ZSTD = "quant-planes-zstd/1"
 
-#: Safetensors dtype names the lossy codec accepts (checked against its own table in the tests).
+#: Safetensors dtype names the lossy codec accepts: the codec's choice among the real float dtypes
+#: of :mod:`mgit.formats.dtypes` (element sizes and mantissa bits come from that table; fp8 is
+#: left lossless).
 LOSSY_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
 
 

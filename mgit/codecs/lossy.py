@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mgit._dtypes import DTYPES
 from mgit.codecs import _zstd
 from mgit.codecs._bits import (
     merge_planes,
@@ -59,19 +60,22 @@ class _Spec:
     mantissa: int  # explicit mantissa bits of the stored dtype
 
 
-_SPECS: dict[str, _Spec] = {
-    "F64": _Spec(np.uint64, np.float64, 52),
-    "F32": _Spec(np.uint32, np.float32, 23),
-    "F16": _Spec(np.uint16, np.float32, 10),
-    "BF16": _Spec(np.uint16, np.float32, 7),
-}
-
-# LOSSY_DTYPES (in _common, so that naming them needs no numpy) must be exactly these.
-if frozenset(_SPECS) != LOSSY_DTYPES:  # pragma: no cover - a programming error
-    raise ImportError("mgit.codecs._common.LOSSY_DTYPES does not match the lossy codec's dtypes")
-
 _QTYPES: dict[int, Any] = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 _UNSIGNED: dict[int, Any] = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _spec(name: str) -> _Spec:
+    """The codec's view of a float dtype of the one dtype table: bit patterns as unsigned words of
+    its size; arithmetic in float64 for F64, in float32 (exact for narrower floats) otherwise."""
+    d = DTYPES[name]
+    if not d.is_floating_point or d.mantissa is None:  # pragma: no cover - a programming error
+        raise ImportError(f"the lossy codec cannot take {name}: not a real float dtype")
+    return _Spec(_UNSIGNED[d.itemsize], np.float64 if d.itemsize == 8 else np.float32, d.mantissa)
+
+
+#: Every dtype of LOSSY_DTYPES (in _common, so that naming them needs no numpy).
+_SPECS: dict[str, _Spec] = {name: _spec(name) for name in sorted(LOSSY_DTYPES)}
+
 _QMAX = 2**31 - 1
 
 

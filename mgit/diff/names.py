@@ -9,7 +9,9 @@ numeric component, the first component after any task-head prefix (``embeddings`
 
 Task models wrap a base model under a prefix (``BertForSequenceClassification`` stores
 ``bert.embeddings...`` where ``BertModel`` stores ``embeddings...``). :func:`pair_names` pairs
-such names instead of reporting one removed and one added tensor.
+such names instead of reporting one removed and one added tensor. It and
+:func:`strip_head_prefix` are the one pairing rule of :mod:`mgit.formats.names`, which storage
+(delta bases) and parent guessing use too, so a diff pairs exactly the tensors storage pairs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from mgit.formats.names import HEAD_PREFIXES
+from mgit.formats.names import HEAD_PREFIXES, pair_names, strip_head_prefix
 
 __all__ = [
     "DEFAULT_HEAD_PREFIXES",
@@ -81,88 +83,6 @@ def block_of(name: str, *, prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES) -> s
     stripped = strip_head_prefix(".".join(module_parts), prefixes=prefixes)
     skipped = len(module_parts) - len(stripped.split("."))
     return ".".join(module_parts[: skipped + 1])
-
-
-def strip_head_prefix(name: str, *, prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES) -> str:
-    """Remove known task-head prefixes from the front of a name, repeatedly.
-
-    A prefix is removed only if something is left after it.
-
-    Args:
-        name: A dotted name.
-        prefixes: The prefixes to remove (each ends with ``.``).
-
-    Returns:
-        The name without its leading prefixes.
-
-    Example:
-        >>> strip_head_prefix("base_model.model.model.layers.0.mlp.weight")
-        'layers.0.mlp.weight'
-    """
-    changed = True
-    while changed:
-        changed = False
-        for p in prefixes:
-            if name.startswith(p) and len(name) > len(p):
-                name = name[len(p) :]
-                changed = True
-                break
-    return name
-
-
-def pair_names(
-    names_a: Iterable[str],
-    names_b: Iterable[str],
-    *,
-    prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES,
-) -> list[tuple[str | None, str | None]]:
-    """Pair the names of two models, tolerating task-head prefixes.
-
-    Equal names pair first. The names left over on each side are then compared with their
-    head prefixes removed (:func:`strip_head_prefix`); a stripped name that occurs exactly once
-    among the leftovers of each side pairs those two names (``embeddings.x`` with
-    ``bert.embeddings.x``). Everything else is unpaired.
-
-    Args:
-        names_a: Names of the first model.
-        names_b: Names of the second model.
-        prefixes: The prefixes that may differ between paired names.
-
-    Returns:
-        ``(name_a, name_b)`` pairs, ``(name_a, None)`` for a name only in a and
-        ``(None, name_b)`` for a name only in b; every input name appears exactly once. Sorted
-        by ``name_b`` (or ``name_a`` where there is none).
-
-    Example:
-        >>> pair_names(["embeddings.w", "pooler.w"], ["bert.embeddings.w", "classifier.w"])
-        [('embeddings.w', 'bert.embeddings.w'), (None, 'classifier.w'), ('pooler.w', None)]
-    """
-    set_a = list(dict.fromkeys(names_a))
-    set_b = list(dict.fromkeys(names_b))
-    in_b = set(set_b)
-    pairs: list[tuple[str | None, str | None]] = [(n, n) for n in set_a if n in in_b]
-    common = {n for n, _ in pairs}
-    left_a = [n for n in set_a if n not in common]
-    left_b = [n for n in set_b if n not in common]
-
-    by_key_a: dict[str, list[str]] = defaultdict(list)
-    by_key_b: dict[str, list[str]] = defaultdict(list)
-    for n in left_a:
-        by_key_a[strip_head_prefix(n, prefixes=prefixes)].append(n)
-    for n in left_b:
-        by_key_b[strip_head_prefix(n, prefixes=prefixes)].append(n)
-    paired_a: set[str] = set()
-    paired_b: set[str] = set()
-    for key, group_a in by_key_a.items():
-        group_b = by_key_b.get(key, [])
-        if len(group_a) == 1 and len(group_b) == 1:
-            pairs.append((group_a[0], group_b[0]))
-            paired_a.add(group_a[0])
-            paired_b.add(group_b[0])
-    pairs.extend((n, None) for n in left_a if n not in paired_a)
-    pairs.extend((None, n) for n in left_b if n not in paired_b)
-    pairs.sort(key=lambda p: (p[1] if p[1] is not None else p[0]) or "")
-    return pairs
 
 
 def dominant_prefix_change(

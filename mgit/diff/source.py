@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mgit.formats import dtypes as _dtypes
+
 __all__ = [
     "TensorInfo",
     "TensorSource",
@@ -85,37 +87,6 @@ class TensorSource(Protocol):
         ...
 
 
-# safetensors dtype name -> numpy dtype name (ml_dtypes registers its types with numpy).
-_ST_TO_NP: dict[str, str] = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-    "F8_E8M0": "float8_e8m0fnu",
-    "I64": "int64",
-    "I32": "int32",
-    "I16": "int16",
-    "I8": "int8",
-    "U64": "uint64",
-    "U32": "uint32",
-    "U16": "uint16",
-    "U8": "uint8",
-    "BOOL": "bool",
-}
-_NP_TO_ST: dict[str, str] = {v: k for k, v in _ST_TO_NP.items()}
-
-
-def _np_dtype_by_name(name: str) -> np.dtype[Any]:
-    if name in ("bfloat16",) or name.startswith("float8") or name.startswith("float4"):
-        import ml_dtypes
-
-        found: np.dtype[Any] = np.dtype(getattr(ml_dtypes, name))
-        return found
-    return np.dtype(name)
-
-
 def dtype_name(dtype: np.dtype[Any] | type) -> str:
     """Return the safetensors name of a numpy (or ml_dtypes) dtype.
 
@@ -123,11 +94,10 @@ def dtype_name(dtype: np.dtype[Any] | type) -> str:
         dtype: A numpy dtype or scalar type.
 
     Returns:
-        The safetensors dtype name, e.g. ``F32`` or ``BF16``; the numpy name in upper case for
-        a dtype safetensors does not have.
+        The safetensors dtype name, e.g. ``F32`` or ``BF16`` (:mod:`mgit.formats.dtypes`); the
+        numpy name in upper case for a dtype safetensors does not have.
     """
-    name = np.dtype(dtype).name
-    return _NP_TO_ST.get(name, name.upper())
+    return _dtypes.dtype_from_numpy(dtype) or np.dtype(dtype).name.upper()
 
 
 def numpy_dtype(name: str) -> np.dtype[Any]:
@@ -140,17 +110,19 @@ def numpy_dtype(name: str) -> np.dtype[Any]:
         The numpy dtype (an ``ml_dtypes`` one for ``BF16`` and the ``F8`` types).
 
     Raises:
-        ValueError: The name is not a dtype this module knows.
+        ValueError: The name is not a dtype of :mod:`mgit.formats.dtypes`.
     """
-    try:
-        return _np_dtype_by_name(_ST_TO_NP[name])
-    except KeyError:
-        raise ValueError(f"unknown dtype name: {name!r}") from None
+    return _dtypes.numpy_dtype(name)
 
 
 def is_float_dtype(name: str) -> bool:
-    """Tell whether a safetensors dtype name is a floating-point type (``F*`` or ``BF16``)."""
-    return name.startswith("F") or name == "BF16"
+    """Tell whether a dtype name is a real floating-point type (``F*`` or ``BF16``, not ``C64``).
+
+    Names outside :mod:`mgit.formats.dtypes` (the upper-cased numpy names :func:`dtype_name`
+    gives, such as ``FLOAT8_E4M3FNUZ``) count as float when they start with ``F``.
+    """
+    d = _dtypes.DTYPES.get(name)
+    return d.is_floating_point if d is not None else name.startswith("F")
 
 
 def _content_id(arr: np.ndarray) -> str:

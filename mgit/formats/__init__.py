@@ -1,4 +1,6 @@
-"""Model file formats: safetensors (single and sharded) parsing with full validation."""
+"""Model file formats: safetensors (single and sharded) parsing with full validation, the one
+dtype table (:mod:`mgit.formats.dtypes`) and the one tensor-name pairing rule
+(:mod:`mgit.formats.names`)."""
 
 from __future__ import annotations
 

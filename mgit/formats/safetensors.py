@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mgit.errors import InvalidModelFileError
-from mgit.objects.model import DTYPE_SIZES
+from mgit.formats.dtypes import DTYPE_SIZES
 
 __all__ = ["TensorSpec", "SafetensorsHeader", "parse_header", "read_header", "MAX_HEADER"]
 

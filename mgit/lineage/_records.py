@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mgit.objects.model import RELATIONS
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -24,17 +26,8 @@ __all__ = [
     "first_line",
 ]
 
-#: Every relation a parent edge may carry, in the order the views list them.
-RELATIONS: tuple[str, ...] = (
-    "version",
-    "finetune",
-    "adapter",
-    "distill",
-    "prune",
-    "quantize",
-    "merge",
-    "other",
-)
+# RELATIONS (every relation a parent edge may carry, in the order the views list them) is the
+# object model's list, re-exported here for the views.
 
 #: Relations drawn as derivations (solid edges); ``version`` is drawn dashed.
 DERIVATIONS: frozenset[str] = frozenset(RELATIONS) - {"version"}

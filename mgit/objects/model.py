@@ -14,6 +14,7 @@ from typing import Any
 
 from mgit._fs import check_relpath
 from mgit.errors import CorruptObjectError, UnsafePathError
+from mgit._dtypes import DTYPE_SIZES, FLOAT_DTYPES
 from mgit.objects.ids import hash_object, is_oid
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SMALL_TENSOR",
     "TensorManifest",
     "is_small_tensor",
+    "tensor_chunk_size",
     "packed_content_id",
     "FileEntry",
     "Tree",
@@ -31,30 +33,14 @@ __all__ = [
     "canonical_json",
 ]
 
-#: How a model was made from a parent, written on each parent edge.
-RELATIONS = ("version", "finetune", "adapter", "distill", "prune", "quantize", "merge", "other")
+#: How a model was made from a parent, written on each parent edge; the lineage views list them
+#: in this order. The one list: the CLI's choices, commit validation and the views all use it.
+RELATIONS: tuple[str, ...] = (
+    "version", "finetune", "adapter", "distill", "prune", "quantize", "merge", "other",
+)
 
-#: safetensors dtype name -> element size in bytes.
-DTYPE_SIZES: dict[str, int] = {
-    "BOOL": 1,
-    "U8": 1,
-    "I8": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "F8_E8M0": 1,
-    "I16": 2,
-    "U16": 2,
-    "F16": 2,
-    "BF16": 2,
-    "I32": 4,
-    "U32": 4,
-    "F32": 4,
-    "I64": 8,
-    "U64": 8,
-    "F64": 8,
-    "C64": 8,
-}
-FLOAT_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F8_E8M0", "F16", "BF16", "F32", "F64", "C64"})
+# DTYPE_SIZES (safetensors dtype name -> element size) and FLOAT_DTYPES are re-exported from the
+# one dtype table, mgit._dtypes (public name: mgit.formats.dtypes).
 
 _MAX_DIMS = 64
 
@@ -94,6 +80,15 @@ SMALL_TENSOR = 64 * 1024
 def is_small_tensor(nbytes: int) -> bool:
     """Whether a tensor of ``nbytes`` is stored in a pack (see :data:`SMALL_TENSOR`)."""
     return 0 < nbytes < SMALL_TENSOR
+
+
+def tensor_chunk_size(dtype: str, chunk_size: int) -> int:
+    """The chunk size of a tensor of ``dtype``: ``chunk_size`` cut down to whole elements.
+
+    A tensor's chunk *i* covers bytes ``[i * size, (i + 1) * size)`` of its data (the last one
+    shorter); this is the ``chunk_size`` its manifest records.
+    """
+    return chunk_size - chunk_size % DTYPE_SIZES[dtype]
 
 
 def packed_content_id(dtype: str, shape: tuple[int, ...] | list[int], digest: str) -> str:
