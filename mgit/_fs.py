@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
-from mgit.errors import UnsafePathError
+from mgit.errors import UnsafePathError, UsageError
 
 __all__ = [
     "start_writeback",
@@ -27,6 +27,7 @@ __all__ = [
     "temp_name",
     "check_relpath",
     "safe_join",
+    "write_text_file",
 ]
 
 
@@ -203,6 +204,17 @@ class AtomicFile:
             self.commit()
         else:
             self.abort()
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write a view (HTML, DOT) atomically; its folder must exist.
+
+    Raises:
+        UsageError: the folder does not exist.
+    """
+    if not path.parent.is_dir():
+        raise UsageError(f"no such folder: {path.parent}")
+    atomic_write(path, text.encode("utf-8"))
 
 
 def check_relpath(path: str) -> str:

@@ -27,8 +27,8 @@ __all__ = [
     "UsageError",
     "RemoteError",
     "NonFastForwardError",
-    "CheckFailedError",
     "EXIT_CODES",
+    "FsckFailedError",
 ]
 
 
@@ -116,6 +116,16 @@ class CorruptRefError(MgitError):
     def __init__(self, ref: str) -> None:
         super().__init__(f"damaged ref {ref}: it does not hold an object id")
         self.ref = ref
+
+
+class FsckFailedError(MgitError):
+    """``fsck`` found damage (the problems themselves are in its result)."""
+
+    hint = "the problems are listed above; fetch missing objects from a remote, or restore from a copy"
+
+    def __init__(self, problems: int) -> None:
+        super().__init__(f"fsck found {problems} problem(s)")
+        self.problems = problems
 
 
 class CodecError(MgitError):
@@ -232,10 +242,6 @@ class NonFastForwardError(MgitError):
         self.ref = ref
 
 
-class CheckFailedError(MgitError):
-    """A ``--check`` command failed (used where failing is an error, not a fallback)."""
-
-
 # Exit codes: 1 generic, 2 usage, 10 not a repository, 11 lock held, 12 corrupt object,
 # 130 interrupted. Anything not listed maps to 1.
 EXIT_CODES: dict[type[MgitError], int] = {
@@ -245,5 +251,6 @@ EXIT_CODES: dict[type[MgitError], int] = {
     LockHeldError: 11,
     CorruptObjectError: 12,
     CorruptRefError: 12,
+    FsckFailedError: 12,
     ObjectNotFoundError: 12,
 }

@@ -18,14 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mgit.formats.dtypes import DTYPE_SIZES
+from mgit.formats.names import pair
 from mgit.formats.safetensors import UnknownDtypeError, read_header
-from mgit.ingest import pair_name
-from mgit.objects.ids import Oid, hash_object
-from mgit.objects.model import DTYPE_SIZES, TensorManifest
-from mgit.worktree import scan
+from mgit.objects.chunking import tensor_chunk_ids
+from mgit.objects.ids import Oid
+from mgit.objects.model import TensorManifest, tensor_chunk_size
+from mgit.reach import all_commits
+from mgit.tensors import tensor_manifests
+from mgit.worktree.scan import scan
 
 if TYPE_CHECKING:
-    from mgit.repo import Repository
+    from mgit.core import RepoCore
 
 __all__ = ["Candidate", "guess_parents"]
 
@@ -74,14 +78,7 @@ def _scan_folder(folder: Path, chunk_size: int) -> list[_NewTensor]:
             continue
         with open(path, "rb") as f:
             for spec in header.tensors:
-                cs = chunk_size - chunk_size % DTYPE_SIZES[spec.dtype]
-                f.seek(spec.start)
-                chunks = []
-                left = spec.nbytes
-                while left > 0:
-                    data = f.read(min(cs, left))
-                    chunks.append(hash_object("chunk", data))
-                    left -= len(data)
+                chunks = tensor_chunk_ids(f, spec, chunk_size)
                 out.append(_NewTensor(spec.name, spec.dtype, spec.shape, spec.nbytes, chunks, path, spec.start))
     return out
 
@@ -98,7 +95,7 @@ def _closeness(new: bytes, old: bytes, itemsize: int) -> float:
     return float(np.mean((a >> shift) == (b >> shift)))
 
 
-def guess_parents(repo: Repository, folder: str | Path, *, limit: int = 5) -> list[Candidate]:
+def guess_parents(repo: RepoCore, folder: str | Path, *, limit: int = 5) -> list[Candidate]:
     """Rank the stored model versions by closeness to the model in ``folder``.
 
     Returns:
@@ -108,17 +105,18 @@ def guess_parents(repo: Repository, folder: str | Path, *, limit: int = 5) -> li
     tensors = _scan_folder(Path(folder), repo.chunk_size)
     total = sum(t.nbytes for t in tensors) or 1
     out: list[Candidate] = []
-    for oid in repo.all_commits():
+    for oid in all_commits(repo):
         t0 = time.perf_counter()
-        manifests = repo.tensors(oid)
+        manifests = tensor_manifests(repo, oid)
         identical = paired = 0
         changed: list[tuple[int, _NewTensor, TensorManifest]] = []
+        pairs = pair([t.name for t in tensors], manifests)
         for t in tensors:
-            pname = pair_name(t.name, manifests)
+            pname = pairs.get(t.name)
             if pname is None:
                 continue
             m = manifests[pname]
-            if m.dtype != t.dtype or m.shape != t.shape or m.chunk_size != repo.chunk_size - repo.chunk_size % DTYPE_SIZES[t.dtype]:
+            if m.dtype != t.dtype or m.shape != t.shape or m.chunk_size != tensor_chunk_size(t.dtype, repo.chunk_size):
                 continue
             paired += t.nbytes
             same = sum(

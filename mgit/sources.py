@@ -16,13 +16,13 @@ import numpy as np
 
 from mgit.diff.source import TensorInfo
 from mgit.formats.safetensors import UnknownDtypeError, read_header
-from mgit.materialize import numpy_dtype, tensor_array
-from mgit.objects.ids import hash_object
-from mgit.objects.model import DTYPE_SIZES, TensorManifest, is_small_tensor, packed_content_id
-from mgit.worktree import scan
+from mgit.formats.dtypes import numpy_dtype
+from mgit.materialize import tensor_array
+from mgit.objects.chunking import tensor_content_id
+from mgit.worktree.scan import scan
 
 if TYPE_CHECKING:
-    from mgit.repo import Repository
+    from mgit.core import RepoCore
 
 __all__ = ["RepoTensorSource", "FolderTensorSource"]
 
@@ -30,7 +30,7 @@ __all__ = ["RepoTensorSource", "FolderTensorSource"]
 class RepoTensorSource:
     """The tensors of a stored model version; data is read one tensor at a time."""
 
-    def __init__(self, repo: Repository, ref: str) -> None:
+    def __init__(self, repo: RepoCore, ref: str) -> None:
         self.repo = repo
         self.oid = repo.resolve(ref)
         c = repo.read_commit(self.oid)
@@ -80,19 +80,7 @@ class FolderTensorSource:
                     self._specs[spec.name] = (path, spec)
 
     def _manifest_id(self, path: Path, spec: Any) -> str:
-        cs = self.chunk_size - self.chunk_size % DTYPE_SIZES[spec.dtype]
-        chunks = []
-        with open(path, "rb") as f:
-            f.seek(spec.start)
-            if is_small_tensor(spec.nbytes):
-                digest = hash_object("chunk", f.read(spec.nbytes))
-                return packed_content_id(spec.dtype, spec.shape, digest)
-            left = spec.nbytes
-            while left > 0:
-                data = f.read(min(cs, left))
-                chunks.append(hash_object("chunk", data))
-                left -= len(data)
-        return TensorManifest(spec.dtype, spec.shape, cs, tuple(chunks)).content_id
+        return tensor_content_id(path, spec, self.chunk_size)
 
     def tensors(self) -> dict[str, TensorInfo]:
         """Name -> info; ``content_id`` is the id the tensor would have once committed."""

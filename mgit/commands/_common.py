@@ -123,14 +123,14 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
         yield lambda n: prog.advance(task, n)
 
 
-def echo_commit(repo: Any, info: Any, *, decorations: list[str] | None = None) -> None:
+def echo_commit(info: Any, *, decorations: list[str] | None = None) -> None:
     """Print a commit the way ``log`` and ``show`` do: id, model, parents with their relation,
     author, date, storage (bit-exact or lossy), metadata, message."""
     deco = f" ({', '.join(decorations)})" if decorations else ""
     echo(click.style(f"commit {info.oid}", fg="yellow") + deco)
     echo(f"Model:    {info.model}")
-    for p, r in info.parents:
-        echo(f"Parent:   {p[:12]} ({r} of {repo.read_commit(p).model})")
+    for (p, r), pmodel in zip(info.parents, info.parent_models):
+        echo(f"Parent:   {p[:12]} ({r} of {pmodel})")
     echo(f"Author:   {info.author}")
     echo(f"Date:     {fmt_time(info.time)}")
     if info.lossy:

@@ -41,7 +41,7 @@ def diff_cmd(ref_a: str, ref_b: str | None, structural: bool, html_file: str | N
         raise UsageError("--html goes with --structural")
     if structural:
         from mgit.diff import render_structural_text, structural_html
-        from mgit.repo import write_text_file
+        from mgit._fs import write_text_file
 
         sd = repo.structural_diff(ref_a, ref_b, dataflow=not no_dataflow)
         if html_file:

@@ -25,7 +25,7 @@ def export_cmd(ref: str, directory: str, force: bool) -> None:
     repo = open_repo_streaming()
     out = user_path(directory)
     oid = repo.resolve(ref)
-    total = repo.read_tree(repo.read_commit(oid).tree).logical_bytes
+    total = repo.commit_tree(oid).logical_bytes
     with progress_bar(f"export {ref}", total) as prog:
         res = repo.export(oid, out, force=force, progress=prog)
     emit(res, lambda: echo(f"Exported {ref} ({res.commit[:12]}): {len(res.files)} files, "

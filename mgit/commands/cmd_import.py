@@ -27,7 +27,7 @@ __all__ = ["COMMANDS"]
 def import_cmd(directory: str, model: str, message: str, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, meta: tuple[str, ...], guess_parent: bool) -> None:
     """Commit the model folder DIRECTORY as a version of model MODEL."""
-    from mgit.worktree import folder_bytes
+    from mgit.worktree.scan import folder_bytes
 
     repo = open_repo_streaming()
     src = user_path(directory)

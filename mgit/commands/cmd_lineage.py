@@ -19,7 +19,7 @@ __all__ = ["COMMANDS"]
 def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, dot_file: str | None) -> None:
     """The lineage graph: models as nodes, derivations and versions as edges."""
     from mgit.lineage.render import to_dot, to_html, to_json
-    from mgit.repo import write_text_file
+    from mgit._fs import write_text_file
 
     repo = open_repo()
     if direction and not ref:

@@ -30,8 +30,8 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
         if oneline and not graph:
             for c in commits:
                 deco = heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])]
-                rel = [f"{r} of {repo.read_commit(p).model}@{p[:7]}" for p, r in c.parents
-                       if r != "version" or repo.read_commit(p).model != c.model]
+                rel = [f"{r} of {pm}@{p[:7]}" for (p, r), pm in zip(c.parents, c.parent_models)
+                       if r != "version" or pm != c.model]
                 echo(" ".join(x for x in (
                     click.style(c.short, fg="yellow"), f"({', '.join(deco)})" if deco else "", c.model,
                     f"[{'; '.join(rel)}]" if rel else "", c.message.splitlines()[0] if c.message else "",
@@ -48,15 +48,14 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
             ]
             models = {c.oid: c.model for c in commits}
             for c in commits:
-                for p, _ in c.parents:
-                    if p not in models:
-                        models[p] = repo.read_commit(p).model
+                for (p, _), pm in zip(c.parents, c.parent_models):
+                    models.setdefault(p, pm)
             lines = graph_log(entries, models=models)
             for line in lines:
                 echo(line)
             return
         for c in commits:
-            echo_commit(repo, c, decorations=heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])])
+            echo_commit(c, decorations=heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])])
             echo("")
 
     emit([c.to_json() for c in commits], render)

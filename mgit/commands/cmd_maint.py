@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mgit.commands._common import echo, emit, human_bytes, open_repo
-from mgit.errors import CorruptObjectError
+from mgit.errors import FsckFailedError
 
 __all__ = ["COMMANDS"]
 
@@ -25,7 +25,7 @@ def fsck_cmd(connectivity_only: bool) -> None:
 
     emit(res, render)
     if not res.ok:
-        raise CorruptObjectError("repository", f"fsck found {len(res.problems)} problem(s)")
+        raise FsckFailedError(len(res.problems))
 
 
 @click.command("gc")

@@ -15,22 +15,18 @@ __all__ = ["COMMANDS"]
 def show_cmd(ref: str, files: bool) -> None:
     """Show a model version: lineage, metadata, files."""
     repo = open_repo()
-    info = repo.commit_info(repo.resolve(ref))
-    tree = repo.read_tree(info.tree)
-    data = info.to_json()
-    data["files"] = {p: {"kind": e.kind, "size": e.size, "tensors": len(e.tensors)} for p, e in tree.files.items()}
-    data["logical_bytes"] = tree.logical_bytes
+    res = repo.show(ref)
 
     def render() -> None:
-        echo_commit(repo, info)
+        echo_commit(res.commit)
         if files:
             echo("")
-            echo(f"{len(tree.files)} files, {human_bytes(tree.logical_bytes)}")
-            for p, e in sorted(tree.files.items()):
-                extra = f" ({len(e.tensors)} tensors)" if e.kind == "safetensors" else ""
-                echo(f"  {human_bytes(e.size):>10}  {p}{extra}")
+            echo(f"{len(res.files)} files, {human_bytes(res.logical_bytes)}")
+            for f in res.files:
+                extra = f" ({f.tensors} tensors)" if f.kind == "safetensors" else ""
+                echo(f"  {human_bytes(f.size):>10}  {f.path}{extra}")
 
-    emit(data, render)
+    emit(res, render)
 
 
 COMMANDS = [show_cmd]

@@ -1,4 +1,4 @@
-"""The working tree: scanning the model folder, the index (staged changes + stat cache), status.
+"""The index: staged changes and the stat cache of the working tree.
 
 ``.mgit/index`` is JSON: ``{"version": 1, "staged": {path: snapshot | null}, "cache": {path:
 snapshot}}`` where a snapshot is ``{"size", "mtime_ns", "xxh"}`` (``null`` stages a deletion).
@@ -9,7 +9,6 @@ staged file that changed after it was added, so what is committed is what was st
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import time
@@ -21,22 +20,11 @@ from typing import Any
 
 import xxhash
 
-from mgit._fs import atomic_write, check_relpath
-from mgit.errors import LockHeldError, UnsafePathError
+from mgit._fs import atomic_write
+from mgit._lockfile import LockFile
 
-__all__ = [
-    "Snapshot",
-    "Index",
-    "StatusResult",
-    "scan",
-    "file_xxh",
-    "snapshot",
-    "index_lock",
-    "folder_bytes",
-    "IGNORE_FILE",
-]
+__all__ = ["Snapshot", "Index", "file_xxh", "snapshot", "index_lock"]
 
-IGNORE_FILE = ".mgitignore"
 _BLOCK = 8 << 20
 
 
@@ -101,115 +89,15 @@ def snapshot(path: Path) -> Snapshot:
     return Snapshot.of(st, file_xxh(path))
 
 
-def _ignore_patterns(root: Path) -> list[str]:
-    try:
-        lines = (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-
-
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    for p in patterns:
-        p = p.rstrip("/")
-        if fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) or rel.startswith(p + "/"):
-            return True
-    return False
-
-
-def scan(root: Path, *, under: str = "", strict: bool = False) -> dict[str, Path]:
-    """Files of a model folder as ``{relative posix path: path}``, without ``.mgit``.
-
-    Symlinks are followed only when they resolve inside ``root``.
-
-    Args:
-        root: the folder.
-        under: only files under this relative folder.
-        strict: raise on a symlink pointing outside ``root`` (else it is skipped).
-
-    Raises:
-        UnsafePathError: (strict) a symlink that points outside the folder.
-    """
-    root_real = root.resolve()
-    patterns = _ignore_patterns(root)
-    out: dict[str, Path] = {}
-    start = root / under if under else root
-    for dirpath, dirs, files in os.walk(start, followlinks=False):
-        dp = Path(dirpath)
-        rel_dir = dp.relative_to(root).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir
-        keep = []
-        for d in sorted(dirs):
-            rel = f"{rel_dir}/{d}" if rel_dir else d
-            if rel == ".mgit" or _ignored(rel, patterns):
-                continue
-            full = dp / d
-            if full.is_symlink():
-                _check_link(full, root_real, rel, strict)
-                continue  # linked directories are not followed
-            keep.append(d)
-        dirs[:] = keep
-        for fn in sorted(files):
-            rel = f"{rel_dir}/{fn}" if rel_dir else fn
-            if _ignored(rel, patterns) or fn.endswith(".mgit-tmp"):
-                continue
-            try:
-                check_relpath(rel)
-            except UnsafePathError:
-                if strict:
-                    raise
-                continue
-            full = dp / fn
-            if full.is_symlink():
-                if not _check_link(full, root_real, rel, strict):
-                    continue
-                if not full.resolve().is_file():
-                    continue
-            elif not full.is_file():
-                continue
-            out[rel] = full
-    return out
-
-
-def _check_link(full: Path, root_real: Path, rel: str, strict: bool) -> bool:
-    target = full.resolve()
-    try:
-        target.relative_to(root_real)
-        return True
-    except ValueError:
-        if strict:
-            raise UnsafePathError(rel, f"symlink points outside the model folder ({target})") from None
-        return False
-
-
-def folder_bytes(folder: Path) -> int:
-    """Total size of the files :func:`scan` would find in ``folder`` (0 if it is not a folder)."""
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in scan(folder).values())
-
-
 @contextmanager
 def index_lock(mgit_dir: Path) -> Iterator[None]:
-    """Exclusive lock on the index (``index.lock``, ``O_EXCL``).
+    """Exclusive lock on the index (``index.lock``); fails at once when held.
 
     Raises:
         LockHeldError: another process holds it.
     """
-    lock = mgit_dir / "index.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        raise LockHeldError(lock) from None
-    os.close(fd)
-    try:
+    with LockFile(mgit_dir / "index"):
         yield
-    finally:
-        try:
-            os.unlink(lock)
-        except OSError:
-            pass
 
 
 @dataclass
@@ -253,42 +141,3 @@ class Index:
         snap = Snapshot.of(st, file_xxh(path))
         self.cache[rel] = snap
         return snap.xxh
-
-
-@dataclass(frozen=True)
-class StatusResult:
-    """What ``mgit status`` reports. Paths are relative POSIX paths, sorted."""
-
-    model: str | None
-    head: str | None
-    detached: bool
-    staged_new: list[str]
-    staged_modified: list[str]
-    staged_deleted: list[str]
-    modified: list[str]
-    deleted: list[str]
-    untracked: list[str]
-
-    @property
-    def clean(self) -> bool:
-        """No staged or unstaged change to tracked files."""
-        return not (
-            self.staged_new or self.staged_modified or self.staged_deleted or self.modified or self.deleted
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON value."""
-        return {
-            "model": self.model,
-            "head": self.head,
-            "detached": self.detached,
-            "staged": {
-                "new": self.staged_new,
-                "modified": self.staged_modified,
-                "deleted": self.staged_deleted,
-            },
-            "modified": self.modified,
-            "deleted": self.deleted,
-            "untracked": self.untracked,
-            "clean": self.clean,
-        }

@@ -455,3 +455,38 @@ def test_index_survives_reopen(wt: Any) -> None:
     assert fresh.status().staged_new == ["new.txt"]
     idx = json.loads((wt.mgit_dir / "index").read_text())
     assert "new.txt" in idx["staged"]
+
+
+def test_checkout_takes_the_index_lock_once_and_keeps_what_it_learnt(
+    two: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """checkout holds index.lock while it checks the tree and writes: it must not try to take
+    it again for its own status check (which failed and was swallowed), and the checksums the
+    check computed land in the stat cache."""
+    from contextlib import contextmanager
+
+    from mgit.worktree import ops
+    from mgit.worktree.index import Index
+
+    held: list[int] = []
+    real = ops.index_lock
+
+    @contextmanager
+    def counting(mgit_dir: Path) -> Any:
+        assert not held, "index.lock taken twice by one operation"
+        held.append(1)
+        try:
+            with real(mgit_dir):
+                yield
+        finally:
+            held.pop()
+
+    monkeypatch.setattr(ops, "index_lock", counting)
+    # make every cached checksum stale, so the check re-reads (and learns) each tracked file
+    index = Index.load(two.mgit_dir)
+    index.cache = {}
+    index.save(two.mgit_dir)
+    two.checkout(two.v1)
+    cache = Index.load(two.mgit_dir).cache
+    assert set(two.read_tree(two.read_commit(two.v1).tree).files) <= set(cache)
+    assert st(two) == {}

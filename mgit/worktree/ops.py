@@ -1,0 +1,333 @@
+"""Working-tree operations: add, status, checkout (next to the index they keep).
+
+Each function takes a :class:`mgit.core.RepoCore` with a working tree and returns a result
+value; ``Repository.add/status/checkout`` delegate here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mgit._fs import check_relpath, safe_join
+from mgit.core import RepoCore
+from mgit.errors import DirtyWorkingTreeError, InvalidRefNameError, UnsafePathError, UsageError
+from mgit.materialize import write_file
+from mgit.objects.model import Tree
+from mgit.refs.store import HEADS
+from mgit.worktree.index import Index, Snapshot, index_lock, snapshot
+from mgit.worktree.scan import scan
+
+__all__ = ["AddResult", "CheckoutResult", "StatusResult", "add", "status", "checkout", "relpath"]
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """Paths staged by ``add``."""
+
+    staged: list[str]
+    removed: list[str]
+    unchanged: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {"staged": self.staged, "removed": self.removed, "unchanged": self.unchanged}
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    """What ``checkout`` did."""
+
+    commit: str
+    model: str | None
+    detached: bool
+    written: list[str]
+    removed: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "commit": self.commit, "model": self.model, "detached": self.detached,
+            "written": self.written, "removed": self.removed,
+        }
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """What ``mgit status`` reports. Paths are relative POSIX paths, sorted."""
+
+    model: str | None
+    head: str | None
+    detached: bool
+    staged_new: list[str]
+    staged_modified: list[str]
+    staged_deleted: list[str]
+    modified: list[str]
+    deleted: list[str]
+    untracked: list[str]
+
+    @property
+    def clean(self) -> bool:
+        """No staged or unstaged change to tracked files."""
+        return not (
+            self.staged_new or self.staged_modified or self.staged_deleted or self.modified or self.deleted
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "model": self.model,
+            "head": self.head,
+            "detached": self.detached,
+            "staged": {
+                "new": self.staged_new,
+                "modified": self.staged_modified,
+                "deleted": self.staged_deleted,
+            },
+            "modified": self.modified,
+            "deleted": self.deleted,
+            "untracked": self.untracked,
+            "clean": self.clean,
+        }
+
+
+def add(core: RepoCore, paths: Iterable[str | os.PathLike[str]]) -> AddResult:
+    """Stage files (or every file under folders) for the next commit.
+
+    Files identical to HEAD's are not staged; tracked files missing under a given folder
+    are staged for removal.
+
+    Raises:
+        UsageError: a path that matches no file.
+        UnsafePathError: a path outside the model folder or a symlink pointing outside it.
+    """
+    core.need_worktree()
+    head_tree = core.head_tree()
+    staged: list[str] = []
+    removed: list[str] = []
+    unchanged = 0
+    with index_lock(core.mgit_dir):
+        index = Index.load(core.mgit_dir)
+        for p in paths:
+            rel = relpath(core.root, p)
+            full = core.root / rel if rel else core.root
+            _check_no_symlinked_folder(core.root, rel)
+            if rel and full.is_file() and not full.is_symlink():
+                found = {rel: full}
+            elif rel and full.is_symlink() and not full.is_dir():
+                found = {k: v for k, v in scan(core.root, under=_parent(rel), strict=True).items() if k == rel}
+            elif full.is_dir():
+                found = scan(core.root, under=rel, strict=True)
+            else:
+                found = {}
+            tracked = {
+                t for t in set(head_tree.files) | set(index.staged)
+                if not rel or t == rel or t.startswith(rel + "/")
+            }
+            if not found and not tracked:
+                raise UsageError(f"path did not match any file: {p}")
+            for frel, fpath in found.items():
+                snap = snapshot(fpath)
+                index.cache[frel] = snap
+                entry = head_tree.files.get(frel)
+                if entry is not None and entry.xxh == snap.xxh:
+                    if index.staged.pop(frel, "absent") == "absent":
+                        unchanged += 1
+                    continue
+                index.staged[frel] = snap
+                staged.append(frel)
+            for t in sorted(tracked - set(found)):
+                if t in head_tree.files:
+                    index.staged[t] = None
+                    removed.append(t)
+                else:
+                    index.staged.pop(t, None)
+        index.save(core.mgit_dir)
+    return AddResult(sorted(staged), sorted(removed), unchanged)
+
+
+def status(core: RepoCore) -> StatusResult:
+    """Staged, modified, deleted and untracked files.
+
+    Checksums learnt on the way are saved to the index's stat cache when the index lock can be
+    had (the cache is an optimisation: when another process holds the index, it is skipped).
+    """
+    from mgit.errors import MgitError
+
+    core.need_worktree()
+    index = Index.load(core.mgit_dir)
+    cache_before = dict(index.cache)
+    result, expected = _status(core, index)
+    if index.cache != cache_before:
+        try:
+            with index_lock(core.mgit_dir):
+                fresh = Index.load(core.mgit_dir)
+                fresh.cache.update({k: v for k, v in index.cache.items() if k in expected})
+                fresh.save(core.mgit_dir)
+        except MgitError:
+            pass  # the cache is an optimisation; another process holds the index
+    return result
+
+
+def _status(core: RepoCore, index: Index) -> tuple[StatusResult, dict[str, str]]:
+    """The status against ``index`` (whose stat cache learns the checksums read); also returns
+    the expected checksum of every tracked path. Takes no lock and writes nothing."""
+    head_tree = core.head_tree()
+    work = scan(core.root)
+    s_new, s_mod, s_del, mod, dele = [], [], [], [], []
+    for rel, snap in index.staged.items():
+        if snap is None:
+            s_del.append(rel)
+        elif rel in head_tree.files:
+            s_mod.append(rel)
+        else:
+            s_new.append(rel)
+    expected: dict[str, str] = {r: e.xxh for r, e in head_tree.files.items()}
+    for rel, snap in index.staged.items():
+        if snap is None:
+            expected.pop(rel, None)
+        else:
+            expected[rel] = snap.xxh
+    for rel, xxh in expected.items():
+        path = work.get(rel)
+        if path is None:
+            dele.append(rel)
+        elif index.current_xxh(rel, path) != xxh:
+            mod.append(rel)
+    untracked = sorted(r for r in work if r not in expected and r not in index.staged)
+    result = StatusResult(
+        model=core.head_model, head=core.head(), detached=core.refs.head_target() is None,
+        staged_new=sorted(s_new), staged_modified=sorted(s_mod), staged_deleted=sorted(s_del),
+        modified=sorted(mod), deleted=sorted(dele), untracked=untracked,
+    )
+    return result, expected
+
+
+def checkout(core: RepoCore, ref: str, *, force: bool = False) -> CheckoutResult:
+    """Make the working tree the files of REF; HEAD follows (a model name keeps HEAD on that
+    model line, anything else detaches it).
+
+    Untracked files are kept; files that would be overwritten or removed with uncommitted
+    changes make it refuse, unless ``force``.
+
+    Raises:
+        DirtyWorkingTreeError: uncommitted changes (or untracked files in the way).
+        RefNotFoundError: unknown REF.
+    """
+    core.need_worktree()
+    oid = core.resolve(ref)
+    try:
+        target_model = ref if core.refs.read(HEADS + ref) is not None else None
+    except InvalidRefNameError:
+        target_model = None  # HEAD~1, an id, a tag: detach
+    if ref.strip() in ("HEAD", "@"):
+        target_model = core.head_model
+    new_tree = core.commit_tree(oid)
+    old_tree = core.head_tree()
+    with index_lock(core.mgit_dir):
+        # The index is read once, under the lock this checkout holds: the status check and
+        # the writes below share it, and its stat cache is saved with the result.
+        index = Index.load(core.mgit_dir)
+        st, _ = _status(core, index)
+        if not force:
+            dirty = st.staged_new + st.staged_modified + st.staged_deleted + st.modified + st.deleted
+            dirty += [u for u in st.untracked if u in new_tree.files]
+            if dirty:
+                raise DirtyWorkingTreeError(sorted(set(dirty)))
+        plan = _checkout_plan(core.root, new_tree, index)
+        written, removed = [], []
+        with core.pool() as pool:
+            for rel, entry in plan:
+                path = core.root / rel
+                write_file(core.store, entry, core.root, rel, pool=pool, workers=core.workers)
+                index.cache[rel] = Snapshot.of(path.stat(), entry.xxh)
+                written.append(rel)
+        for rel in sorted(set(old_tree.files) - set(new_tree.files)):
+            try:
+                path = safe_join(core.root, rel)
+            except UnsafePathError:
+                continue  # never delete through a symlinked folder
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(rel)
+                _prune_empty_dirs(core.root, rel)
+            index.cache.pop(rel, None)
+        index.staged = {}
+        index.save(core.mgit_dir)
+        if target_model is not None:
+            core.refs.set_head(ref=HEADS + target_model, message=f"checkout {ref}")
+        else:
+            core.refs.set_head(oid=oid, message=f"checkout {ref}")
+    return CheckoutResult(oid, target_model, target_model is None, written, removed)
+
+
+def _checkout_plan(root: Path, tree: Tree, index: Index) -> list[tuple[str, Any]]:
+    """The files of ``tree`` to write. Every path is checked before anything is written, so
+    that a path that cannot be written (a symlink, a folder in the way) fails the checkout with
+    nothing changed; files that already hold the right bytes are left alone."""
+    plan = []
+    for rel, entry in sorted(tree.files.items()):
+        path = safe_join(root, rel)
+        if path.is_dir():
+            raise DirtyWorkingTreeError([rel], action="checkout (a folder is in the way)")
+        parent = path.parent
+        while parent != root:
+            if parent.exists() and not parent.is_dir():
+                raise DirtyWorkingTreeError([rel], action="checkout (a file is in the way)")
+            parent = parent.parent
+        if path.is_file() and index.current_xxh(rel, path) == entry.xxh:
+            continue  # already these bytes
+        plan.append((rel, entry))
+    return plan
+
+
+def relpath(root: Path, p: str | os.PathLike[str]) -> str:
+    """``p`` (absolute, or relative to the current folder) relative to the model folder.
+
+    Raises:
+        UnsafePathError: outside the model folder, or inside ``.mgit``.
+    """
+    full = Path(p)
+    if not full.is_absolute():
+        full = Path.cwd() / full
+    full = Path(os.path.normpath(full))
+    try:
+        rel = full.relative_to(root).as_posix()
+    except ValueError:
+        raise UnsafePathError(str(p), "outside the model folder") from None
+    if rel == ".":
+        return ""
+    if rel == ".mgit" or rel.startswith(".mgit/"):
+        raise UnsafePathError(str(p), "inside .mgit")
+    return check_relpath(rel)
+
+
+def _check_no_symlinked_folder(root: Path, rel: str) -> None:
+    """Refuse a path that goes through (or is) a symlinked folder: mgit does not follow them,
+    and one may point outside the model folder."""
+    if not rel:
+        return
+    cur = root
+    for part in rel.split("/"):
+        cur = cur / part
+        if cur.is_symlink() and cur.is_dir():
+            raise UnsafePathError(rel, f"{cur.relative_to(root).as_posix()} is a symlinked folder")
+        if cur.is_symlink() and not cur.resolve().is_relative_to(root.resolve()):
+            raise UnsafePathError(rel, "symlink points outside the model folder")
+
+
+def _parent(rel: str) -> str:
+    return rel.rsplit("/", 1)[0] if "/" in rel else ""
+
+
+def _prune_empty_dirs(root: Path, rel: str) -> None:
+    d = (root / rel).parent
+    while d != root:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        d = d.parent
