@@ -103,7 +103,8 @@ def make_models(work: Path, models_dir: Path | None) -> tuple[Path, Path, str]:
 
 def bench_remote(repo: Any, url: str, base_oid: str, ft_oid: str, work: Path) -> dict[str, Any]:
     """Push base, then finetune, then again; clone the finetune. Returns the measurements."""
-    from mgit.remote.sync import clone, push
+    from mgit.remote.clone import clone
+    from mgit.remote.push import push
 
     stored = {c["oid"]: c["stored_bytes"] for c in repo.stats().commits}
     rows = []

@@ -16,7 +16,7 @@ __all__ = ["COMMANDS", "RichTransferProgress"]
 
 
 class RichTransferProgress:
-    """A :class:`mgit.remote.sync.TransferProgress` drawn with rich: bytes, rate, objects."""
+    """A :class:`mgit.remote.results.TransferProgress` drawn with rich: bytes, rate, objects."""
 
     def __init__(self) -> None:
         self._progress: Any = None
@@ -112,7 +112,7 @@ def remote_cmd(ctx: click.Context) -> None:
 @remote_cmd.command("list")
 def remote_list_cmd() -> None:
     """List the remotes."""
-    from mgit.remote.sync import list_remotes
+    from mgit.remote.config import list_remotes
 
     remotes = list_remotes(open_repo())
 
@@ -128,7 +128,7 @@ def remote_list_cmd() -> None:
 @click.argument("url")
 def remote_add_cmd(name: str, url: str) -> None:
     """Add remote NAME at URL (a path, file:///PATH or s3://BUCKET/PREFIX)."""
-    from mgit.remote.sync import add_remote
+    from mgit.remote.config import add_remote
 
     info = add_remote(open_repo(), name, url, base=ctx_obj().cwd)
     emit(info, lambda: echo(f"added remote {info.name}: {info.url}"))
@@ -138,7 +138,7 @@ def remote_add_cmd(name: str, url: str) -> None:
 @click.argument("name")
 def remote_remove_cmd(name: str) -> None:
     """Remove remote NAME and its remote-tracking refs."""
-    from mgit.remote.sync import remove_remote
+    from mgit.remote.config import remove_remote
 
     info = remove_remote(open_repo(), name)
     emit(info, lambda: echo(f"removed remote {info.name}"))
@@ -167,7 +167,8 @@ def push_cmd(
 
     REFS are model or tag names (default: the checked-out model).
     """
-    from mgit.remote.sync import push, split_remote_and_refs
+    from mgit.remote.config import split_remote_and_refs
+    from mgit.remote.push import push
 
     repo = open_repo()
     remote, ref_list = split_remote_and_refs(repo, remote, list(refs))
@@ -204,7 +205,7 @@ def fetch_cmd(
     remote: str | None, models: tuple[str, ...], prune: bool, no_tags: bool, jobs: int
 ) -> None:
     """Download new versions from REMOTE (default: origin) into refs/remotes/REMOTE/."""
-    from mgit.remote.sync import fetch
+    from mgit.remote.fetch import fetch
 
     repo = open_repo()
     with _progress() as bar:
@@ -232,7 +233,7 @@ def fetch_cmd(
 @_jobs_option("downloads")
 def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
     """Fetch MODEL (default: the checked-out one) and fast-forward it (and the working tree)."""
-    from mgit.remote.sync import pull
+    from mgit.remote.pull import pull
 
     repo = open_repo()
     with _progress() as bar:
@@ -269,7 +270,8 @@ def clone_cmd(
     url: str, directory: str | None, model: str | None, remote_name: str, jobs: int
 ) -> None:
     """Create a repository in DIRECTORY from the remote at URL and check out a model."""
-    from mgit.remote.sync import clone, default_clone_dir
+    from mgit.remote.clone import clone
+    from mgit.remote.config import default_clone_dir
 
     cwd = ctx_obj().cwd
     target = Path(directory) if directory else Path(default_clone_dir(url, model))

@@ -23,7 +23,6 @@ Guarantees, and what they rest on:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import uuid
@@ -33,10 +32,11 @@ from typing import Any
 
 from mgit.errors import InvalidRefNameError, ObjectNotFoundError, RefConflictError, RemoteError
 from mgit.objects.ids import is_oid
-from mgit.remote.transport import (
+from mgit.remote.protocol import (
+    encode_store_config,
     object_path,
-    parse_config,
     parse_ref_value,
+    parse_store_config,
     validate_oid,
     validate_ref_name,
 )
@@ -297,7 +297,7 @@ class S3Transport:
         got = self._get("config")
         if got is None:
             return None
-        return parse_config(got[0], self.url)
+        return parse_store_config(got[0], self.url)
 
     def init(self, config: dict[str, object]) -> None:
         """Create the store's config if absent (``PUT If-None-Match: *``; idempotent).
@@ -318,7 +318,7 @@ class S3Transport:
                     f"{self.url} is not empty and holds no mgit store (found {rel})",
                     hint="use an empty or new prefix for a remote",
                 )
-        data = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+        data = encode_store_config(config)
         try:
             self._call("put_object", self._key("config"), Body=data, IfNoneMatch="*")
         except _Expected as exp:
@@ -528,7 +528,8 @@ class S3Transport:
         raise RemoteError(f"cannot write object {oid} to {self.url}: repeated write conflicts")
 
     def iter_objects(self) -> Iterator[str]:
-        """Yield the id of every object under the prefix.
+        """Yield the id of every object under the prefix (not part of the Transport protocol;
+        for inspecting a remote).
 
         Raises:
             RemoteError: A listing request failed.

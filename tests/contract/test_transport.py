@@ -23,13 +23,10 @@ from mgit.errors import (
     RefConflictError,
     RemoteError,
 )
-from mgit.remote.transport import (
-    LocalTransport,
-    Transport,
-    default_remote_config,
-    open_transport,
-    validate_ref_name,
-)
+from mgit.format import new_config
+from mgit.remote.local import LocalTransport
+from mgit.remote.open import open_transport
+from mgit.remote.protocol import Transport, validate_ref_name
 from tests import s3server
 from tests.s3server import make_client
 
@@ -97,7 +94,7 @@ class TransportContract:
     @pytest.fixture
     def t(self, factory: Callable[[], Transport]) -> Transport:
         transport = factory()
-        transport.init(default_remote_config())
+        transport.init(new_config(bare=True))
         return transport
 
     # -- config -----------------------------------------------------------------------------
@@ -126,7 +123,7 @@ class TransportContract:
         raw_put("notes/todo.txt", b"someone's files")
         t = factory()
         with pytest.raises(RemoteError, match="not empty and holds no mgit store"):
-            t.init(default_remote_config())
+            t.init(new_config(bare=True))
         assert t.read_config() is None
 
     def test_damaged_config_is_a_remote_error(
@@ -177,7 +174,7 @@ class TransportContract:
 
     def test_concurrent_put_of_one_object(self, factory: Callable[[], Transport]) -> None:
         transports = [factory() for _ in range(6)]
-        transports[0].init(default_remote_config())
+        transports[0].init(new_config(bare=True))
         data = os.urandom(200_000)
         errors: list[BaseException] = []
         barrier = threading.Barrier(len(transports))
@@ -286,7 +283,7 @@ class TransportContract:
     ) -> None:
         n = 8
         transports = [factory() for _ in range(n)]
-        transports[0].init(default_remote_config())
+        transports[0].init(new_config(bare=True))
         name = "refs/heads/org/shared"
         current: str | None = None
         for r in range(rounds):
@@ -359,7 +356,7 @@ class TestLocalTransport(TransportContract):
     def test_unreachable_is_a_remote_error(self, unreachable: Transport) -> None:
         assert unreachable.read_config() is None
         with pytest.raises(RemoteError):
-            unreachable.init(default_remote_config())
+            unreachable.init(new_config(bare=True))
 
     def test_layout_and_read_only_objects(self, t: Transport, tmp_path: Path) -> None:
         t.put_object(A, b"data")
@@ -468,7 +465,7 @@ class TestS3Transport(TransportContract):
         with pytest.raises(RemoteError, match="no such bucket: no-such-bucket-here"):
             t.read_config()
         with pytest.raises(RemoteError, match="no such bucket"):
-            t.init(default_remote_config())
+            t.init(new_config(bare=True))
 
     def test_layout_under_prefix(
         self, t: Transport, s3_bucket: str, s3_env: dict[str, str]
@@ -501,7 +498,7 @@ class TestS3Transport(TransportContract):
 
     def test_bucket_root_prefix(self, s3_bucket: str) -> None:
         t = open_transport(f"s3://{s3_bucket}")
-        t.init(default_remote_config())
+        t.init(new_config(bare=True))
         t.put_object(A, b"root")
         t.update_ref("refs/tags/v1", None, A)
         assert list(t.iter_objects()) == [A]
@@ -568,7 +565,7 @@ def test_open_transport_urls(tmp_path: Path) -> None:
 
 def test_transport_import_does_not_load_boto3() -> None:
     code = (
-        "import sys, mgit.remote, mgit.remote.transport\n"
+        "import sys, mgit.remote, mgit.remote.open, mgit.remote.local, mgit.remote.protocol\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mgit.commands.cmd_remote import RichTransferProgress
-from mgit.remote.transport import open_transport
+from mgit.remote.open import open_transport
 from mgit.repo import Repository
 from tests.helpers import run_main, sha256_tree, write_model_folder
 from tests.remote.conftest import RemoteSpec, Source, perturbed

@@ -13,8 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from mgit.remote.sync import clone, push
-from mgit.remote.transport import LocalTransport, default_remote_config, open_transport
+from mgit.format import new_config
+from mgit.remote.clone import clone
+from mgit.remote.local import LocalTransport
+from mgit.remote.open import open_transport
+from mgit.remote.push import push
 from mgit.repo import Repository
 from tests.helpers import sha256_tree, write_model_folder
 from tests.remote.conftest import RemoteSpec, build_source, perturbed
@@ -27,8 +30,8 @@ SLOW_MGIT = [
     "-c",
     (
         "import sys, time\n"
-        "from mgit.remote import s3, transport\n"
-        "for cls in (transport.LocalTransport, s3.S3Transport):\n"
+        "from mgit.remote import local, s3\n"
+        "for cls in (local.LocalTransport, s3.S3Transport):\n"
         "    def slow(self, oid, data, _orig=cls.put_object):\n"
         "        _orig(self, oid, data)\n"
         "        time.sleep(0.05)\n"
@@ -51,7 +54,7 @@ def remote_fsck(url: str, scratch: Path) -> tuple[bool, list[str]]:
     must decode to its id (a delta's base present), every ref's history complete."""
     src = open_transport(url)
     dst = LocalTransport(scratch)
-    dst.init(default_remote_config())
+    dst.init(new_config(bare=True))
     for oid in src.iter_objects():
         dst.put_object(oid, src.get_object(oid))
     for name, oid in src.list_refs().items():

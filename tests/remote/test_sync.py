@@ -15,8 +15,12 @@ from mgit.errors import (
     RemoteError,
     UsageError,
 )
-from mgit.remote.sync import add_remote, clone, fetch, list_remotes, pull, push, remove_remote
-from mgit.remote.transport import open_transport
+from mgit.remote.clone import clone
+from mgit.remote.config import add_remote, list_remotes, remove_remote
+from mgit.remote.fetch import fetch
+from mgit.remote.open import open_transport
+from mgit.remote.pull import pull
+from mgit.remote.push import push
 from mgit.repo import Repository
 from tests.helpers import sha256_tree, write_model_folder
 from tests.remote.conftest import RemoteSpec, Source, perturbed
@@ -309,9 +313,9 @@ def test_a_path_remote_is_a_bare_repository_and_the_other_way_round(
 
 
 def test_clone_of_an_empty_remote(tmp_path: Path) -> None:
-    from mgit.remote.transport import default_remote_config
+    from mgit.format import new_config
 
-    open_transport(str(tmp_path / "empty")).init(default_remote_config())
+    open_transport(str(tmp_path / "empty")).init(new_config(bare=True))
     res = clone(str(tmp_path / "empty"), tmp_path / "c")
     assert (res.model, res.models, res.files) == (None, [], [])
     c = Repository.open(tmp_path / "c")

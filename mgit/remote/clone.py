@@ -1,0 +1,92 @@
+"""clone: create a repository from a remote (init, fetch, create the model lines, check out)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from mgit.core import RepoCore
+from mgit.errors import RefNotFoundError, UsageError
+from mgit.refs.store import HEADS
+from mgit.remote import negotiate
+from mgit.remote.config import check_remote_name, normalize_url, open_remote
+from mgit.remote.fetch import fetch
+from mgit.remote.results import DEFAULT_JOBS, CloneResult, TransferProgress
+
+__all__ = ["clone"]
+
+
+def clone(
+    url: str,
+    directory: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    remote_name: str = "origin",
+    base: str | os.PathLike[str] | None = None,
+    jobs: int = DEFAULT_JOBS,
+    progress: TransferProgress | None = None,
+) -> CloneResult:
+    """Create a repository in ``directory`` from a remote and check out a model.
+
+    Args:
+        url: The remote (path, ``file://`` or ``s3://``).
+        directory: Where to create the repository (absent or empty).
+        model: Fetch only this model's history (and what it derives from) and check it out;
+            default: every model, checking out the only one or the first by name.
+        remote_name: Name of the remote in the new repository.
+        base: Folder a relative ``url`` is relative to (default: the current directory).
+        jobs: Parallel downloads.
+        progress: Receives transfer progress.
+
+    Returns:
+        A :class:`CloneResult`.
+
+    Raises:
+        UsageError: ``directory`` is not empty.
+        RefNotFoundError: ``model`` is not on the remote.
+        RemoteError: No mgit store at ``url``.
+    """
+    from mgit.worktree.ops import checkout
+
+    check_remote_name(remote_name)
+    url = normalize_url(url, base)
+    transport = open_remote(url, create=False)
+    heads, _tags = negotiate.split_remote_refs(
+        transport.list_refs(), [model] if model is not None else None, where=transport.url
+    )
+    chosen = model if model is not None else (min(heads) if heads else None)
+    dest = Path(directory).absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise UsageError(f"destination {directory} exists and is not an empty folder")
+    created = not dest.exists()
+    try:
+        repo = RepoCore.init(dest, model=chosen)
+        cfg = dict(repo.config)
+        cfg["remotes"] = {remote_name: {"url": url}}
+        repo.write_config(cfg)
+        fr = fetch(
+            repo, remote_name, models=[model] if model else None, jobs=jobs, progress=progress
+        )
+        files: list[str] = []
+        if chosen is not None:
+            # Check out first (HEAD's model has no commit yet, so nothing can be lost), then
+            # create the local model lines, then put HEAD on the chosen one.
+            co = checkout(repo, fr.heads[chosen])
+            files = list(co.written)
+            repo.refs.update_many(
+                [(HEADS + m, None, oid) for m, oid in sorted(fr.heads.items())],
+                message=f"clone: from {url}",
+            )
+            repo.refs.set_head(ref=HEADS + chosen, message=f"clone: from {url}")
+    except BaseException:
+        if created:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            for child in dest.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+    return CloneResult(url, str(dest), remote_name, chosen, sorted(fr.heads), fr, files)

@@ -1,0 +1,203 @@
+"""push: send model lines (and tags) to a remote, then compare-and-swap its refs.
+
+The negotiation is git's "dumb" protocol over a :class:`~mgit.remote.protocol.Transport`:
+push lists the remote's refs, refuses a non-fast-forward update (unless forced), computes the
+objects reachable from the pushed tips and not from what the remote has
+(:func:`mgit.reach.objects_to_send`), asks the remote which of those it already holds
+(:meth:`Transport.has_objects`: an interrupted push resumes where it stopped), uploads the
+rest in dependency order (a delta's base before the delta, chunks before trees before
+commits, parents first), and only then compare-and-swaps the remote refs. Several refs change
+all-or-nothing as far as the remote allows: all are checked before any byte is sent, and if
+one CAS loses a race the ones already moved are moved back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from mgit.core import RepoCore
+from mgit.errors import MgitError, NonFastForwardError, RefConflictError
+from mgit.reach import objects_to_send
+from mgit.refs.store import HEADS
+from mgit.remote import negotiate
+from mgit.remote.config import open_remote, resolve_remote
+from mgit.remote.fetch import update_tracking
+from mgit.remote.negotiate import short_ref
+from mgit.remote.protocol import Transport
+from mgit.remote.results import DEFAULT_JOBS, PushResult, RefUpdate, TransferProgress
+
+__all__ = ["push"]
+
+
+def _upload(
+    repo: RepoCore,
+    transport: Transport,
+    oids: list[str],
+    *,
+    jobs: int,
+    progress: TransferProgress | None,
+) -> int:
+    """Upload objects level by level (the remote never holds an object whose references are
+    missing); return the bytes sent."""
+    levels = negotiate.upload_levels(oids, {oid: repo.store.header(oid) for oid in oids})
+    total = 0
+    if progress is not None:
+        size = sum(repo.store.stored_size(o) for o in oids)
+        progress.begin("pushing", objects=len(oids), total_bytes=size)
+
+    def send(oid: str) -> int:
+        data = repo.store.read_raw(oid)
+        # Never spread damage: the object must decode to content with its id before it goes.
+        repo.store.decode_raw(oid, data)
+        transport.put_object(oid, data)
+        return len(data)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="mgit-push") as pool:
+            for level in levels:
+                futures = [pool.submit(send, oid) for oid in level]
+                try:
+                    for fut in as_completed(futures):
+                        n = fut.result()
+                        total += n
+                        if progress is not None:
+                            progress.advance(objects=1, nbytes=n)
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    finally:
+        if progress is not None:
+            progress.end()
+    return total
+
+
+def _update_remote_refs(
+    repo: RepoCore, transport: Transport, updates: list[RefUpdate]
+) -> list[RefUpdate]:
+    """CAS every update; on a lost race, move back the refs already moved and raise."""
+    done: list[RefUpdate] = []
+    for u in updates:
+        old = u.old
+        for _attempt in range(3):
+            try:
+                transport.update_ref(u.ref, old, u.new)
+                break
+            except RefConflictError as exc:
+                actual = exc.actual
+                step = negotiate.after_conflict(
+                    u, actual, known=repo.store, parents=repo.parents_of
+                )
+                if step == "done":
+                    break
+                if step == "retry":
+                    old = actual
+                    continue
+                _roll_back(transport, done)
+                raise NonFastForwardError(
+                    u.ref,
+                    f"push of {short_ref(u.ref)} rejected: the remote's {short_ref(u.ref)} "
+                    f"changed while pushing (now {(actual or '(deleted)')[:12]})",
+                    hint="run 'mgit pull' to get the new version, then push again",
+                ) from None
+            except BaseException:
+                _roll_back(transport, done)
+                raise
+        else:
+            _roll_back(transport, done)
+            raise NonFastForwardError(
+                u.ref,
+                f"push of {short_ref(u.ref)} rejected: the remote keeps changing",
+                hint="run 'mgit pull', then push again",
+            )
+        done.append(RefUpdate(u.ref, old, u.new, u.status))
+    return done
+
+
+def _roll_back(transport: Transport, done: list[RefUpdate]) -> None:
+    """Best effort: put back refs this push already moved (CAS, so never over someone else)."""
+    for ref, now, restore in negotiate.rollback_plan(done):
+        try:
+            transport.update_ref(ref, now, restore)
+        except MgitError:
+            pass
+
+
+def push(
+    repo: RepoCore,
+    remote: str | None = None,
+    refs: Sequence[str] = (),
+    *,
+    force: bool = False,
+    all_models: bool = False,
+    tags: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    progress: TransferProgress | None = None,
+    transport: Transport | None = None,
+) -> PushResult:
+    """Send model lines (and tags) to a remote: only the objects it lacks, then CAS its refs.
+
+    Args:
+        repo: The local repository.
+        remote: A remote name or URL (default ``origin`` or the only remote). A missing
+            remote store is created.
+        refs: Model or tag names (default: the checked-out model).
+        force: Allow non-fast-forward updates (and moving a tag).
+        all_models: Push every model line.
+        tags: Push every tag.
+        jobs: Parallel uploads.
+        progress: Receives transfer progress.
+        transport: Use this transport instead of opening the remote's URL (its store must
+            exist; its format is not checked).
+
+    Returns:
+        A :class:`PushResult`.
+
+    Raises:
+        NonFastForwardError: A ref is not a fast-forward of the remote's (nothing was sent),
+            or the remote's ref changed during the push (the other refs were moved back).
+        RefNotFoundError: A REF that is neither a local model nor a tag.
+        RemoteError: The remote cannot be reached or written, or has a working tree.
+    """
+    name, url = (None, transport.url) if transport is not None else resolve_remote(repo, remote)
+    local = negotiate.select_push_refs(
+        refs,
+        all_models=all_models,
+        tags=tags,
+        head_model=repo.head_model,
+        read=repo.refs.read,
+        iter_refs=repo.refs.iter_refs,
+    )
+    if transport is None:
+        transport = open_remote(url, create=True)
+    remote_refs = transport.list_refs()
+    updates, rejected = negotiate.plan_updates(
+        local, remote_refs, force=force, known=repo.store, parents=repo.parents_of
+    )
+    if rejected:
+        names = ", ".join(f"{short_ref(r)} ({why})" for r, why in rejected)
+        raise NonFastForwardError(
+            rejected[0][0],
+            f"push rejected: {names}",
+            hint="the remote has versions you do not: run 'mgit pull' to take them, or keep "
+            "both lines by pushing yours under a new name ('mgit branch NEW MODEL', "
+            "'mgit push REMOTE NEW'), or replace the remote's with 'mgit push --force'",
+        )
+    moving = [u for u in updates if u.status != "up-to-date"]
+    sent = nbytes = already = 0
+    if moving:
+        exclude = {oid for oid in remote_refs.values() if oid in repo.store}
+        wanted = objects_to_send(repo, [u.new for u in moving if u.new is not None], exclude)
+        present = transport.has_objects(wanted) if wanted else set()
+        missing = [o for o in wanted if o not in present]
+        already = len(wanted) - len(missing)
+        nbytes = _upload(repo, transport, missing, jobs=jobs, progress=progress) if missing else 0
+        sent = len(missing)
+        moved = _update_remote_refs(repo, transport, moving)
+        by_ref = {u.ref: u for u in moved}
+        updates = [by_ref.get(u.ref, u) for u in updates]
+    if name is not None:
+        heads = {u.name: u.new for u in updates if u.ref.startswith(HEADS)}
+        update_tracking(repo, name, heads, message=f"push {name}")
+    return PushResult(name, transport.url, updates, sent, nbytes, already)

@@ -1,0 +1,179 @@
+"""What push, fetch, pull and clone return, and how they report progress.
+
+Everything in :mod:`mgit.remote` returns these dataclasses and never prints; progress goes to
+an optional :class:`TransferProgress`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mgit.refs.store import HEADS, REMOTES, TAGS
+
+__all__ = [
+    "DEFAULT_JOBS",
+    "CloneResult",
+    "FetchResult",
+    "PullResult",
+    "PushResult",
+    "RefUpdate",
+    "RemoteInfo",
+    "TransferProgress",
+]
+
+#: Parallel object transfers (I/O bound: uploads, downloads and verification overlap).
+DEFAULT_JOBS = 4
+
+
+class TransferProgress(Protocol):
+    """Receives progress of a transfer (the CLI draws a bar; the library never prints)."""
+
+    def begin(self, label: str, *, objects: int, total_bytes: int | None) -> None:
+        """A phase starts: ``objects`` to move, ``total_bytes`` if known in advance."""
+        ...
+
+    def advance(self, *, objects: int = 0, nbytes: int = 0) -> None:
+        """``objects`` more objects, ``nbytes`` more bytes moved."""
+        ...
+
+    def end(self) -> None:
+        """The phase is over."""
+        ...
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    """A configured remote."""
+
+    name: str
+    url: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {"name": self.name, "url": self.url}
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One ref that a push or fetch looked at.
+
+    ``status`` is one of ``created``, ``fast-forward``, ``forced``, ``up-to-date``,
+    ``deleted``, ``kept`` (a local tag differing from the remote's was left alone).
+    """
+
+    ref: str
+    old: str | None
+    new: str | None
+    status: str
+
+    @property
+    def name(self) -> str:
+        """The ref without its ``refs/heads/``, ``refs/tags/`` or ``refs/remotes/`` prefix."""
+        for prefix in (HEADS, TAGS, REMOTES):
+            if self.ref.startswith(prefix):
+                return self.ref[len(prefix) :]
+        return self.ref
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {"ref": self.ref, "old": self.old, "new": self.new, "status": self.status}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What ``push`` did."""
+
+    remote: str | None
+    url: str
+    updates: list[RefUpdate]
+    objects_sent: int
+    bytes_sent: int
+    objects_already_there: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "updates": [u.to_json() for u in self.updates],
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
+            "objects_already_there": self.objects_already_there,
+        }
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What ``fetch`` did. ``heads`` maps each fetched model to the remote's commit."""
+
+    remote: str | None
+    url: str
+    heads: dict[str, str]
+    updates: list[RefUpdate]
+    objects_received: int
+    bytes_received: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "heads": self.heads,
+            "updates": [u.to_json() for u in self.updates],
+            "objects_received": self.objects_received,
+            "bytes_received": self.bytes_received,
+        }
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What ``pull`` did. ``status``: ``up-to-date``, ``fast-forward``, ``created`` or ``ahead``
+    (the local model already contains the remote's)."""
+
+    fetch: FetchResult
+    model: str
+    old: str | None
+    new: str
+    status: str
+    worktree_updated: bool
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "fetch": self.fetch.to_json(),
+            "model": self.model,
+            "old": self.old,
+            "new": self.new,
+            "status": self.status,
+            "worktree_updated": self.worktree_updated,
+            "written": self.written,
+            "removed": self.removed,
+        }
+
+
+@dataclass(frozen=True)
+class CloneResult:
+    """What ``clone`` did. ``model`` is the checked-out model (None for an empty remote)."""
+
+    url: str
+    directory: str
+    remote: str
+    model: str | None
+    models: list[str]
+    fetch: FetchResult
+    files: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "url": self.url,
+            "directory": self.directory,
+            "remote": self.remote,
+            "model": self.model,
+            "models": self.models,
+            "fetch": self.fetch.to_json(),
+            "files": self.files,
+        }
