@@ -3,7 +3,10 @@
 Builds a repository from the folders written by ``benchmarks/finetune.py`` (the real MiniLM, a
 full finetune, a second version, a head-only finetune, and bf16 casts), through the ``mgit``
 CLI, and prints per model version: logical bytes, stored bytes, ratio, and commit time beside
-``zstd -3 -T2`` on the same file. Then the lossy path at EPS=1e-4: our ``--lossy`` codec against
+``zstd -3 -T2`` on the same file. The last row is a bf16 cast of the fp32 base made here with
+torch (``model.to(torch.bfloat16)``, saved by safetensors) and committed with the fp32 base as its
+parent: stored as casts of the parent's chunks (``cast-planes-zstd/1``); the target is under 1%
+of its size, and its export is checked byte for byte. Then the lossy path at EPS=1e-4: our ``--lossy`` codec against
 MGit's (quantize ``child - parent`` with step ``2*ln(1+eps)``, widen to int64, LZMA) on the same
 tensors, with sizes, MB/s and the measured max error, and the finetune's accuracy on its own
 eval split, lossless vs lossy. Usage::
@@ -65,12 +68,32 @@ def strip(name: str) -> str:
     return name
 
 
+def make_cast(src: Path, out: Path) -> Path:
+    """``out``: the folder ``src`` with its fp32 ``model.safetensors`` cast to bf16 by torch."""
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, out)
+    with safe_open(str(src / "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+    sd = load_file(str(src / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in sd.items()}, str(out / "model.safetensors"),
+              metadata=meta)
+    return out
+
+
 def lossless_table(models: Path, work: Path) -> list[dict]:
     repo = work / "repo"
     mgit("init", str(repo), "--model", "minilm")
     rows = []
-    for folder, model, parent, rel in LINEAGE:
-        src = models / folder
+    lineage = [(models / f, f, m, p, r) for f, m, p, r in LINEAGE]
+    if (models / "base").is_dir():
+        cast = make_cast(models / "base", work / "base-bf16-cast")
+        lineage.append((cast, "base-bf16-cast", "minilm-cast", "minilm", "quantize"))
+    for src, folder, model, parent, rel in lineage:
         if not src.is_dir():
             continue
         args = ["-C", str(repo), "import", str(src), "--model", model, "-m", folder]
@@ -93,6 +116,12 @@ def lossless_table(models: Path, work: Path) -> list[dict]:
         c = by_msg[r["model"]]
         r["logical"] = c["logical_bytes"]
         r["stored"] = c["stored_bytes"]
+    cast_row = [r for r in rows if r["model"] == "base-bf16-cast"]
+    if cast_row:
+        out = work / "cast-export"
+        mgit("-C", str(repo), "export", "minilm-cast", str(out))
+        same = (out / "model.safetensors").read_bytes() == (work / "base-bf16-cast" / "model.safetensors").read_bytes()
+        cast_row[0]["export_identical"] = same
     # head-only: the bytes of the tensors that differ from the base
     if (models / "ft-head").is_dir():
         head = load_tensors(models / "ft-head" / "model.safetensors")
@@ -232,6 +261,10 @@ def main() -> None:
             print(f"{r['model']:<18} {r['parent']:<12} {r['logical']:>11} {r['stored']:>11} "
                   f"{r['logical'] / r['stored']:>6.2f}x {r['raw_weights'] / r['zstd_bytes']:>11.2f}x "
                   f"{r['t_commit']:>9.2f} {r['t_zstd']:>13.2f} {r['t_commit'] / r['t_zstd']:>7.2f}x")
+            if "export_identical" in r:
+                print(f"{'':<18} bf16 cast of the fp32 base: stored {r['stored']} bytes, "
+                      f"{100 * r['stored'] / r['logical']:.2f}% of {r['logical']} (target < 1%); "
+                      f"export byte-identical: {r['export_identical']}")
             if "changed_tensor_bytes" in r:
                 print(f"{'':<18} head-only: stored {r['stored']} bytes for {r['changed_tensor_bytes']} bytes "
                       f"of changed tensors (+ header, tree, commit)")

@@ -18,15 +18,22 @@ id                        needs base  what
 ``sub-planes-zstd/1``     yes         zigzag(child - base) on bit patterns + planes + zstd
 ``xor-planes-zstd/1``     yes         (child XOR base) + planes + zstd
 ``quant-planes-zstd/1``   yes         lossy: quantized float delta with an error bound
+``cast-planes-zstd/1``    yes         the base's elements cast to another float dtype,
+                                      plus a sub-planes correction (:mod:`.cast`)
 ========================  ==========  ==================================================
+
+A base is always one stored chunk. For every delta codec it has the chunk's length; the cast
+codec's base is the parent chunk that holds the ``src`` elements it casts (a different length,
+checked against the codec's parameters instead; see :mod:`mgit.codecs.cast`).
 
 All functions are thread-safe: zstd contexts are per thread. Every payload that is compressed is a
 single zstd frame with its content size and a checksum; :func:`decode` checks the declared size
 against the expected one before allocating anything, so a hostile payload cannot inflate.
 
 Importing this package does not import numpy: the lossless codecs run on the C kernels of
-:mod:`mgit._planes` when it is built, and numpy is loaded only by the lossy codec
-(:mod:`mgit.codecs.lossy`, imported on first use) or by the fallback kernels.
+:mod:`mgit._planes` when it is built, and numpy is loaded only by the lossy and cast codecs
+(:mod:`mgit.codecs.lossy`, :mod:`mgit.codecs.cast`, imported on first use) or by the fallback
+kernels.
 """
 
 from __future__ import annotations
@@ -37,7 +44,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mgit.codecs import lossless
-from mgit.codecs._common import LOSSY_DTYPES, QUANT_PLANES_ZSTD, as_bytes, check_itemsize
+from mgit.codecs._common import (
+    CAST_DTYPES,
+    CAST_PLANES_ZSTD,
+    LOSSY_DTYPES,
+    QUANT_PLANES_ZSTD,
+    as_bytes,
+    check_itemsize,
+)
 from mgit.codecs._zstd import check_level
 from mgit.codecs.lossless import (
     PLANES_ZSTD,
@@ -53,6 +67,7 @@ __all__ = [
     "encode_standalone",
     "encode_delta",
     "encode_lossy",
+    "encode_cast",
     "decode",
     "codec_needs_base",
     "is_lossy",
@@ -63,7 +78,9 @@ __all__ = [
     "SUB_PLANES_ZSTD",
     "XOR_PLANES_ZSTD",
     "QUANT_PLANES_ZSTD",
+    "CAST_PLANES_ZSTD",
     "LOSSY_DTYPES",
+    "CAST_DTYPES",
     "DEFAULT_LEVEL",
 ]
 
@@ -71,10 +88,10 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # ``mgit.codecs.lossy`` needs numpy, so it is imported when first asked for, not with the
     # package.
-    if name == "lossy":
+    if name in ("lossy", "cast"):
         import importlib
 
-        return importlib.import_module("mgit.codecs.lossy")
+        return importlib.import_module(f"mgit.codecs.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -241,6 +258,47 @@ def encode_lossy(
     return Encoded(QUANT_PLANES_ZSTD, payload, params)
 
 
+def encode_cast(
+    data: bytes | memoryview,
+    base: bytes | memoryview,
+    *,
+    src: str,
+    dst: str,
+    start: int = 0,
+    level: int = DEFAULT_LEVEL,
+) -> Encoded:
+    """Encode a chunk of ``dst`` elements as the cast of ``base``'s ``src`` elements from element
+    ``start`` on, plus an exact correction (codec ``cast-planes-zstd/1``, :mod:`mgit.codecs.cast`).
+
+    Lossless for any content: the correction holds whatever differs from the round-to-nearest-even
+    cast, so it is tiny for a true cast and a finetune-sized delta otherwise.
+
+    Args:
+        data: The child chunk's bytes.
+        base: The parent chunk's bytes (``src`` elements; it may be longer than needed).
+        src: Safetensors dtype of the base's elements (F64, F32, F16 or BF16).
+        dst: Safetensors dtype of the chunk's elements (same set).
+        start: The base element the chunk's first element corresponds to.
+        level: Compression effort, 1-22.
+
+    Raises:
+        CodecError: unknown dtypes, a chunk that is not whole ``dst`` elements, or elements beyond
+            the base.
+    """
+    check_level(level)
+    from mgit.codecs import cast
+
+    payload, params = cast.encode_cast(as_bytes(data), as_bytes(base), src=src, dst=dst,
+                                       start=start, level=level)
+    return Encoded(CAST_PLANES_ZSTD, payload, params)
+
+
+def _decode_cast(payload: bytes, params: dict[str, Any], size: int, base: memoryview) -> bytes:
+    from mgit.codecs import cast
+
+    return cast.decode_cast(payload, params, size, base)
+
+
 def _decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memoryview) -> bytes:
     from mgit.codecs import lossy
 
@@ -256,7 +314,11 @@ _DECODERS: dict[str, tuple[bool, _Decoder]] = {
     SUB_PLANES_ZSTD: (True, lambda p, a, n, b: lossless.decode_delta_planes(p, a, n, b, "sub")),  # type: ignore[arg-type]
     XOR_PLANES_ZSTD: (True, lambda p, a, n, b: lossless.decode_delta_planes(p, a, n, b, "xor")),  # type: ignore[arg-type]
     QUANT_PLANES_ZSTD: (True, lambda p, a, n, b: _decode_quant(p, a, n, b)),  # type: ignore[arg-type]
+    CAST_PLANES_ZSTD: (True, lambda p, a, n, b: _decode_cast(p, a, n, b)),  # type: ignore[arg-type]
 }
+
+#: Codecs whose base has another length than the chunk (the codec checks it).
+_OTHER_SIZE_BASE = frozenset({CAST_PLANES_ZSTD})
 
 _LOSSY = frozenset({QUANT_PLANES_ZSTD})
 
@@ -303,7 +365,8 @@ def decode(
         payload: The stored bytes.
         params: The parameters stored with the payload.
         size: The expected decoded length in bytes; decompression never produces more.
-        base: The base chunk's decoded bytes, for codecs that need one.
+        base: The base chunk's decoded bytes, for codecs that need one (of ``size`` bytes,
+            except for the cast codec).
 
     Returns:
         Exactly ``size`` bytes.
@@ -323,6 +386,6 @@ def decode(
         if base is None:
             raise CodecError(f"codec {codec} needs a base chunk and none was given")
         base_view = as_bytes(base)
-        if len(base_view) != size:
+        if len(base_view) != size and codec not in _OTHER_SIZE_BASE:
             raise CodecError(f"codec {codec} needs a base of {size} bytes, got {len(base_view)}")
     return decoder(payload, params if params is not None else {}, size, base_view)

@@ -15,6 +15,8 @@ __all__ = [
     "MAX_ITEMSIZE",
     "QUANT_PLANES_ZSTD",
     "LOSSY_DTYPES",
+    "CAST_PLANES_ZSTD",
+    "CAST_DTYPES",
     "as_bytes",
     "check_itemsize",
     "effective_itemsize",
@@ -31,6 +33,12 @@ QUANT_PLANES_ZSTD = "quant-planes-zstd/1"
 #: of :mod:`mgit.formats.dtypes` (element sizes and mantissa bits come from that table; fp8 is
 #: left lossless).
 LOSSY_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+
+#: Codec id of the dtype-cast codec (:mod:`mgit.codecs.cast`), here so that naming it needs no numpy.
+CAST_PLANES_ZSTD = "cast-planes-zstd/1"
+
+#: Safetensors dtype names the cast codec converts between (IEEE binary formats and bfloat16).
+CAST_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
 
 
 def as_bytes(data: bytes | bytearray | memoryview) -> memoryview:

@@ -24,6 +24,12 @@ The policy:
    a chunk, so that is what storing this one whole would cost), else half the chunk. Past the
    mark the standalone encoding is computed too, and taken when it is no larger than the delta.
 5. Without a usable base: standalone.
+
+A chunk paired with a parent tensor of another float dtype (a dtype cast,
+:mod:`mgit.codecs.cast`) is decided by :func:`choose_cast` instead, always losslessly: reuse when
+stored; else the cast is used when its base is a stored chunk holding the elements it casts and
+below the depth cap (the chunk's depth is the base's plus one), unless the cast's payload is above
+half the chunk and storing the chunk whole is no larger; else standalone.
 """
 
 from __future__ import annotations
@@ -41,10 +47,12 @@ __all__ = [
     "REUSE_LOSSY",
     "LOSSY",
     "DELTA",
+    "CAST",
     "STANDALONE",
     "Base",
     "Choice",
     "choose",
+    "choose_cast",
     "lossy_capable",
 ]
 
@@ -65,6 +73,8 @@ REUSE_LOSSY = "reuse-lossy"
 LOSSY = "lossy"
 #: Store the lossless delta against the base.
 DELTA = "delta"
+#: Store the chunk as a dtype cast of its base plus a correction (:func:`choose_cast`).
+CAST = "cast"
 #: Store the chunk whole.
 STANDALONE = "standalone"
 
@@ -92,10 +102,10 @@ class Choice:
     """The decision.
 
     Attributes:
-        action: :data:`REUSE`, :data:`REUSE_LOSSY`, :data:`LOSSY`, :data:`DELTA` or
-            :data:`STANDALONE`.
-        depth: the chunk's chain depth (base's + 1) for :data:`LOSSY`, :data:`REUSE_LOSSY` and
-            :data:`DELTA`; 0 otherwise.
+        action: :data:`REUSE`, :data:`REUSE_LOSSY`, :data:`LOSSY`, :data:`DELTA`,
+            :data:`CAST` or :data:`STANDALONE`.
+        depth: the chunk's chain depth (base's + 1) for :data:`LOSSY`, :data:`REUSE_LOSSY`,
+            :data:`DELTA` and :data:`CAST`; 0 otherwise.
     """
 
     action: str
@@ -173,3 +183,40 @@ def choose(
     if d > good and standalone_size() <= d:
         return Choice(STANDALONE)
     return Choice(DELTA, depth)
+
+
+def choose_cast(
+    size: int,
+    *,
+    base_bytes: int,
+    stored: Callable[[], bool] = _never,
+    base: Callable[[], Base | None] = _no_base,
+    cast_size: Callable[[], int] = _missing,
+    standalone_size: Callable[[], int] = _missing,
+    max_depth: int = MAX_CHAIN_DEPTH,
+) -> Choice:
+    """Decide what a chunk paired with a parent chunk of another dtype is stored as (see the
+    module's docstring). Each callable is called at most once, and only when needed.
+
+    Args:
+        size: the chunk's length in bytes.
+        base_bytes: how many bytes of the base the cast reads (up to its last element); a base
+            shorter than that is not usable.
+        stored: whether the chunk is in the store already.
+        base: the paired base as the store holds it, or None.
+        cast_size: payload bytes of the cast (plus correction) against the base.
+        standalone_size: payload bytes of the smallest standalone encoding.
+        max_depth: the chain-depth cap.
+
+    Returns:
+        The :class:`Choice`: :data:`REUSE`, :data:`CAST` or :data:`STANDALONE`.
+    """
+    if stored():
+        return Choice(REUSE)
+    b = base()
+    if b is None or b.kind != "chunk" or b.size < base_bytes or b.depth >= max_depth:
+        return Choice(STANDALONE)
+    n = cast_size()
+    if n > GOOD_DELTA * size and standalone_size() <= n:
+        return Choice(STANDALONE)
+    return Choice(CAST, b.depth + 1)

@@ -8,6 +8,9 @@ A stored object is::
 where meta is ``{"codec", "size", "params", "base", "depth"}``: the codec that turns the payload
 back into the content, the content length, the codec's parameters, and for a delta the id of
 the base chunk and the chain depth. The id is over the *content*, never the stored encoding.
+Every delta names exactly one base, a stored chunk, and its depth is the base's plus one; a
+dtype cast (``cast-planes-zstd/1``, :mod:`mgit.codecs.cast`) is such a delta too, whose base is
+the parent chunk holding the elements it casts (ingest cuts cast tensors so that one suffices).
 
 Objects are write-once (temp file, rename; "already exists" is success), read-only on disk, and
 verified on every read: a mismatch raises :class:`CorruptObjectError`, never returns wrong bytes.
@@ -37,6 +40,7 @@ from typing import Any
 from mgit import codecs
 from mgit.codecs import choose as policy
 from mgit.codecs.choose import MAX_CHAIN_DEPTH
+from mgit._dtypes import DTYPE_SIZES
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 from mgit.objects.loose import LooseObjects
@@ -284,8 +288,14 @@ class DiskStore:
         dtype: str | None = None,
         eps: float | None = None,
         oid: str | None = None,
+        base_dtype: str | None = None,
+        base_start: int = 0,
     ) -> ChunkPut:
         """Store a chunk of tensor or file data: whole, or as a delta against ``base``.
+
+        With ``base_dtype`` other than ``dtype`` the base is a chunk of a parent tensor of
+        another float dtype, and the chunk is stored as its cast (:meth:`_put_cast`, always
+        lossless, ``eps`` is ignored).
 
         Lossless unless ``eps`` is given: then the delta against ``base`` is quantized with
         absolute error at most ``eps`` where the codec can guarantee it, and the chunk's id is
@@ -300,10 +310,15 @@ class DiskStore:
             dtype: safetensors dtype name (needed for lossy).
             eps: absolute error bound for lossy storage.
             oid: the id of ``data`` if the caller has it already.
+            base_dtype: the dtype of the base's elements, when it differs from ``dtype``.
+            base_start: for a cast, the base element the chunk's first element is a cast of.
 
         Returns:
             A :class:`ChunkPut`.
         """
+        if base_dtype is not None and base_dtype != dtype and base is not None:
+            assert dtype is not None
+            return self._put_cast(data, base, base_dtype, dtype, base_start, itemsize, oid)
         # The policy (reuse, standalone, delta, lossy; the depth cap) is the pure function
         # mgit.codecs.choose.choose; this method supplies the facts it asks for, computing each
         # (hash, base read, codec run) only when asked, and writes what it picked.
@@ -401,6 +416,61 @@ class DiskStore:
             )
         new = self._write_file(chunk_oid(), _encode_file("chunk", enc, size, use_base, depth))
         return ChunkPut(Oid(chunk_oid()), new, self.stored_size(chunk_oid()) if new else 0, enc.codec, depth)
+
+    def _put_cast(
+        self, data: bytes | memoryview, base: str, src: str, dst: str, start: int,
+        itemsize: int, oid: str | None,
+    ) -> ChunkPut:
+        """Store a chunk as the cast of ``src`` elements of ``base`` from ``start`` on to
+        ``dst``, plus a correction, when :func:`mgit.codecs.choose.choose_cast` says so."""
+        size = len(data)
+        base_read: tuple[StoredHeader, memoryview] | None = None
+        cast_enc: codecs.Encoded | None = None
+        alone_enc: codecs.Encoded | None = None
+        chunk_oid = oid if oid is not None else hash_object("chunk", data)
+
+        def base_info() -> policy.Base | None:
+            nonlocal base_read
+            if not is_oid(base):
+                return None
+            try:
+                base_read = self._read(base)
+            except ObjectNotFoundError:
+                return None
+            bh, bpayload = base_read
+            return policy.Base(bh.kind, bh.size, bh.depth, bh.payload_offset + len(bpayload))
+
+        def cast_size() -> int:
+            nonlocal cast_enc
+            assert base_read is not None
+            base_bytes = self._decode_verify(base, *base_read)
+            cast_enc = codecs.encode_cast(data, base_bytes, src=src, dst=dst, start=start)
+            return len(cast_enc.payload)
+
+        def standalone_size() -> int:
+            nonlocal alone_enc
+            alone_enc = codecs.encode_standalone(data, itemsize=itemsize, is_float=True)
+            return len(alone_enc.payload)
+
+        src_size = DTYPE_SIZES.get(src, 0)
+        need = (start + size // max(itemsize, 1)) * src_size
+        choice = policy.choose_cast(
+            size, base_bytes=need, stored=lambda: self._reuse(chunk_oid), base=base_info,
+            cast_size=cast_size, standalone_size=standalone_size,
+        )
+        if choice.action == policy.REUSE:
+            return ChunkPut(Oid(chunk_oid), False, 0, "", 0)
+        use_base: str | None = None
+        if choice.action == policy.CAST:
+            assert cast_enc is not None
+            enc, use_base = cast_enc, base
+        else:
+            enc = alone_enc if alone_enc is not None else codecs.encode_standalone(
+                data, itemsize=itemsize, is_float=True
+            )
+        new = self._write_file(chunk_oid, _encode_file("chunk", enc, size, use_base, choice.depth))
+        return ChunkPut(Oid(chunk_oid), new, self.stored_size(chunk_oid) if new else 0, enc.codec,
+                        choice.depth)
 
     def write_raw(self, oid: str, data: bytes) -> bool:
         """Store an object received in its stored encoding, after verifying it fully.

@@ -225,7 +225,9 @@ def test_codec_registry() -> None:
         SUB_PLANES_ZSTD,
         XOR_PLANES_ZSTD,
         QUANT_PLANES_ZSTD,
+        codecs.CAST_PLANES_ZSTD,
     }
+    assert codec_needs_base(codecs.CAST_PLANES_ZSTD) and not is_lossy(codecs.CAST_PLANES_ZSTD)
     with pytest.raises(CodecError, match="unknown codec"):
         codec_needs_base("gzip/1")
 
