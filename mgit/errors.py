@@ -29,6 +29,8 @@ __all__ = [
     "NonFastForwardError",
     "EXIT_CODES",
     "FsckFailedError",
+    "AmbiguousTensorError",
+    "NoTensorsError",
 ]
 
 
@@ -242,11 +244,53 @@ class NonFastForwardError(MgitError):
         self.ref = ref
 
 
+class AmbiguousTensorError(MgitError):
+    """A bare tensor name that several files of a version hold (a diffusers folder's ``unet/``
+    and ``vae/``, a model beside its ``checkpoint-30/``), asked for without saying which file."""
+
+    def __init__(self, ref: str, name: str, files: list[str]) -> None:
+        shown = ", ".join(files[:8]) + (f" and {len(files) - 8} more" if len(files) > 8 else "")
+        super().__init__(
+            f"tensor {name!r} of {ref} is in {len(files)} files: {shown}",
+            hint=(f"say which: file={files[0]!r} (a file, or a component folder such as "
+                  f"{files[0].split('/')[0]!r}), or the key '{files[0]}:{name}'"),
+        )
+        self.ref = ref
+        self.name = name
+        self.files = files
+
+
+class NoTensorsError(MgitError):
+    """A version (or the part of it that was asked for) that has no tensors to load."""
+
+    def __init__(self, ref: str, files: list[str], *, selector: str | None = None,
+                 tensor_files: list[str] | None = None) -> None:
+        def listing(paths: list[str]) -> str:
+            return ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+
+        if selector is not None and tensor_files:
+            msg = (f"{ref} has no tensor file at or under {selector!r}; "
+                   f"its tensor files: {listing(tensor_files)}")
+            hint = "pass file= one of those paths, or the folder holding them (e.g. 'unet')"
+        else:
+            what = f" at or under {selector!r}" if selector is not None else ""
+            msg = (f"{ref} has no tensors to load{what}: its files are "
+                   f"{listing(files) if files else '(none)'}")
+            hint = ("tensors are read from the files mgit stores as tensors (safetensors); "
+                    "use 'mgit export' to get the version's files")
+        super().__init__(msg, hint=hint)
+        self.ref = ref
+        self.files = files
+        self.selector = selector
+
+
 # Exit codes: 1 generic, 2 usage, 10 not a repository, 11 lock held, 12 corrupt object,
 # 130 interrupted. Anything not listed maps to 1.
 EXIT_CODES: dict[type[MgitError], int] = {
     UsageError: 2,
     InvalidRefNameError: 2,
+    AmbiguousTensorError: 2,
+    NoTensorsError: 2,
     NotARepositoryError: 10,
     LockHeldError: 11,
     CorruptObjectError: 12,

@@ -36,12 +36,38 @@ def file_pieces(store: DiskStore, entry: FileEntry) -> Iterator[tuple[str | None
         for oid in entry.chunks:
             yield oid, 0, -1, None
         return
+    if entry.kind == "torchzip":
+        yield from _torchzip_pieces(store, entry)
+        return
     assert entry.header is not None
     header = store.get(entry.header, kind="chunk")
     yield None, 0, 0, struct.pack("<Q", len(header)) + header
     for _, m in entry.tensors:
         for oid, start, end in m.segments():
             yield oid, start, end, None
+
+
+def _torchzip_pieces(store: DiskStore, entry: FileEntry) -> Iterator[tuple[str | None, int, int, bytes | None]]:
+    """A checkpoint's pieces: runs of its raw bytes (cut from the raw chunks, whose lengths
+    come from their headers) and its storages, in layout order."""
+    raw = [(oid, store.header(oid).size) for oid in entry.chunks]
+    ci, at = 0, 0  # the raw chunk being read, and the offset in it
+    for code in entry.layout:
+        if code < 0:
+            for oid, start, end in entry.tensors[-1 - code][1].segments():
+                yield oid, start, end, None
+            continue
+        left = code
+        while left > 0:
+            if ci >= len(raw):
+                raise CorruptObjectError(entry.chunks[-1] if entry.chunks else "torchzip", "raw bytes end early")
+            oid, size = raw[ci]
+            take = min(left, size - at)
+            yield oid, at, at + take, None
+            at += take
+            left -= take
+            if at == size:
+                ci, at = ci + 1, 0
 
 
 def write_file(

@@ -136,10 +136,10 @@ class Repository(RepoCore):
 
     def import_folder(
         self,
-        folder: str | os.PathLike[str],
+        folder: str | os.PathLike[str] | None = None,
         *,
-        model: str,
-        message: str,
+        model: str | None = None,
+        message: str | None = None,
         parent: str | Sequence[str] | None = None,
         relation: str | None = None,
         meta: dict[str, str] | None = None,
@@ -147,31 +147,40 @@ class Repository(RepoCore):
         check: str | None = None,
         guess_parent: bool = False,
         progress: Callable[[int], None] | None = None,
+        follow_symlinks: bool = False,
+        hf_cache: str | None = None,
     ) -> CommitResult:
         """Commit a model folder from elsewhere as the next version of ``model``.
 
         The working tree and HEAD are not touched. With ``guess_parent`` and no ``parent``,
         the closest stored model version (see :meth:`guess_parent`) becomes the parent when
-        at least a fifth of the tensor bytes are identical or close to it.
+        at least a fifth of the tensor bytes are identical or close to it. Symlinks into the
+        hub cache repository a snapshot folder belongs to are followed, any symlink with
+        ``follow_symlinks``. ``hf_cache="ORG/NAME[@REV]"`` (with ``folder`` None) imports a
+        snapshot of the local Hugging Face cache, recording ``hf_repo``, ``hf_revision`` and
+        the model card's header; a PEFT adapter folder is an ``adapter`` of the base model its
+        config names (see :func:`mgit.commit.import_folder`).
 
         Raises:
-            UsageError: the folder is missing or empty.
+            UsageError: the folder is missing or empty, or the snapshot is not in the cache.
             UnsafePathError: a symlink pointing outside the folder.
-            InvalidModelFileError: a malformed safetensors file.
+            InvalidModelFileError: a malformed safetensors file or ``adapter_config.json``.
         """
         from mgit import commit as c
 
         return c.import_folder(self, folder, model=model, message=message, parent=parent,
                                relation=relation, meta=meta, eps=eps, check=check,
-                               guess_parent=guess_parent, progress=progress)
+                               guess_parent=guess_parent, progress=progress,
+                               follow_symlinks=follow_symlinks, hf_cache=hf_cache)
 
     # -- working tree (mgit.worktree.ops) -----------------------------------------------------
 
-    def add(self, paths: Iterable[str | os.PathLike[str]]) -> AddResult:
-        """Stage files (or every file under folders) for the next commit."""
+    def add(self, paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False) -> AddResult:
+        """Stage files (or every file under folders) for the next commit (``follow_symlinks``:
+        through any symlink, linked folders too)."""
         from mgit.worktree import ops
 
-        return ops.add(self, paths)
+        return ops.add(self, paths, follow_symlinks=follow_symlinks)
 
     def status(self) -> StatusResult:
         """Staged, modified, deleted and untracked files."""
@@ -195,27 +204,33 @@ class Repository(RepoCore):
 
         return tensors.export(self, ref, directory, force=force, progress=progress)
 
-    def tensors(self, ref: str) -> dict[str, TensorManifest]:
-        """Every tensor of REF by name (manifests only: no tensor data is read)."""
+    def tensors(self, ref: str, *, file: str | None = None) -> dict[str, TensorManifest]:
+        """Every tensor of REF by key: its name, or ``"<path>:<name>"`` where several files hold
+        the name (manifests only: no tensor data is read). ``file``: only that file's or
+        component folder's tensors."""
         from mgit import tensors
 
-        return tensors.tensor_manifests(self, ref)
+        return tensors.tensor_manifests(self, ref, file=file)
 
-    def tensor_ids(self, ref: str) -> dict[str, str]:
-        """Tensor name -> content id (equal ids mean identical tensors)."""
-        return {name: m.content_id for name, m in self.tensors(ref).items()}
+    def tensor_ids(self, ref: str, *, file: str | None = None) -> dict[str, str]:
+        """Tensor key -> content id (equal ids mean identical tensors); keys as :meth:`tensors`."""
+        return {key: m.content_id for key, m in self.tensors(ref, file=file).items()}
 
-    def load_tensor(self, ref: str, name: str, *, torch: bool = False) -> Any:
-        """One tensor of REF (numpy, or ``torch``), reading only that tensor's chunks."""
+    def load_tensor(self, ref: str, name: str, *, file: str | None = None, torch: bool = False) -> Any:
+        """One tensor of REF (numpy, or ``torch``), reading only that tensor's chunks; ``file``
+        (a file or a component folder such as ``"unet"``) says which file's, where several
+        hold ``name`` (else :class:`~mgit.errors.AmbiguousTensorError`)."""
         from mgit import tensors
 
-        return tensors.load_tensor(self, ref, name, torch=torch)
+        return tensors.load_tensor(self, ref, name, file=file, torch=torch)
 
-    def load_state_dict(self, ref: str, *, torch: bool = False) -> dict[str, Any]:
-        """Every tensor of REF as numpy arrays (bf16/fp8 via ml_dtypes) or torch tensors."""
+    def load_state_dict(self, ref: str, *, file: str | None = None, torch: bool = False) -> dict[str, Any]:
+        """Tensors of REF as numpy arrays (bf16/fp8 via ml_dtypes) or torch tensors, by key
+        (:meth:`tensors`); ``file``: one file's or component folder's, by name. Raises
+        :class:`~mgit.errors.NoTensorsError` when there are none."""
         from mgit import tensors
 
-        return tensors.load_state_dict(self, ref, torch=torch)
+        return tensors.load_state_dict(self, ref, file=file, torch=torch)
 
     def diff(self, a: str, b: str | None = None, *, rank: bool = True) -> Any:
         """Which tensors changed from REF ``a`` to REF ``b`` (default: the working tree).

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mgit.core import RepoCore
-from mgit.errors import RefNotFoundError, UsageError
+from mgit.errors import AmbiguousTensorError, NoTensorsError, RefNotFoundError, UsageError
 from mgit.materialize import tensor_array, tensor_bytes, write_file
-from mgit.objects.model import TensorManifest
+from mgit.objects.model import FileEntry, TensorManifest, TensorView, Tree
 
 __all__ = [
     "ExportResult",
@@ -76,31 +76,132 @@ def export(
     return ExportResult(oid, str(out), sorted(tree.files), total)
 
 
-def tensor_manifests(core: RepoCore, ref: str) -> dict[str, TensorManifest]:
-    """Every tensor of REF by name (manifests only: no tensor data is read)."""
+def _tensor_files(tree: Tree) -> dict[str, FileEntry]:
+    """The files of a version that hold tensors, by path (any kind of file with tensors)."""
+    return {path: e for path, e in sorted(tree.files.items()) if e.tensors}
+
+
+def _select(tree: Tree, ref: str, file: str | None) -> dict[str, FileEntry]:
+    """The tensor files ``file`` names: the file itself, or every tensor file under the folder
+    ``file`` (``"unet"``, ``"checkpoint-30/"``); all of them for None, ``""`` or ``"."``.
+
+    Raises:
+        NoTensorsError: ``file`` names no tensor file.
+    """
+    files = _tensor_files(tree)
+    if file is None:
+        return files
+    sel = str(file).replace("\\", "/").strip("/")
+    while sel.startswith("./"):
+        sel = sel[2:]
+    if sel in ("", "."):
+        return files
+    if sel in files:
+        return {sel: files[sel]}
+    under = {p: e for p, e in files.items() if p.startswith(sel + "/")}
+    if not under:
+        raise NoTensorsError(ref, sorted(tree.files), selector=str(file), tensor_files=list(files))
+    return under
+
+
+def _keyed(files: dict[str, FileEntry]) -> dict[str, tuple[str, str, TensorManifest]]:
+    """key -> (path, name, manifest), keys by :func:`mgit.formats.names.tensor_keys` over
+    ``files``: the bare name when only one of them holds it, else ``"<path>:<name>"``."""
+    from mgit.formats.names import tensor_keys  # not at import: export must not load mgit.formats
+
+    items = [(path, name, m) for path, e in files.items() for name, m in e.tensors]
+    keys = tensor_keys((path, name) for path, name, _ in items)
+    return {keys[(path, name)]: (path, name, m) for path, name, m in items}
+
+
+def tensor_manifests(core: RepoCore, ref: str, *, file: str | None = None) -> dict[str, TensorManifest]:
+    """Every tensor of REF by key (manifests only: no tensor data is read).
+
+    A tensor is identified by its file and its name: its key is the bare name when no other file
+    of the version (of the part selected by ``file``) holds that name, else ``"<path>:<name>"``
+    (:func:`mgit.formats.names.tensor_keys`), so no tensor hides another. ``file`` selects a
+    tensor file or a component folder (``"unet"``): then only its tensors, keyed over it.
+    A version without tensors gives ``{}``.
+
+    Raises:
+        NoTensorsError: ``file`` names no tensor file of the version.
+    """
     tree = core.commit_tree(core.resolve(ref))
-    out: dict[str, TensorManifest] = {}
-    for entry in tree.files.values():
-        for name, m in entry.tensors:
-            out[name] = m
+    return {key: m for key, (_, _, m) in _keyed(_select(tree, ref, file)).items()}
+
+
+def load_tensor(core: RepoCore, ref: str, name: str, *, file: str | None = None,
+                torch: bool = False) -> Any:
+    """One tensor of REF, reading only that tensor's chunks.
+
+    ``name`` is a tensor name, or a key ``"<path>:<name>"`` (:func:`tensor_manifests`);
+    ``file`` (a tensor file or a component folder) says where to look when several files hold
+    the name.
+
+    Raises:
+        RefNotFoundError: unknown REF, or no such tensor.
+        AmbiguousTensorError: several files (of those ``file`` selects) hold ``name``.
+        NoTensorsError: the version has no tensors, or ``file`` names no tensor file.
+    """
+    tree = core.commit_tree(core.resolve(ref))
+    files = _select(tree, ref, file)
+    if not files:
+        raise NoTensorsError(ref, sorted(tree.files))
+    keyed = _keyed(files)
+    hit = keyed.get(name)
+    if hit is None:
+        holders = sorted(path for path, n, _ in keyed.values() if n == name)
+        if len(holders) > 1:
+            raise AmbiguousTensorError(ref, name, holders)
+        where = f"no such tensor in {file}" if file is not None else "no such tensor"
+        raise RefNotFoundError(f"{ref}:{name}", reason=where)
+    return _value(core, hit[2], torch)
+
+
+def load_state_dict(core: RepoCore, ref: str, *, file: str | None = None,
+                    torch: bool = False) -> dict[str, Any]:
+    """Tensors of REF as numpy arrays (bf16/fp8 via ml_dtypes) or torch tensors, by key
+    (:func:`tensor_manifests`): with ``file`` (a file or a component folder such as ``"unet"``)
+    that part's tensors, by bare name where unique within it.
+
+    Raises:
+        NoTensorsError: the version (or the part ``file`` selects) has no tensors.
+    """
+    tree = core.commit_tree(core.resolve(ref))
+    files = _select(tree, ref, file)
+    if not files:
+        raise NoTensorsError(ref, sorted(tree.files))
+    out = {key: _value(core, m, torch) for key, (_, _, m) in _keyed(files).items()}
+    views = [(path, v, e) for path, e in files.items() for v in e.views]
+    if views:  # a checkpoint's tied weights and other views of its storages
+        from mgit.formats.names import tensor_keys
+
+        names = [(p, n) for p, e in files.items() for n, _ in e.tensors] + [(p, v.name) for p, v, _ in views]
+        keys = tensor_keys(names)
+        for path, v, e in views:
+            out[keys[(path, v.name)]] = _view_value(core, e.tensors[v.storage][1], v, torch)
     return out
 
 
-def load_tensor(core: RepoCore, ref: str, name: str, *, torch: bool = False) -> Any:
-    """One tensor of REF, reading only that tensor's chunks.
+def _view_value(core: RepoCore, storage: TensorManifest, view: TensorView, as_torch: bool) -> Any:
+    """A strided view of a checkpoint's storage, as its own (contiguous) tensor."""
+    import numpy as np
 
-    Raises:
-        RefNotFoundError: unknown REF or tensor name.
-    """
-    tensors = tensor_manifests(core, ref)
-    if name not in tensors:
-        raise RefNotFoundError(f"{ref}:{name}", reason="no such tensor")
-    return _value(core, tensors[name], torch)
+    flat = np.asarray(tensor_array(core.store, storage)).reshape(-1)
+    bits = flat.view(f"u{flat.dtype.itemsize}")  # as_strided cannot take bf16/fp8 arrays
+    step = bits.dtype.itemsize
+    picked = np.lib.stride_tricks.as_strided(
+        bits[view.offset :], shape=view.shape, strides=[s * step for s in view.stride], writeable=False
+    )
+    arr = np.ascontiguousarray(picked).view(flat.dtype)
+    if not as_torch:
+        return arr
+    import torch
 
+    from mgit.formats.dtypes import torch_dtype
 
-def load_state_dict(core: RepoCore, ref: str, *, torch: bool = False) -> dict[str, Any]:
-    """Every tensor of REF as numpy arrays (bf16/fp8 via ml_dtypes) or torch tensors."""
-    return {name: _value(core, m, torch) for name, m in tensor_manifests(core, ref).items()}
+    t = torch.from_numpy(np.ascontiguousarray(picked).copy())
+    return t.view(torch_dtype(storage.dtype)) if t.numel() else torch.empty(view.shape, dtype=torch_dtype(storage.dtype))
 
 
 def _value(core: RepoCore, m: TensorManifest, as_torch: bool) -> Any:
@@ -122,16 +223,21 @@ def _diff_sources(core: RepoCore, a: str, b: str | None) -> tuple[Any, Any]:
 
     left = RepoTensorSource(core, a)
     if b is None:
+        from mgit.worktree.index import Index
+
         core.need_worktree()
-        right: Any = FolderTensorSource(core.root, chunk_size=core.chunk_size)
+        index = Index.load(core.mgit_dir)  # its stat cache spares re-hashing unchanged files
+        right: Any = FolderTensorSource(core.root, chunk_size=core.chunk_size, xxh_of=index.current_xxh)
     else:
         right = RepoTensorSource(core, b)
     return left, right
 
 
 def diff(core: RepoCore, a: str, b: str | None = None, *, rank: bool = True) -> Any:
-    """Which tensors changed from REF ``a`` to REF ``b`` (default: the working tree), and by
-    how much. Tensors with equal ids are recognised as unchanged without reading data.
+    """Which tensors and files changed from REF ``a`` to REF ``b`` (default: the working tree),
+    and by how much. Tensors with equal ids are recognised as unchanged without reading data;
+    files are compared by checksum, JSON files key by key; quantized weights are dequantized
+    and a LoRA adapter is measured against the other side's weights.
 
     Returns:
         A :class:`mgit.diff.ModelDiff`.
@@ -143,7 +249,8 @@ def diff(core: RepoCore, a: str, b: str | None = None, *, rank: bool = True) -> 
 
 
 def structural_diff(core: RepoCore, a: str, b: str | None = None, *, dataflow: bool = True) -> Any:
-    """The architecture diff of two versions: module tree, config.json, dataflow graph.
+    """The architecture diff of two versions: module tree, config.json, dataflow graph, and
+    the files that are not compared as tensors.
 
     Returns:
         A :class:`mgit.diff.StructuralDiff`.

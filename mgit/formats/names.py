@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-__all__ = ["HEAD_PREFIXES", "strip_head_prefix", "pair", "pair_names"]
+__all__ = ["HEAD_PREFIXES", "KEY_SEP", "strip_head_prefix", "pair", "pair_names", "tensor_keys", "split_key"]
 
 #: Prefixes that task-head and wrapper model classes put before a base model's tensor names
 #: (``BertForSequenceClassification`` saves ``bert.embeddings...`` where ``BertModel`` saves
@@ -170,3 +170,37 @@ def pair_names(
     out.extend((None, n) for n in left_b)
     out.sort(key=lambda p: (p[1] if p[1] is not None else p[0]) or "")
     return out
+
+
+#: Separates a file's path from a tensor name in a qualified tensor key (``unet/m.safetensors:w``).
+KEY_SEP = ":"
+
+
+def tensor_keys(tensors: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The key each tensor of a model version goes by, from ``(file path, tensor name)`` pairs.
+
+    A tensor is identified by its file and its name. Its key is the bare name when no other
+    file of the version holds that name (a single file, or shards of one model), and
+    ``"<path>:<name>"`` when several do (a diffusers folder whose ``unet/`` and ``vae/`` both
+    hold ``conv_in.weight``, a Trainer folder beside its ``checkpoint-30/``, a repository that
+    ships both ``model.safetensors`` and ``pytorch_model.bin``). Keys are unique within a
+    version, so no tensor hides another.
+
+    Example:
+        >>> tensor_keys([("unet/a.safetensors", "w"), ("vae/b.safetensors", "w"), ("vae/b.safetensors", "v")])
+        {('unet/a.safetensors', 'w'): 'unet/a.safetensors:w', ('vae/b.safetensors', 'w'): 'vae/b.safetensors:w', ('vae/b.safetensors', 'v'): 'v'}
+    """
+    items = list(tensors)
+    files: dict[str, set[str]] = defaultdict(set)
+    for path, name in items:
+        files[name].add(path)
+    return {(p, n): (n if len(files[n]) == 1 else f"{p}{KEY_SEP}{n}") for p, n in items}
+
+
+def split_key(key: str, paths: Iterable[str]) -> tuple[str | None, str]:
+    """``(path, name)`` of a qualified key whose path is one of ``paths``, else ``(None, key)``
+    (tensor names may themselves hold ``:``)."""
+    for p in paths:
+        if key.startswith(p + KEY_SEP):
+            return p, key[len(p) + len(KEY_SEP) :]
+    return None, key

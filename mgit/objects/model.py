@@ -27,6 +27,7 @@ __all__ = [
     "tensor_chunk_size",
     "packed_content_id",
     "FileEntry",
+    "TensorView",
     "Tree",
     "ParentLink",
     "Commit",
@@ -140,6 +141,11 @@ class TensorManifest:
         return n
 
     @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return self.nbytes // self.itemsize
+
+    @property
     def packed(self) -> bool:
         """Whether the tensor lies inside a pack shared with other small tensors."""
         return self.offset is not None
@@ -235,13 +241,69 @@ class TensorManifest:
 
 
 @dataclass(frozen=True)
+class TensorView:
+    """A tensor of a PyTorch checkpoint that is not its storage's own whole view: a tied weight
+    (a second name on the same storage), a slice, a transposed view.
+
+    ``storage`` is the index of the storage in the entry's ``tensors``; ``offset`` (elements),
+    ``shape`` and ``stride`` are as ``torch.as_strided`` takes them.
+    """
+
+    name: str
+    storage: int
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def to_json(self) -> list[Any]:
+        """JSON value."""
+        return [self.name, self.storage, self.offset, list(self.shape), list(self.stride)]
+
+    @classmethod
+    def from_json(cls, v: Any, storages: tuple[tuple[str, TensorManifest], ...]) -> TensorView:
+        """Validate (the view lies inside its storage) and build.
+
+        Raises:
+            CorruptObjectError: malformed.
+        """
+        if not (isinstance(v, list) and len(v) == 5 and isinstance(v[0], str)):
+            raise _bad("tree", "bad tensor view")
+        name, idx, offset, shape, stride = v
+        for x in (idx, offset):
+            if not isinstance(x, int) or isinstance(x, bool) or x < 0:
+                raise _bad("tree", "bad tensor view")
+        shape = _check_shape("tree", shape)
+        if not isinstance(stride, list) or len(stride) != len(shape) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in stride
+        ):
+            raise _bad("tree", "bad tensor view stride")
+        if idx >= len(storages):
+            raise _bad("tree", "tensor view of a missing storage")
+        numel = storages[idx][1].numel
+        extent = 0 if 0 in shape else 1 + sum((d - 1) * st for d, st in zip(shape, stride))
+        if extent and offset + extent > numel:
+            raise _bad("tree", "tensor view outside its storage")
+        return cls(name, idx, offset, shape, tuple(stride))
+
+
+@dataclass(frozen=True)
 class FileEntry:
     """A file of the model folder.
 
-    ``kind`` is ``"safetensors"`` (``header`` is the chunk holding the exact header bytes,
-    ``tensors`` the (name, manifest) pairs in data order) or ``"blob"`` (``chunks``: the file's
-    bytes in fixed-size chunks). ``xxh`` is the XXH3-128 of the whole file, for change detection
-    and as an end-to-end check of rebuilt files.
+    ``kind`` is one of:
+
+    - ``"safetensors"``: ``header`` is the chunk holding the exact header bytes, ``tensors`` the
+      (name, manifest) pairs in data order.
+    - ``"torchzip"`` (a ``torch.save`` zip checkpoint, ``pytorch_model.bin``): ``tensors`` are
+      its storages in file order, each named after the first tensor that views it (with that
+      tensor's shape when it views the whole storage contiguously, else flat); ``chunks`` hold the
+      file's other bytes (zip records, ``data.pkl``) end to end; ``layout`` is the file in order:
+      ``n >= 0`` is the next ``n`` of those bytes, ``-1 - i`` is storage ``i``; ``views`` are the
+      tensors that are not their storage's own whole view (tied weights, slices).
+    - ``"blob"``: ``chunks`` are the file's bytes in fixed-size chunks.
+
+    ``xxh`` is the XXH3-128 of the whole file, for change detection and as an end-to-end check
+    of rebuilt files.
     """
 
     kind: str
@@ -250,6 +312,8 @@ class FileEntry:
     chunks: tuple[str, ...] = ()
     header: str | None = None
     tensors: tuple[tuple[str, TensorManifest], ...] = ()
+    layout: tuple[int, ...] = ()
+    views: tuple[TensorView, ...] = ()
 
     def chunk_ids(self) -> set[str]:
         """Every chunk the file needs directly (header, tensor chunks and packs, blob chunks)."""
@@ -265,6 +329,11 @@ class FileEntry:
         d: dict[str, Any] = {"kind": self.kind, "size": self.size, "xxh": self.xxh}
         if self.kind == "blob":
             d["chunks"] = list(self.chunks)
+        elif self.kind == "torchzip":
+            d["chunks"] = list(self.chunks)
+            d["layout"] = list(self.layout)
+            d["tensors"] = [[n, m.to_json()] for n, m in self.tensors]
+            d["views"] = [v.to_json() for v in self.views]
         else:
             d["header"] = self.header
             d["tensors"] = [[n, m.to_json()] for n, m in self.tensors]
@@ -286,20 +355,35 @@ class FileEntry:
             raise _bad("tree", "bad file checksum")
         if kind == "blob":
             return cls(kind="blob", size=size, xxh=xxh, chunks=_oid_list("tree", v.get("chunks"), "chunks"))
+        if kind not in ("safetensors", "torchzip"):
+            raise _bad("tree", f"unknown file kind {kind!r}")
+        tensors_v = v.get("tensors")
+        if not isinstance(tensors_v, list) or not all(
+            isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) for t in tensors_v
+        ):
+            raise _bad("tree", "bad tensor list")
+        tensors = tuple((t[0], TensorManifest.from_json(t[1])) for t in tensors_v)
         if kind == "safetensors":
             header = v.get("header")
             if not isinstance(header, str) or not is_oid(header):
                 raise _bad("tree", "bad header id")
-            tensors = v.get("tensors")
-            if not isinstance(tensors, list) or not all(
-                isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) for t in tensors
-            ):
-                raise _bad("tree", "bad tensor list")
-            return cls(
-                kind="safetensors", size=size, xxh=xxh, header=header,
-                tensors=tuple((t[0], TensorManifest.from_json(t[1])) for t in tensors),
-            )
-        raise _bad("tree", f"unknown file kind {kind!r}")
+            return cls(kind="safetensors", size=size, xxh=xxh, header=header, tensors=tensors)
+        layout = v.get("layout")
+        if not isinstance(layout, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in layout):
+            raise _bad("tree", "bad torchzip layout")
+        if [-1 - x for x in layout if x < 0] != list(range(len(tensors))):
+            raise _bad("tree", "a torchzip layout holds each storage once, in order")
+        raw = sum(x for x in layout if x >= 0)
+        if raw + sum(m.nbytes for _, m in tensors) != size:
+            raise _bad("tree", "torchzip layout does not add up to the file size")
+        views_v = v.get("views")
+        if not isinstance(views_v, list):
+            raise _bad("tree", "bad tensor views")
+        views = tuple(TensorView.from_json(x, tensors) for x in views_v)
+        return cls(
+            kind="torchzip", size=size, xxh=xxh, chunks=_oid_list("tree", v.get("chunks"), "chunks"),
+            tensors=tensors, layout=tuple(layout), views=views,
+        )
 
 
 @dataclass(frozen=True)

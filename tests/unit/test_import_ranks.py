@@ -25,11 +25,12 @@ RANKS: list[tuple[str, ...]] = [
     ("mgit._fs", "mgit._paths", "mgit._dtypes"),
     ("mgit._lockfile", "mgit._pool", "mgit._alloc"),
     ("mgit.formats",),
-    ("mgit.codecs",),
+    ("mgit.codecs", "mgit.hf"),  # hf: hub cache paths, model cards, adapter configs (pure)
     ("mgit.objects",),
     ("mgit.refs", "mgit.lineage"),
     ("mgit.format", "mgit.revspec", "mgit.reach"),
     ("mgit.core",),
+    ("mgit.pairing", "mgit.lifecycle.notes"),  # notes: refs/tests storage, which remote carries
     ("mgit.ingest", "mgit.materialize", "mgit.diff", "mgit.worktree.index", "mgit.worktree.scan"),
     ("mgit.sources",),
     ("mgit.tensors",),
@@ -45,8 +46,6 @@ RANKS: list[tuple[str, ...]] = [
     ("mgit.__main__",),
 ]
 
-#: Packages whose ``__init__`` only re-exports its submodules (an edge into them is an edge
-#: into the package's entry, whatever the submodule).
 _ENTRIES = [e for rank in RANKS for e in rank]
 
 
