@@ -46,6 +46,7 @@ class CommitResult:
     files: int
     check: str | None = None  # None, "passed", or "failed: stored losslessly"
     candidates: list[Any] = field(default_factory=list)  # --guess-parent: ranked candidates
+    skipped: list[Any] = field(default_factory=list)  # import: files of the folder left out, and why
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
@@ -62,6 +63,8 @@ class CommitResult:
             "max_err": s.max_err,
             "check": self.check,
             "guessed_parents": [c.to_json() for c in self.candidates],
+            "skipped": [k.to_json() for k in self.skipped],
+            "warnings": list(s.warnings),
         }
 
 
@@ -376,10 +379,10 @@ def commit(
 
 def import_folder(
     core: RepoCore,
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | None = None,
     *,
-    model: str,
-    message: str,
+    model: str | None = None,
+    message: str | None = None,
     parent: str | Sequence[str] | None = None,
     relation: str | None = None,
     meta: dict[str, str] | None = None,
@@ -387,45 +390,185 @@ def import_folder(
     check: str | None = None,
     guess_parent: bool = False,
     progress: Callable[[int], None] | None = None,
+    follow_symlinks: bool = False,
+    hf_cache: str | None = None,
 ) -> CommitResult:
     """Commit a model folder from elsewhere as the next version of ``model`` (see
     ``Repository.import_folder``). The working tree and HEAD are not touched.
 
+    ``hf_cache="ORG/NAME[@REV]"`` (instead of ``folder``) imports that snapshot of the local
+    Hugging Face hub cache (:func:`mgit.hf.find_snapshot`); ``model`` defaults to NAME and
+    ``message`` to ``ORG/NAME@<revision>``. Such a version (or a snapshot folder given by its
+    path) records ``hf_repo`` and ``hf_revision``, and its model card's YAML header
+    (``license``, ``base_model``...) as metadata. A folder with ``adapter_config.json`` (PEFT) records ``adapter_type``, ``r``,
+    ``lora_alpha`` and ``target_modules``. Metadata given in ``meta`` wins.
+
+    Without ``parent``, the parent is the model line that the card's ``base_model`` or the
+    adapter's ``base_model_name_or_path`` names (by ``hf_repo`` metadata, then by name), else
+    (``guess_parent``) the closest stored version: for an adapter, the version whose weights
+    the LoRA factors fit. The relation defaults to the card's ``base_model_relation``, else
+    ``adapter`` for adapters.
+
     Raises:
-        UsageError: the folder is missing or empty.
-        UnsafePathError: a symlink pointing outside the folder.
-        InvalidModelFileError: a malformed safetensors file.
+        UsageError: the folder is missing or empty; the snapshot is not in the cache.
+        UnsafePathError: a symlink pointing outside the folder (without ``follow_symlinks``).
+        InvalidModelFileError: a malformed safetensors file or ``adapter_config.json``.
     """
-    from mgit.worktree.scan import scan
+    from mgit import hf
+    from mgit.worktree.scan import Skipped, scan
 
     eps = check_eps(eps)
-    meta = check_meta(meta)
+    extra: dict[str, str] = {}
+    bases: list[str] = []
+    card_rel: str | None = None
+    snap: hf.HubSnapshot | None = None
+    if hf_cache is not None:
+        if folder is not None:
+            raise UsageError("give a folder or --hf-cache, not both")
+        snap = hf.find_snapshot(hf_cache)
+        src = snap.path
+        if model is None:
+            model = _model_name_of(snap.repo_id)
+        if message is None:
+            message = f"{snap.repo_id}@{snap.revision[:12]}"
+    else:
+        if folder is None:
+            raise UsageError("give a folder to import (or --hf-cache ORG/NAME)")
+        src = Path(folder)
+        if not src.is_dir():
+            raise UsageError(f"not a folder: {folder}")
+        snap = hf.snapshot_of(src)  # a hub cache snapshot given by its path: the same metadata
+    if snap is not None:
+        card = hf.read_model_card(src)
+        extra.update(hf.card_meta(card))
+        extra["hf_repo"] = snap.repo_id
+        extra["hf_revision"] = snap.revision
+        bases = hf.card_base_models(card)
+        card_rel = hf.card_relation(card)
+    if model is None:
+        raise UsageError("give --model NAME: the model line the folder becomes a version of")
+    if message is None:
+        raise UsageError("give -m MSG: the commit message")
     check_text(message, "the commit message")
     check_name(model, what="model name")
-    src = Path(folder)
-    if not src.is_dir():
-        raise UsageError(f"not a folder: {folder}")
-    found = scan(src, strict=True)
+    user_meta = check_meta(meta)
+    adapter = hf.read_adapter_config(src)
+    if adapter is not None:
+        extra.update(adapter.meta())
+        if adapter.base_model:
+            bases.append(adapter.base_model)
+    meta = check_meta({**extra, **user_meta})
+    skipped: list[Skipped] = []
+    found = scan(src, strict=True, follow_symlinks=follow_symlinks, skipped=skipped)
     if not found:
-        raise UsageError(f"no files to import in {folder}")
+        raise UsageError(f"no files to import in {hf_cache or folder}")
     files: dict[str, FileEntry | Path] = {check_relpath(rel): p for rel, p in found.items()}
     tip = core.refs.read(HEADS + model)
     candidates: list[Any] = []
+    if parent is None and bases:
+        found_parents = _lines_named(core, bases, exclude=model)
+        if found_parents:
+            merge = card_rel == "merge" or (relation == "merge")
+            parent = found_parents if merge and len(found_parents) > 1 else found_parents[0]
     if guess_parent and parent is None:
-        from mgit.guess import guess_parents
+        if adapter is not None:
+            candidates = guess_adapter_base(core, src, adapter)
+            if candidates and candidates[0].score == 1.0 and candidates[0].oid != tip:
+                parent = candidates[0].oid
+        else:
+            from mgit.guess import guess_parents
 
-        candidates = guess_parents(core, src)
-        if candidates and candidates[0].score >= GUESS_MIN_SCORE and candidates[0].oid != tip:
-            parent = candidates[0].oid
-    links = plan_parents(model, tip, _resolve_parents(core, parent), relation)
+            candidates = guess_parents(core, src)
+            if candidates and candidates[0].score >= GUESS_MIN_SCORE and candidates[0].oid != tip:
+                parent = candidates[0].oid
+    resolved = _resolve_parents(core, parent)
+    if relation is None and any(pm != model for _, pm in resolved):
+        relation = card_rel or ("adapter" if adapter is not None else None)
+    links = plan_parents(model, tip, resolved, relation)
+    target_model = model
+    msg = message
 
     def write(e: float | None, update: bool) -> tuple[CommitInfo, IngestStats]:
         return write_commit(
-            core, model=model, tip=tip, parents=links, files=files, message=message,
+            core, model=target_model, tip=tip, parents=links, files=files, message=msg,
             meta=meta, eps=e, progress=progress, update_ref=update,
         )
 
     info, stats, checked = gated(
         core, eps=eps, check=check, write=write, model=model, tip=tip, message=message, move_head=False
     )
-    return CommitResult(info, stats, len(files), checked, candidates)
+    return CommitResult(info, stats, len(files), checked, candidates, skipped)
+
+
+def _model_name_of(repo_id: str) -> str:
+    """A model line name for a hub repository: its NAME, made a valid name."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "-", repo_id.rsplit("/", 1)[-1]).strip(".-") or "model"
+    if not re.match(r"^[A-Za-z0-9_]", name):
+        name = "m" + name
+    return name[:100]
+
+
+def _lines_named(core: RepoCore, names: Sequence[str], *, exclude: str) -> list[str]:
+    """The latest versions of the model lines ``names`` designate (:func:`mgit.hf.match_model_lines`),
+    one per name found, in order; never the line ``exclude``."""
+    from mgit.hf import match_model_lines
+
+    heads = {m: oid for m, oid in core.model_heads().items() if m != exclude}
+    lines = {m: core.read_commit(oid).meta for m, oid in heads.items()}
+    out: list[str] = []
+    for n in names:
+        found = match_model_lines(n, lines)
+        if found and heads[found[0]] not in out:
+            out.append(heads[found[0]])
+    return out
+
+
+@dataclass(frozen=True)
+class AdapterCandidate:
+    """A stored version an adapter's LoRA factors were checked against."""
+
+    oid: str
+    model: str
+    score: float  # fraction of the adapter's target modules that fit
+    modules: int  # target modules of the adapter
+    fitting: int  # of them, those whose base weight the candidate has with fitting shapes
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "oid": self.oid, "model": self.model, "score": round(self.score, 4), "modules": self.modules,
+            "fitting": self.fitting, "seconds": round(self.seconds, 4),
+        }
+
+
+def guess_adapter_base(
+    core: RepoCore, folder: Path, adapter: Any, *, limit: int = 5
+) -> list[AdapterCandidate]:
+    """Rank the stored versions by how many of the adapter's target modules they fit (reads
+    tree manifests only). Ties go to model-line tips, then to versions without parents (a base
+    model more likely than its finetunes), then to the newest."""
+    import time
+
+    from mgit.hf import adapter_fit, lora_shapes
+    from mgit.reach import all_commits
+
+    lora = lora_shapes(folder)
+    if not lora:
+        return []
+    tips = set(core.model_heads().values())
+    ranked = []
+    for oid in all_commits(core):
+        t0 = time.perf_counter()
+        shapes: dict[str, tuple[int, ...]] = {}
+        for entry in core.commit_tree(oid).files.values():
+            for name, m in entry.tensors:
+                shapes.setdefault(name, tuple(m.shape))
+        n = adapter_fit(lora, shapes, fan_in_fan_out=adapter.fan_in_fan_out)
+        c = core.read_commit(oid)
+        cand = AdapterCandidate(oid, c.model, n / len(lora), len(lora), n, time.perf_counter() - t0)
+        ranked.append((-cand.score, oid not in tips, bool(c.parents), -c.time, oid, cand))
+    ranked.sort(key=lambda x: x[:5])
+    return [x[-1] for x in ranked if x[-1].fitting][:limit]

@@ -11,16 +11,20 @@ __all__ = ["COMMANDS"]
 
 @click.command("add")
 @click.argument("paths", nargs=-1, required=True)
-def add_cmd(paths: tuple[str, ...]) -> None:
+@click.option("-L", "--follow-symlinks", is_flag=True,
+              help="Follow every symlink, also those pointing outside the model folder (stored by content).")
+def add_cmd(paths: tuple[str, ...], follow_symlinks: bool) -> None:
     """Stage files (or folders) of the working tree for the next commit."""
     repo = open_repo()
-    res = repo.add([user_path(p) for p in paths])
+    res = repo.add([user_path(p) for p in paths], follow_symlinks=follow_symlinks)
 
     def render() -> None:
         for p in res.staged:
             echo(f"staged   {p}")
         for p in res.removed:
             echo(f"removed  {p}")
+        for s in res.skipped:
+            echo(f"skipped  {s.path}: {s.reason}")
         if not res.staged and not res.removed:
             echo("nothing changed")
 

@@ -13,7 +13,13 @@ from mgit.commands._common import (
     parse_meta,
 )
 
-__all__ = ["COMMANDS", "render_commit_result"]
+__all__ = ["COMMANDS", "render_commit_result", "warn"]
+
+
+def warn(res) -> None:  # type: ignore[no-untyped-def]
+    """Print a commit's warnings (files stored opaquely...) on stderr, with or without --json."""
+    for w in res.stats.warnings:
+        click.echo(f"mgit: warning: {w}", err=True)
 
 
 def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: ignore[no-untyped-def]
@@ -49,6 +55,7 @@ def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relati
         eps=eps, check=check, allow_empty=allow_empty,
     )
     emit(res, lambda: render_commit_result(res, working_tree=True))
+    warn(res)
 
 
 COMMANDS = [commit_cmd]

@@ -33,8 +33,14 @@ def status_cmd() -> None:
                     for p in paths:
                         text = f"{label + ':':<10} {p}" if label else p
                         echo("  " + click.style(text, fg=color))
+        if st.skipped:
+            echo("Skipped (not committed; 'mgit add -L PATH' follows a symlink):")
+            for s in st.skipped:
+                echo("  " + click.style(s.path, fg="yellow") + f": {s.reason}")
         if st.clean and not st.untracked:
-            echo("nothing to commit, working tree clean")
+            echo("nothing to commit, working tree clean"
+                 + (f" ({len(st.skipped)} skipped file{'s' if len(st.skipped) != 1 else ''} listed above)"
+                    if st.skipped else ""))
 
     emit(st, render)
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mgit._fs import check_relpath, safe_join
 from mgit.core import RepoCore
 from mgit.errors import DirtyWorkingTreeError, InvalidRefNameError, UnsafePathError, UsageError
+from mgit.hf import cache_blobs_dir
 from mgit.materialize import write_file
 from mgit.objects.model import Tree
 from mgit.refs.store import HEADS
 from mgit.worktree.index import Index, Snapshot, index_lock, snapshot
-from mgit.worktree.scan import scan
+from mgit.worktree.scan import Skipped, scan
 
 __all__ = ["AddResult", "CheckoutResult", "StatusResult", "add", "status", "checkout", "relpath"]
 
@@ -31,10 +32,14 @@ class AddResult:
     staged: list[str]
     removed: list[str]
     unchanged: int
+    skipped: list[Skipped] = field(default_factory=list)  # files under the paths left out, and why
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
-        return {"staged": self.staged, "removed": self.removed, "unchanged": self.unchanged}
+        return {
+            "staged": self.staged, "removed": self.removed, "unchanged": self.unchanged,
+            "skipped": [s.to_json() for s in self.skipped],
+        }
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class StatusResult:
     modified: list[str]
     deleted: list[str]
     untracked: list[str]
+    skipped: list[Skipped] = field(default_factory=list)  # files neither tracked nor listed, and why
 
     @property
     def clean(self) -> bool:
@@ -90,44 +96,60 @@ class StatusResult:
             "modified": self.modified,
             "deleted": self.deleted,
             "untracked": self.untracked,
+            "skipped": [s.to_json() for s in self.skipped],
             "clean": self.clean,
         }
 
 
-def add(core: RepoCore, paths: Iterable[str | os.PathLike[str]]) -> AddResult:
+def add(
+    core: RepoCore, paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False
+) -> AddResult:
     """Stage files (or every file under folders) for the next commit.
 
     Files identical to HEAD's are not staged; tracked files missing under a given folder
-    are staged for removal.
+    are staged for removal. Symlinks are followed when they resolve inside the model folder or,
+    in a Hugging Face hub cache snapshot, into that cache repository's ``blobs/``; any symlink
+    (linked folders too) with ``follow_symlinks``. Files under a folder that cannot be added
+    (dangling symlinks, not regular files) are left out and listed in ``skipped``.
 
     Raises:
-        UsageError: a path that matches no file.
+        UsageError: a path that matches no file, or a single path that cannot be added.
         UnsafePathError: a path outside the model folder or a symlink pointing outside it.
     """
     core.need_worktree()
     head_tree = core.head_tree()
     staged: list[str] = []
     removed: list[str] = []
+    skipped: list[Skipped] = []
     unchanged = 0
+    blobs = cache_blobs_dir(core.root)
     with index_lock(core.mgit_dir):
         index = Index.load(core.mgit_dir)
         for p in paths:
             rel = relpath(core.root, p)
             full = core.root / rel if rel else core.root
-            _check_no_symlinked_folder(core.root, rel)
+            if not follow_symlinks:
+                _check_no_symlinked_folder(core.root, rel, blobs)
+            why: list[Skipped] = []
             if rel and full.is_file() and not full.is_symlink():
                 found = {rel: full}
             elif rel and full.is_symlink() and not full.is_dir():
-                found = {k: v for k, v in scan(core.root, under=_parent(rel), strict=True).items() if k == rel}
+                res = scan(core.root, under=_parent(rel), skipped=why,
+                           follow_symlinks=lambda r: follow_symlinks and r == rel)
+                found = {rel: res[rel]} if rel in res else {}
+                why = [w for w in why if w.path == rel]
             elif full.is_dir():
-                found = scan(core.root, under=rel, strict=True)
+                found = scan(core.root, under=rel, strict=True, follow_symlinks=follow_symlinks, skipped=why)
             else:
                 found = {}
+            skipped.extend(why)
             tracked = {
                 t for t in set(head_tree.files) | set(index.staged)
                 if not rel or t == rel or t.startswith(rel + "/")
             }
             if not found and not tracked:
+                if len(why) == 1 and why[0].path == rel:
+                    raise UsageError(f"cannot add {rel}: {why[0].reason}")
                 raise UsageError(f"path did not match any file: {p}")
             for frel, fpath in found.items():
                 snap = snapshot(fpath)
@@ -146,7 +168,7 @@ def add(core: RepoCore, paths: Iterable[str | os.PathLike[str]]) -> AddResult:
                 else:
                     index.staged.pop(t, None)
         index.save(core.mgit_dir)
-    return AddResult(sorted(staged), sorted(removed), unchanged)
+    return AddResult(sorted(staged), sorted(removed), unchanged, sorted(skipped, key=lambda k: k.path))
 
 
 def status(core: RepoCore) -> StatusResult:
@@ -176,7 +198,6 @@ def _status(core: RepoCore, index: Index) -> tuple[StatusResult, dict[str, str]]
     """The status against ``index`` (whose stat cache learns the checksums read); also returns
     the expected checksum of every tracked path. Takes no lock and writes nothing."""
     head_tree = core.head_tree()
-    work = scan(core.root)
     s_new, s_mod, s_del, mod, dele = [], [], [], [], []
     for rel, snap in index.staged.items():
         if snap is None:
@@ -191,6 +212,11 @@ def _status(core: RepoCore, index: Index) -> tuple[StatusResult, dict[str, str]]
             expected.pop(rel, None)
         else:
             expected[rel] = snap.xxh
+    # Tracked files that are symlinks were added through them (-L, or a hub cache snapshot):
+    # keep following them, and the linked folders that hold tracked files.
+    tracked_dirs = {rel.rsplit("/", i)[0] for rel in expected for i in range(1, rel.count("/") + 1)}
+    skipped: list[Skipped] = []
+    work = scan(core.root, follow_symlinks=lambda r: r in expected or r in tracked_dirs, skipped=skipped)
     for rel, xxh in expected.items():
         path = work.get(rel)
         if path is None:
@@ -202,6 +228,7 @@ def _status(core: RepoCore, index: Index) -> tuple[StatusResult, dict[str, str]]
         model=core.head_model, head=core.head(), detached=core.refs.head_target() is None,
         staged_new=sorted(s_new), staged_modified=sorted(s_mod), staged_deleted=sorted(s_del),
         modified=sorted(mod), deleted=sorted(dele), untracked=untracked,
+        skipped=sorted(skipped, key=lambda k: k.path),
     )
     return result, expected
 
@@ -270,6 +297,9 @@ def _checkout_plan(root: Path, tree: Tree, index: Index) -> list[tuple[str, Any]
     nothing changed; files that already hold the right bytes are left alone."""
     plan = []
     for rel, entry in sorted(tree.files.items()):
+        held = root / rel
+        if held.is_symlink() and held.is_file() and index.current_xxh(rel, held) == entry.xxh:
+            continue  # a followed link (hub cache, -L) that holds these bytes: nothing to write
         path = safe_join(root, rel)
         if path.is_dir():
             raise DirtyWorkingTreeError([rel], action="checkout (a folder is in the way)")
@@ -305,18 +335,28 @@ def relpath(root: Path, p: str | os.PathLike[str]) -> str:
     return check_relpath(rel)
 
 
-def _check_no_symlinked_folder(root: Path, rel: str) -> None:
-    """Refuse a path that goes through (or is) a symlinked folder: mgit does not follow them,
-    and one may point outside the model folder."""
+def _check_no_symlinked_folder(root: Path, rel: str, blobs: Path | None = None) -> None:
+    """Refuse a path that goes through (or is) a symlinked folder: mgit does not follow them
+    (without -L), and one may point outside the model folder. A symlinked file may point into
+    ``blobs`` (the hub cache repository the model folder is a snapshot of)."""
     if not rel:
         return
     cur = root
     for part in rel.split("/"):
         cur = cur / part
         if cur.is_symlink() and cur.is_dir():
-            raise UnsafePathError(rel, f"{cur.relative_to(root).as_posix()} is a symlinked folder")
-        if cur.is_symlink() and not cur.resolve().is_relative_to(root.resolve()):
-            raise UnsafePathError(rel, "symlink points outside the model folder")
+            err = UnsafePathError(rel, f"{cur.relative_to(root).as_posix()} is a symlinked folder")
+            err.hint = "-L/--follow-symlinks follows it"
+            raise err
+        if cur.is_symlink():
+            target = cur.resolve()
+            if target.is_relative_to(root.resolve()) or (blobs is not None and target.is_relative_to(blobs)):
+                continue
+            if not target.exists():
+                continue  # dangling: add reports it
+            err = UnsafePathError(rel, "symlink points outside the model folder")
+            err.hint = "-L/--follow-symlinks follows it"
+            raise err
 
 
 def _parent(rel: str) -> str:

@@ -1,17 +1,46 @@
-"""Scanning a model folder: which files a version holds (``.mgitignore``, symlinks)."""
+"""Scanning a model folder: which files a version holds (``.mgitignore``, symlinks), and which
+files it skips and why.
+
+A symlink is followed when it resolves inside the folder, when the folder is (inside) a Hugging
+Face hub cache snapshot and the link resolves into that cache repository's ``blobs/`` (every
+file of a snapshot is such a link), or when the caller asks to follow links
+(``follow_symlinks``: ``mgit import -L`` / ``mgit add -L``; ``status`` follows the links of
+tracked files). A followed file is stored by content, so export writes a regular file. Anything
+else is skipped, and reported to a ``skipped`` collector: a symlink out of the folder, a dangling
+symlink, a symlinked folder, something that is not a regular file, an unreadable file.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mgit._fs import check_relpath
-from mgit.errors import UnsafePathError
+from mgit.errors import UnsafePathError, UsageError
 
-__all__ = ["scan", "folder_bytes", "IGNORE_FILE"]
+__all__ = ["scan", "folder_bytes", "IGNORE_FILE", "Skipped", "FollowSymlinks"]
 
 IGNORE_FILE = ".mgitignore"
+
+#: Which symlinks (besides those inside the folder or into its hub cache) to follow: all
+#: (``True``), none (``False``), or those whose relative path the predicate accepts.
+FollowSymlinks = bool | Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A path a scan left out, and why."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {"path": self.path, "reason": self.reason}
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -31,73 +60,161 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
     return False
 
 
-def scan(root: Path, *, under: str = "", strict: bool = False) -> dict[str, Path]:
-    """Files of a model folder as ``{relative posix path: path}``, without ``.mgit``.
+def _readable(path: Path) -> bool:
+    return os.access(path, os.R_OK)
 
-    Symlinks are followed only when they resolve inside ``root``.
 
-    Args:
-        root: the folder.
-        under: only files under this relative folder.
-        strict: raise on a symlink pointing outside ``root`` (else it is skipped).
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
 
-    Raises:
-        UnsafePathError: (strict) a symlink that points outside the folder.
-    """
-    root_real = root.resolve()
-    patterns = _ignore_patterns(root)
-    out: dict[str, Path] = {}
-    start = root / under if under else root
-    for dirpath, dirs, files in os.walk(start, followlinks=False):
-        dp = Path(dirpath)
-        rel_dir = dp.relative_to(root).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir
-        keep = []
-        for d in sorted(dirs):
-            rel = f"{rel_dir}/{d}" if rel_dir else d
-            if rel == ".mgit" or _ignored(rel, patterns):
+
+class _Walk:
+    def __init__(
+        self, root: Path, strict: bool, follow: FollowSymlinks, skipped: list[Skipped] | None
+    ) -> None:
+        from mgit.hf import cache_blobs_dir
+
+        self.root = root
+        self.root_real = root.resolve()
+        self.blobs = cache_blobs_dir(root)
+        self.patterns = _ignore_patterns(root)
+        self.strict = strict
+        self.follow = follow
+        self.skipped = skipped
+        self.out: dict[str, Path] = {}
+
+    def skip(self, rel: str, reason: str) -> None:
+        if self.skipped is not None:
+            self.skipped.append(Skipped(rel, reason))
+
+    def _follows(self, rel: str) -> bool:
+        return self.follow(rel) if callable(self.follow) else bool(self.follow)
+
+    def link_ok(self, full: Path, rel: str, *, is_dir: bool) -> bool:
+        """Whether to follow the symlink ``full`` (skipping it with a reason, or raising when
+        strict, if not)."""
+        target = full.resolve()
+        if not target.exists():
+            self.skip(rel, f"dangling symlink: {os.readlink(full)} does not exist")
+            return False
+        if self._follows(rel):
+            return True
+        if is_dir:
+            if _inside(target, self.root_real):
+                self.skip(rel, "symlinked folder (not followed)")
+                return False
+        elif _inside(target, self.root_real) or _inside(target, self.blobs):
+            return True
+        if self.strict:
+            raise _unsafe(rel, target)
+        self.skip(rel, f"symlink points outside the model folder: {target}")
+        return False
+
+    def walk(self, dirpath: Path, rel_dir: str, stack: frozenset[Path]) -> None:
+        try:
+            entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
+        except OSError as e:
+            self.skip(rel_dir or ".", f"unreadable folder ({e.strerror or e})")
+            return
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if rel == ".mgit" or _ignored(rel, self.patterns):
                 continue
-            full = dp / d
-            if full.is_symlink():
-                _check_link(full, root_real, rel, strict)
-                continue  # linked directories are not followed
-            keep.append(d)
-        dirs[:] = keep
-        for fn in sorted(files):
-            rel = f"{rel_dir}/{fn}" if rel_dir else fn
-            if _ignored(rel, patterns) or fn.endswith(".mgit-tmp"):
+            full = dirpath / e.name
+            try:
+                is_link = e.is_symlink()
+                is_dir = e.is_dir()  # follows a link
+            except OSError:
+                self.skip(rel, "unreadable")
+                continue
+            if is_dir:
+                if is_link and not self.link_ok(full, rel, is_dir=True):
+                    continue
+                real = full.resolve()
+                if real in stack:
+                    self.skip(rel, "symlink loop")
+                    continue
+                self.walk(full, rel, stack | {real})
+                continue
+            if e.name.endswith(".mgit-tmp"):
                 continue
             try:
                 check_relpath(rel)
             except UnsafePathError:
-                if strict:
+                if self.strict:
                     raise
+                self.skip(rel, "unsafe file name")
                 continue
-            full = dp / fn
-            if full.is_symlink():
-                if not _check_link(full, root_real, rel, strict):
-                    continue
-                if not full.resolve().is_file():
-                    continue
-            elif not full.is_file():
+            if is_link and not self.link_ok(full, rel, is_dir=False):
                 continue
-            out[rel] = full
-    return out
+            try:
+                regular = full.is_file()
+            except OSError:
+                regular = False
+            if not regular:
+                self.skip(rel, "not a regular file")
+                continue
+            if not _readable(full):
+                if self.strict:
+                    raise UsageError(f"cannot read {rel}: permission denied")
+                self.skip(rel, "unreadable (permission denied)")
+                continue
+            self.out[rel] = full
 
 
-def _check_link(full: Path, root_real: Path, rel: str, strict: bool) -> bool:
-    target = full.resolve()
-    try:
-        target.relative_to(root_real)
-        return True
-    except ValueError:
-        if strict:
-            raise UnsafePathError(rel, f"symlink points outside the model folder ({target})") from None
-        return False
+def _unsafe(rel: str, target: Path) -> UnsafePathError:
+    err = UnsafePathError(rel, f"symlink points outside the model folder ({target})")
+    err.hint = "-L/--follow-symlinks follows it"
+    return err
 
 
-def folder_bytes(folder: Path) -> int:
+def scan(
+    root: Path,
+    *,
+    under: str = "",
+    strict: bool = False,
+    follow_symlinks: FollowSymlinks = False,
+    skipped: list[Skipped] | None = None,
+) -> dict[str, Path]:
+    """Files of a model folder as ``{relative posix path: path}``, without ``.mgit``.
+
+    Symlinks are followed when they resolve inside ``root``, into the hub cache repository
+    ``root`` is a snapshot of, or when ``follow_symlinks`` says so (linked folders only then).
+
+    Args:
+        root: the folder.
+        under: only files under this relative folder.
+        strict: raise on a symlink pointing outside ``root`` or an unreadable file (else it is
+            skipped).
+        follow_symlinks: follow every symlink (True), or those whose relative path this
+            predicate accepts.
+        skipped: when given, each path left out (other than ignored ones) is appended with the
+            reason (:class:`Skipped`), in path order.
+
+    Raises:
+        UnsafePathError: (strict) a symlink that points outside the folder.
+        UsageError: (strict) an unreadable file.
+    """
+    w = _Walk(root, strict, follow_symlinks, skipped)
+    start = root / under if under else root
+    w.walk(start, under, frozenset({start.resolve()}))
+    return w.out
+
+
+def folder_bytes(folder: Path, *, follow_symlinks: bool = False) -> int:
     """Total size of the files :func:`scan` would find in ``folder`` (0 if it is not a folder)."""
     if not folder.is_dir():
         return 0
-    return sum(p.stat().st_size for p in scan(folder).values())
+    total = 0
+    for p in scan(folder, follow_symlinks=follow_symlinks).values():
+        try:
+            total += p.stat().st_size
+        except OSError:
+            pass
+    return total
