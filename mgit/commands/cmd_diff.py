@@ -25,14 +25,16 @@ def _color() -> bool:
 @click.option("--no-rank", is_flag=True, help="Skip the effective-rank estimate of changed matrices.")
 @click.option("--level", type=click.Choice(["block", "module"]), default="block", show_default=True,
               help="Group tensors by block (encoder.layer.3) or by module.")
-@click.option("--all", "show_all", is_flag=True, help="List unchanged groups too.")
+@click.option("--all", "show_all", is_flag=True, help="List unchanged groups and files too.")
 @click.option("--max-tensors", type=click.IntRange(min=0), metavar="N",
               help="Show at most N tensors per group (the largest changes).")
 def diff_cmd(ref_a: str, ref_b: str | None, structural: bool, html_file: str | None, no_dataflow: bool,
              no_rank: bool, level: str, show_all: bool, max_tensors: int | None) -> None:
     """What changed from REF_A to REF_B (default: the working tree).
 
-    Red: only in REF_A (removed); green: only in REF_B (added).
+    Every tensor (by file and name; quantized weights dequantized; a LoRA adapter as the
+    change it makes to the other side's weights) and every file (JSON files key by key,
+    re-sharding). Red: only in REF_A (removed); green: only in REF_B (added).
     """
     repo = open_repo()
     if html_file and not structural:

@@ -9,7 +9,10 @@ provides one per commit; :class:`DictTensorSource` holds arrays in memory).
   :func:`render_text` renders it.
 - :func:`structural_diff` -> :class:`StructuralDiff` (``to_json()``, ``to_lines()``, schema
   :data:`STRUCTURAL_JSON_SCHEMA_DOC`); :func:`structural_html` renders a page.
-- :func:`pair_names` pairs tensor names across task-head prefixes.
+- :func:`pair_names` pairs tensor names across task-head prefixes; :func:`pair_tensors` pairs
+  the tensors of two sources by file and name first.
+- :mod:`mgit.diff.files` compares every file; :mod:`mgit.diff.quant` dequantizes quantized
+  weights before they are compared; :mod:`mgit.diff.lora` measures a PEFT LoRA adapter.
 
 torch and transformers are imported only by the dataflow part, when it runs.
 """
@@ -24,7 +27,9 @@ from mgit.diff.dataflow import (
     diff_dataflow,
     module_dataflow,
 )
+from mgit.diff.files import FileDiff, LayoutChange
 from mgit.diff.html import structural_html
+from mgit.diff.lora import LoraDiff, LoraModule
 from mgit.diff.model_diff import (
     JSON_SCHEMA_DOC,
     STATUSES,
@@ -34,9 +39,10 @@ from mgit.diff.model_diff import (
     TensorDiff,
     diff_models,
 )
-from mgit.diff.names import block_of, module_of, pair_names
+from mgit.diff.names import block_of, module_of, pair_names, pair_tensors
+from mgit.diff.quant import DequantSource, QuantInfo
 from mgit.diff.render import render_text
-from mgit.diff.source import DictTensorSource, TensorInfo, TensorSource
+from mgit.diff.source import DictTensorSource, FileInfo, TensorInfo, TensorSource
 from mgit.diff.stats import RankEstimate, TensorStats
 from mgit.diff.structural import (
     STRUCTURAL_JSON_SCHEMA_DOC,
@@ -50,6 +56,14 @@ from mgit.diff.structural import (
 
 __all__ = [
     "TensorInfo",
+    "FileInfo",
+    "FileDiff",
+    "LayoutChange",
+    "LoraDiff",
+    "LoraModule",
+    "QuantInfo",
+    "DequantSource",
+    "pair_tensors",
     "TensorSource",
     "DictTensorSource",
     "TensorStats",

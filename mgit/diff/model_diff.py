@@ -1,24 +1,47 @@
-"""Tensor-level diff of two model versions.
+"""Diff of two model versions: every tensor, every file.
 
 :func:`diff_models` walks the tensors of two :class:`~mgit.diff.source.TensorSource` s one
 pair at a time (never more than two tensors in memory), classifies each tensor (added,
 removed, unchanged, changed, dtype changed, shape changed), measures value changes
-(:mod:`mgit.diff.stats`) and summarizes them per module and per block
-(:mod:`mgit.diff.names`). The result is a :class:`ModelDiff`, whose :meth:`ModelDiff.to_json`
-follows the schema in :data:`JSON_SCHEMA_DOC`.
+(:mod:`mgit.diff.stats`) and summarizes them per module, per block and per component folder
+(:mod:`mgit.diff.groups`). Around the tensors:
+
+- every file of both sides is compared by checksum, JSON files key by key, and re-sharding is
+  recognised (:mod:`mgit.diff.files`); two versions are ``identical`` only when every file is;
+- a tensor is identified by its file and its name (:func:`~mgit.diff.names.pair_tensors`), so
+  a diffusers ``unet/`` and ``vae/`` that both hold ``conv_in.weight`` are two tensors;
+- quantized tensors are dequantized before they are compared (:mod:`mgit.diff.quant`); integer
+  codes that cannot be are compared raw and say so (``raw_codes_compared``, no relative change);
+- a PEFT LoRA adapter on one side is measured as the effective delta it makes to the other
+  side's weights (:mod:`mgit.diff.lora`).
+
+The result is a :class:`ModelDiff`, whose :meth:`ModelDiff.to_json` follows the schema in
+:data:`JSON_SCHEMA_DOC`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from mgit.diff.names import DEFAULT_HEAD_PREFIXES, block_of, module_of, pair_names
-from mgit.diff.source import TensorInfo, TensorSource, is_float_dtype
+from mgit.diff.files import FILE_STATUSES, FileDiff, LayoutChange, diff_files, layout_changes
+from mgit.diff.groups import (
+    STATUSES,
+    GroupSummary,
+    finite_or_none,
+    numel_of,
+    summarize_groups,
+    summarize_groups_by,
+)
+from mgit.diff.lora import LoraDiff, diff_lora, find_adapter, lora_factors
+from mgit.diff.names import DEFAULT_HEAD_PREFIXES, ROOT_GROUP, block_of, module_of, pair_tensors
+from mgit.diff.quant import DequantSource, QuantInfo
+from mgit.diff.schema import JSON_SCHEMA_DOC
+from mgit.diff.source import TensorInfo, TensorSource, is_float_dtype, is_int_dtype
 from mgit.diff.stats import DEFAULT_RANK_RTOL, TensorStats, compute_stats
 
 __all__ = [
@@ -35,16 +58,7 @@ __all__ = [
 ]
 
 Status = Literal["added", "removed", "changed", "unchanged", "dtype_changed", "shape_changed"]
-#: Every tensor status, in the order reports list them.
-STATUSES: tuple[str, ...] = (
-    "removed",
-    "added",
-    "shape_changed",
-    "dtype_changed",
-    "changed",
-    "unchanged",
-)
-#: Version of the JSON produced by :meth:`ModelDiff.to_json`.
+#: Version of the JSON produced by :meth:`ModelDiff.to_json` (new keys are only ever added).
 SCHEMA_VERSION = 1
 
 ProgressFn = Callable[[str, int, int], None]
@@ -55,7 +69,8 @@ class TensorDiff:
     """What happened to one tensor.
 
     Attributes:
-        name: The tensor's name (in b; in a for a removed tensor).
+        name: The tensor's key (in b; in a for a removed tensor): its name, or
+            ``"<file>:<name>"`` when several files of that version hold the name.
         status: One of :data:`STATUSES`.
         dtype_a: dtype in a (``None`` if added).
         dtype_b: dtype in b (``None`` if removed).
@@ -64,9 +79,17 @@ class TensorDiff:
         stats: Value statistics for ``changed`` and ``dtype_changed`` tensors, and for
             ``shape_changed`` tensors of equal rank over their common region (``overlap``);
             ``None`` otherwise.
-        renamed_from: The name in a when it differs from ``name`` (paired across a task-head
+        renamed_from: The key in a when the tensor's name differs (paired across a task-head
             prefix, see :func:`~mgit.diff.names.pair_names`).
-        error: Why statistics could not be computed, if they could not.
+        error: Why statistics could not be computed, or why they mean less than usual.
+        file_a: The file holding it in a (``None``: not in a, or no files).
+        file_b: The file holding it in b.
+        component: The component folder of its file (``""``: the root).
+        quant_a: How it is stored quantized in a (it was dequantized), else ``None``.
+        quant_b: How it is stored quantized in b.
+        tensor_name: Its name inside its file (in b; in a for a removed tensor), when it differs
+            from ``name``.
+        key_a: Its key in a, when it differs from ``name`` and ``renamed_from``.
     """
 
     name: str
@@ -78,28 +101,40 @@ class TensorDiff:
     stats: TensorStats | None = None
     renamed_from: str | None = None
     error: str | None = None
+    file_a: str | None = None
+    file_b: str | None = None
+    component: str = ""
+    quant_a: QuantInfo | None = None
+    quant_b: QuantInfo | None = None
+    tensor_name: str | None = None
+    key_a: str | None = None
 
     @property
     def name_a(self) -> str | None:
-        """The tensor's name in a, or ``None`` if it is not in a."""
+        """The tensor's key in a, or ``None`` if it is not in a."""
         if self.status == "added":
             return None
-        return self.renamed_from or self.name
+        return self.renamed_from or self.key_a or self.name
 
     @property
     def name_b(self) -> str | None:
-        """The tensor's name in b, or ``None`` if it is not in b."""
+        """The tensor's key in b, or ``None`` if it is not in b."""
         return None if self.status == "removed" else self.name
+
+    @property
+    def bare_name(self) -> str:
+        """The tensor's name inside its file (``name`` without a ``<file>:`` qualifier)."""
+        return self.tensor_name if self.tensor_name is not None else self.name
 
     @property
     def module(self) -> str:
         """The module path of the tensor (see :func:`~mgit.diff.names.module_of`)."""
-        return module_of(self.name)
+        return module_of(self.bare_name)
 
     @property
     def block(self) -> str:
         """The block of the tensor (see :func:`~mgit.diff.names.block_of`)."""
-        return block_of(self.name)
+        return block_of(self.bare_name)
 
     @property
     def is_change(self) -> bool:
@@ -118,67 +153,12 @@ class TensorDiff:
             "shape_b": list(self.shape_b) if self.shape_b is not None else None,
             "stats": self.stats.to_json() if self.stats is not None else None,
             "error": self.error,
+            "file_a": self.file_a,
+            "file_b": self.file_b,
+            "component": self.component,
+            "quant_a": self.quant_a.to_json() if self.quant_a is not None else None,
+            "quant_b": self.quant_b.to_json() if self.quant_b is not None else None,
         }
-
-
-@dataclass(frozen=True)
-class GroupSummary:
-    """Summary of the tensors of one module or block.
-
-    Attributes:
-        name: The module or block path (``(root)`` for top-level tensors).
-        level: ``"module"`` or ``"block"``.
-        status: ``"added"`` or ``"removed"`` if every tensor of the group was, ``"unchanged"``
-            if none changed, else ``"changed"``.
-        tensors: Number of tensors in the group (in a, b or both).
-        counts: Number of tensors per status (every status present, zeros included).
-        changed: Number of tensors whose status is not ``unchanged``.
-        l2_diff: ``sqrt(sum of l2_diff^2)`` over tensors with statistics.
-        max_relative_change: Largest relative change among them (``None`` if none defined).
-        numel_a: Elements in a.
-        numel_b: Elements in b.
-        names: The tensor names, sorted.
-    """
-
-    name: str
-    level: str
-    status: str
-    tensors: int
-    counts: dict[str, int]
-    changed: int
-    l2_diff: float
-    max_relative_change: float | None
-    numel_a: int
-    numel_b: int
-    names: tuple[str, ...] = field(repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the JSON object of one group (see :data:`JSON_SCHEMA_DOC`)."""
-        return {
-            "name": self.name,
-            "level": self.level,
-            "status": self.status,
-            "tensors": self.tensors,
-            "changed": self.changed,
-            "counts": dict(self.counts),
-            "l2_diff": _finite_or_none(self.l2_diff),
-            "max_relative_change": _finite_or_none(self.max_relative_change),
-            "numel_a": self.numel_a,
-            "numel_b": self.numel_b,
-            "names": list(self.names),
-        }
-
-    def sort_key(self) -> tuple[int, float, float, str]:
-        """Order groups by size of change: structural first, then by L2, then by name."""
-        structural = self.counts["added"] + self.counts["removed"] + self.counts["shape_changed"]
-        if structural:
-            klass = 0
-        elif self.changed:
-            klass = 1
-        else:
-            klass = 2
-        rel = self.max_relative_change if self.max_relative_change is not None else 0.0
-        return (klass, -self.l2_diff, -rel, self.name)
 
 
 @dataclass(frozen=True)
@@ -186,16 +166,25 @@ class DiffSummary:
     """Counts over the whole diff.
 
     Attributes:
-        tensors_a: Tensors in a.
+        tensors_a: Tensors in a (as stored: a quantized weight's codes and scales count apart).
         tensors_b: Tensors in b.
-        counts: Tensors per status (every status present).
+        counts: Tensor entries per status (every status present).
         renamed: Tensors paired across a task-head prefix.
         loaded: Tensor pairs whose data was read (the rest were decided from metadata).
         numel_a: Elements in a.
         numel_b: Elements in b.
         numel_changed: Elements that differ, over tensors with statistics.
         l2_diff: ``sqrt(sum of l2_diff^2)`` over tensors with statistics.
-        identical: True if every tensor is unchanged.
+        identical: True if every tensor and every file is unchanged (and no adapter applies).
+        tensors_identical: True if every tensor is unchanged.
+        files_a: Files in a (0 when the sources have no files).
+        files_b: Files in b.
+        file_counts: Files per status (:data:`~mgit.diff.files.FILE_STATUSES`).
+        resharded: Components whose tensors moved to another set of files.
+        quantized_a: Tensors of a read dequantized (one per quantized group).
+        quantized_b: Tensors of b read dequantized.
+        raw_codes_compared: Tensors whose integer codes were compared with floats.
+        lora_modules: Target modules of a LoRA adapter measured against the other side.
     """
 
     tensors_a: int
@@ -208,9 +197,19 @@ class DiffSummary:
     numel_changed: int
     l2_diff: float
     identical: bool
+    tensors_identical: bool = True
+    files_a: int = 0
+    files_b: int = 0
+    file_counts: dict[str, int] | None = None
+    resharded: int = 0
+    quantized_a: int = 0
+    quantized_b: int = 0
+    raw_codes_compared: int = 0
+    lora_modules: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON ``summary`` object (see :data:`JSON_SCHEMA_DOC`)."""
+        fc = self.file_counts or dict.fromkeys(FILE_STATUSES, 0)
         return {
             "tensors_a": self.tensors_a,
             "tensors_b": self.tensors_b,
@@ -220,14 +219,23 @@ class DiffSummary:
             "numel_a": self.numel_a,
             "numel_b": self.numel_b,
             "numel_changed": self.numel_changed,
-            "l2_diff": _finite_or_none(self.l2_diff),
+            "l2_diff": finite_or_none(self.l2_diff),
             "identical": self.identical,
+            "tensors_identical": self.tensors_identical,
+            "files_a": self.files_a,
+            "files_b": self.files_b,
+            **{f"files_{k}": fc[k] for k in FILE_STATUSES},
+            "resharded": self.resharded,
+            "quantized_a": self.quantized_a,
+            "quantized_b": self.quantized_b,
+            "raw_codes_compared": self.raw_codes_compared,
+            "lora_modules": self.lora_modules,
         }
 
 
 @dataclass(frozen=True)
 class ModelDiff:
-    """The tensor-level diff of two model versions.
+    """The diff of two model versions.
 
     Attributes:
         a: Label of the first side.
@@ -236,6 +244,11 @@ class ModelDiff:
         modules: Per-module summaries, sorted by size of change.
         blocks: Per-block summaries, sorted by size of change.
         summary: Counts over the whole diff.
+        files: One entry per file of either side, sorted by path (``None``: the sources have
+            no files, e.g. arrays in memory).
+        layout: Re-sharded components.
+        components: Per-component summaries (``unet``, ``vae``, ``(root)``), sorted by name.
+        lora: The effective change of a LoRA adapter on one side, else ``None``.
     """
 
     a: str
@@ -244,23 +257,37 @@ class ModelDiff:
     modules: tuple[GroupSummary, ...]
     blocks: tuple[GroupSummary, ...]
     summary: DiffSummary
+    files: tuple[FileDiff, ...] | None = None
+    layout: tuple[LayoutChange, ...] = ()
+    components: tuple[GroupSummary, ...] = ()
+    lora: LoraDiff | None = None
 
-    def get(self, name: str) -> TensorDiff:
-        """Return the entry of one tensor, by its name in b (or in a).
+    def get(self, name: str, *, file: str | None = None) -> TensorDiff:
+        """Return the entry of one tensor, by its key in b (or in a), or by its name and file.
 
         Args:
-            name: A tensor name.
+            name: A tensor key, or a tensor name (with ``file``: the name in that file; without:
+                a name only one entry has).
+            file: The file holding the tensor (in b, or in a).
 
         Returns:
             The entry.
 
         Raises:
-            KeyError: No tensor has that name.
+            KeyError: No tensor (or more than one) has that name.
         """
-        for t in self.tensors:
-            if t.name == name or t.renamed_from == name:
-                return t
-        raise KeyError(name)
+        if file is None:
+            for t in self.tensors:
+                if t.name == name or t.renamed_from == name or t.key_a == name:
+                    return t
+        found = [
+            t
+            for t in self.tensors
+            if t.bare_name == name and (file is None or file in (t.file_a, t.file_b))
+        ]
+        if len(found) == 1:
+            return found[0]
+        raise KeyError(name if file is None else f"{file}:{name}")
 
     def changes(self) -> list[TensorDiff]:
         """Return every entry whose status is not ``unchanged``."""
@@ -269,6 +296,21 @@ class ModelDiff:
     def by_status(self, status: str) -> list[TensorDiff]:
         """Return the entries with one status."""
         return [t for t in self.tensors if t.status == status]
+
+    def file(self, path: str) -> FileDiff:
+        """Return the entry of one file.
+
+        Raises:
+            KeyError: No file has that path.
+        """
+        for f in self.files or ():
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+    def file_changes(self) -> list[FileDiff]:
+        """Every file entry whose status is not ``unchanged``."""
+        return [f for f in self.files or () if f.is_change]
 
     def to_json(self) -> dict[str, Any]:
         """Return the diff as JSON-ready data, in the schema of :data:`JSON_SCHEMA_DOC`."""
@@ -280,13 +322,11 @@ class ModelDiff:
             "tensors": [t.to_json() for t in self.tensors],
             "groups": [g.to_json() for g in self.modules],
             "blocks": [g.to_json() for g in self.blocks],
+            "files": [f.to_json() for f in self.files] if self.files is not None else None,
+            "layout": [x.to_json() for x in self.layout],
+            "components": [g.to_json() for g in self.components],
+            "lora": self.lora.to_json() if self.lora is not None else None,
         }
-
-
-def _finite_or_none(x: float | None) -> float | None:
-    if x is None or not math.isfinite(x):
-        return None
-    return float(x)
 
 
 def _classify(ia: TensorInfo, ib: TensorInfo) -> str:
@@ -310,6 +350,38 @@ def _overlap(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x[region]), np.ascontiguousarray(y[region])
 
 
+class _Side:
+    """One side of a diff: its source, its tensors as stored, and its dequantized view."""
+
+    def __init__(self, source: TensorSource, dequantize: bool) -> None:
+        self.source = source
+        self.raw = source.tensors()
+        self.view: Any = DequantSource(source, self.raw) if dequantize else source
+        self.infos: dict[str, TensorInfo] = self.view.tensors() if dequantize else self.raw
+        self.quantized = self.view.quantized if dequantize else 0
+
+    def quant(self, key: str) -> QuantInfo | None:
+        return self.view.quant(key) if isinstance(self.view, DequantSource) else None
+
+
+def _raw_codes_note(
+    ia: TensorInfo, ib: TensorInfo, qa: QuantInfo | None, qb: QuantInfo | None
+) -> str | None:
+    """Why the values of a pair are not comparable (integer codes vs floats), else ``None``."""
+    codes_a = is_int_dtype(ia.dtype) and qa is None
+    codes_b = is_int_dtype(ib.dtype) and qb is None
+    float_a = is_float_dtype(ia.dtype) or qa is not None
+    float_b = is_float_dtype(ib.dtype) or qb is not None
+    if (codes_a and float_b) or (codes_b and float_a):
+        side, dt = ("a", ia.dtype) if codes_a else ("b", ib.dtype)
+        return (
+            f"raw integer codes compared with floats: {side}'s {dt} values are quantization codes "
+            "whose scales were not recognised, so the change is not a change of weights "
+            "(relative change left out)"
+        )
+    return None
+
+
 def diff_models(
     a: TensorSource,
     b: TensorSource,
@@ -319,8 +391,10 @@ def diff_models(
     pair_prefixes: bool = True,
     prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES,
     progress: ProgressFn | None = None,
+    dequantize: bool = True,
+    adapters: bool = True,
 ) -> ModelDiff:
-    """Compare every tensor of two model versions.
+    """Compare every tensor and every file of two model versions.
 
     A tensor with equal content ids on both sides is ``unchanged`` without being loaded.
     Otherwise both versions are loaded (one pair at a time) and compared: equal bytes are
@@ -337,6 +411,10 @@ def diff_models(
             (``embeddings.x`` / ``bert.embeddings.x``) instead of reporting removed + added.
         prefixes: The task-head prefixes used for pairing.
         progress: Called as ``progress(name, i, total)`` before each tensor pair is examined.
+        dequantize: Recognise quantized layouts and compare dequantized values
+            (:mod:`mgit.diff.quant`).
+        adapters: Measure a PEFT LoRA adapter on one side against the other side's weights
+            (:mod:`mgit.diff.lora`).
 
     Returns:
         The diff.
@@ -349,12 +427,9 @@ def diff_models(
         >>> d.get("w").status
         'changed'
     """
-    infos_a = a.tensors()
-    infos_b = b.tensors()
-    if pair_prefixes:
-        pairs = pair_names(infos_a, infos_b, prefixes=prefixes)
-    else:
-        pairs = pair_names(infos_a, infos_b, prefixes=())
+    sa, sb = _Side(a, dequantize), _Side(b, dequantize)
+    infos_a, infos_b = sa.infos, sb.infos
+    pairs = pair_tensors(infos_a, infos_b, prefixes=prefixes if pair_prefixes else ())
     entries: list[TensorDiff] = []
     loaded = 0
     total = len(pairs)
@@ -364,61 +439,101 @@ def diff_models(
         if nb is None:
             assert na is not None
             ia = infos_a[na]
-            entries.append(TensorDiff(na, "removed", ia.dtype, None, ia.shape, None))
+            entries.append(
+                TensorDiff(
+                    na, "removed", ia.dtype, None, ia.shape, None, file_a=ia.file,
+                    component=ia.component, quant_a=sa.quant(na), tensor_name=_bare(na, ia),
+                )  # fmt: skip
+            )
             continue
         ib = infos_b[nb]
         if na is None:
-            entries.append(TensorDiff(nb, "added", None, ib.dtype, None, ib.shape))
+            entries.append(
+                TensorDiff(
+                    nb, "added", None, ib.dtype, None, ib.shape, file_b=ib.file,
+                    component=ib.component, quant_b=sb.quant(nb), tensor_name=_bare(nb, ib),
+                )  # fmt: skip
+            )
             continue
         ia = infos_a[na]
-        renamed = na if na != nb else None
+        base = TensorDiff(
+            nb,
+            "unchanged",
+            ia.dtype,
+            ib.dtype,
+            ia.shape,
+            ib.shape,
+            renamed_from=na if ia.name != ib.name else None,
+            file_a=ia.file,
+            file_b=ib.file,
+            component=ib.component,
+            quant_a=sa.quant(na),
+            quant_b=sb.quant(nb),
+            tensor_name=_bare(nb, ib),
+            key_a=na if na != nb and ia.name == ib.name else None,
+        )
         if (
             ia.content_id is not None
             and ia.content_id == ib.content_id
             and ia.dtype == ib.dtype
             and ia.shape == ib.shape
         ):
-            entries.append(
-                TensorDiff(
-                    nb, "unchanged", ia.dtype, ib.dtype, ia.shape, ib.shape, renamed_from=renamed
-                )
-            )
+            entries.append(base)
             continue
         status = _classify(ia, ib)
         if status == "shape_changed" and len(ia.shape) != len(ib.shape):
             # Nothing to compare element by element; no need to read the data.
-            entries.append(
-                TensorDiff(nb, status, ia.dtype, ib.dtype, ia.shape, ib.shape, renamed_from=renamed)
-            )
+            entries.append(replace(base, status=status))
             continue
         loaded += 1
         entries.append(
-            _compare_loaded(a, b, na, nb, ia, ib, status, renamed, rank=rank, rank_rtol=rank_rtol)
+            _compare_loaded(sa, sb, na, nb, base, status, rank=rank, rank_rtol=rank_rtol)
         )
     entries.sort(key=lambda t: t.name)
-    return _assemble(a.label, b.label, entries, len(infos_a), len(infos_b), loaded)
+    lora = _adapter_diff(sa, sb, rank_rtol) if adapters else None
+    files = diff_files(a, b, sa.raw, sb.raw, entries)
+    layout = layout_changes(sa.raw, sb.raw, entries)
+    return _assemble(a.label, b.label, entries, sa, sb, loaded, files, layout, lora)
+
+
+def _bare(key: str, info: TensorInfo) -> str | None:
+    return info.name if info.name != key else None
+
+
+def _adapter_diff(sa: _Side, sb: _Side, rank_rtol: float) -> LoraDiff | None:
+    cfg_a, cfg_b = find_adapter(sa.source), find_adapter(sb.source)
+    if cfg_b is not None and cfg_a is None and lora_factors(sb.raw):
+        return diff_lora(
+            sb.source, sb.raw, sa.view, sa.infos, cfg_b, adapter_side="b", rank_rtol=rank_rtol
+        )
+    if cfg_a is not None and cfg_b is None and lora_factors(sa.raw):
+        return diff_lora(
+            sa.source, sa.raw, sb.view, sb.infos, cfg_a, adapter_side="a", rank_rtol=rank_rtol
+        )
+    return None
 
 
 def _compare_loaded(
-    a: TensorSource,
-    b: TensorSource,
+    sa: _Side,
+    sb: _Side,
     na: str,
     nb: str,
-    ia: TensorInfo,
-    ib: TensorInfo,
+    base: TensorDiff,
     status: str,
-    renamed: str | None,
     *,
     rank: bool,
     rank_rtol: float,
 ) -> TensorDiff:
-    xa = a.load(na)
-    xb = b.load(nb)
+    ia, ib = sa.infos[na], sb.infos[nb]
+    xa = sa.view.load(na)
+    xb = sb.view.load(nb)
     if status == "changed" and _same_bytes(xa, xb):
-        return TensorDiff(
-            nb, "unchanged", ia.dtype, ib.dtype, ia.shape, ib.shape, renamed_from=renamed
-        )
-    is_float = is_float_dtype(ia.dtype) and is_float_dtype(ib.dtype)
+        return base
+    qa, qb = base.quant_a, base.quant_b
+    raw_note = _raw_codes_note(ia, ib, qa, qb)
+    is_float = (is_float_dtype(ia.dtype) or qa is not None) and (
+        is_float_dtype(ib.dtype) or qb is not None
+    )
     stats: TensorStats | None = None
     error: str | None = None
     try:
@@ -433,193 +548,84 @@ def _compare_loaded(
             stats = compute_stats(xa, xb, rank=rank, rank_rtol=rank_rtol, is_float=is_float)
     except (ValueError, TypeError, ArithmeticError, np.linalg.LinAlgError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    return TensorDiff(
-        nb,
-        status,
-        ia.dtype,
-        ib.dtype,
-        ia.shape,
-        ib.shape,
-        stats=stats,
-        renamed_from=renamed,
-        error=error,
-    )
-
-
-def _numel(shape: tuple[int, ...] | None) -> int:
-    if shape is None:
-        return 0
-    return math.prod(int(d) for d in shape)
-
-
-def _group_status(counts: dict[str, int], n: int) -> str:
-    if counts["added"] == n:
-        return "added"
-    if counts["removed"] == n:
-        return "removed"
-    if counts["unchanged"] == n:
-        return "unchanged"
-    return "changed"
-
-
-def summarize_groups(
-    entries: Iterable[TensorDiff], key: Callable[[str], str], level: str
-) -> list[GroupSummary]:
-    """Summarize tensor entries per group, sorted by size of change.
-
-    Args:
-        entries: Tensor entries.
-        key: Maps a tensor name to its group (e.g. :func:`~mgit.diff.names.module_of`).
-        level: The level name recorded in each summary (``"module"``, ``"block"``).
-
-    Returns:
-        One summary per group: structural changes first, then by decreasing L2 of the
-        change, then unchanged groups by name.
-    """
-    groups: dict[str, list[TensorDiff]] = {}
-    for t in entries:
-        groups.setdefault(key(t.name), []).append(t)
-    out: list[GroupSummary] = []
-    for name, members in groups.items():
-        counts = dict.fromkeys(STATUSES, 0)
-        ss = 0.0
-        max_rel: float | None = None
-        for t in members:
-            counts[t.status] += 1
-            if t.stats is not None:
-                ss += t.stats.l2_diff**2
-                r = t.stats.relative_change
-                if r is not None and math.isfinite(r) and (max_rel is None or r > max_rel):
-                    max_rel = r
-        n = len(members)
-        out.append(
-            GroupSummary(
-                name=name,
-                level=level,
-                status=_group_status(counts, n),
-                tensors=n,
-                counts=counts,
-                changed=n - counts["unchanged"],
-                l2_diff=math.sqrt(ss),
-                max_relative_change=max_rel,
-                numel_a=sum(_numel(t.shape_a) for t in members),
-                numel_b=sum(_numel(t.shape_b) for t in members),
-                names=tuple(sorted(t.name for t in members)),
+    if raw_note is not None:
+        error = raw_note if error is None else f"{raw_note}; {error}"
+        if stats is not None:
+            stats = replace(
+                stats, relative_change=None, cosine_similarity=None, raw_codes_compared=True
             )
-        )
-    out.sort(key=GroupSummary.sort_key)
-    return out
+    return replace(base, status=status, stats=stats, error=error)
 
 
 def _assemble(
     label_a: str,
     label_b: str,
     entries: list[TensorDiff],
-    n_a: int,
-    n_b: int,
+    sa: _Side,
+    sb: _Side,
     loaded: int,
+    files: tuple[FileDiff, ...] | None,
+    layout: tuple[LayoutChange, ...],
+    lora: LoraDiff | None,
 ) -> ModelDiff:
     counts = dict.fromkeys(STATUSES, 0)
     ss = 0.0
     numel_changed = 0
+    raw_codes = 0
     for t in entries:
         counts[t.status] += 1
         if t.stats is not None:
+            if t.stats.raw_codes_compared:
+                raw_codes += 1
+                continue
             ss += t.stats.l2_diff**2
             numel_changed += t.stats.changed
+    file_counts = dict.fromkeys(FILE_STATUSES, 0)
+    for f in files or ():
+        file_counts[f.status] += 1
+    tensors_identical = counts["unchanged"] == len(entries)
+    files_identical = file_counts["unchanged"] == len(files or ())
     summary = DiffSummary(
-        tensors_a=n_a,
-        tensors_b=n_b,
+        tensors_a=len(sa.raw),
+        tensors_b=len(sb.raw),
         counts=counts,
         renamed=sum(1 for t in entries if t.renamed_from is not None),
         loaded=loaded,
-        numel_a=sum(_numel(t.shape_a) for t in entries),
-        numel_b=sum(_numel(t.shape_b) for t in entries),
+        numel_a=sum(numel_of(t.shape_a) for t in entries),
+        numel_b=sum(numel_of(t.shape_b) for t in entries),
         numel_changed=numel_changed,
         l2_diff=math.sqrt(ss),
-        identical=counts["unchanged"] == len(entries),
+        identical=tensors_identical and files_identical and lora is None,
+        tensors_identical=tensors_identical,
+        files_a=sum(1 for f in files or () if f.size_a is not None),
+        files_b=sum(1 for f in files or () if f.size_b is not None),
+        file_counts=file_counts,
+        resharded=len(layout),
+        quantized_a=sa.quantized,
+        quantized_b=sb.quantized,
+        raw_codes_compared=raw_codes,
+        lora_modules=len(lora.modules) if lora is not None else 0,
     )
+    multi = len({t.component for t in entries}) > 1
+
+    def by(level: Callable[[str], str]) -> Callable[[TensorDiff], str]:
+        def key(t: TensorDiff) -> str:
+            g = level(t.bare_name)
+            return f"{t.component}/{g}" if multi and t.component else g
+
+        return key
+
+    components = summarize_groups_by(entries, lambda t: t.component or ROOT_GROUP, "component")
+    components.sort(key=lambda g: (g.component != "", g.component))
     return ModelDiff(
         a=label_a,
         b=label_b,
         tensors=tuple(entries),
-        modules=tuple(summarize_groups(entries, module_of, "module")),
-        blocks=tuple(summarize_groups(entries, block_of, "block")),
+        modules=tuple(summarize_groups_by(entries, by(module_of), "module")),
+        blocks=tuple(summarize_groups_by(entries, by(block_of), "block")),
         summary=summary,
+        files=files,
+        layout=layout,
+        components=tuple(components),
+        lora=lora,
     )
-
-
-JSON_SCHEMA_DOC = """\
-### `mgit diff --json` (schema 1)
-
-Top level:
-
-| key       | type   | meaning                                                          |
-|-----------|--------|------------------------------------------------------------------|
-| `schema`  | int    | schema version, `1`                                              |
-| `a`, `b`  | string | labels of the two sides (`"minilm@1a2b3c"`); `a` is "before"    |
-| `summary` | object | counts over the whole diff (below)                               |
-| `tensors` | array  | one object for **every** tensor of either side, sorted by `name` |
-| `groups`  | array  | one summary per module (name minus its last component)          |
-| `blocks`  | array  | one summary per block (`encoder.layer.3`, `embeddings`)          |
-
-`groups` and `blocks` are sorted by size of change (see below).
-
-`summary`: `tensors_a`, `tensors_b` (int); one int per status: `removed`, `added`,
-`shape_changed`, `dtype_changed`, `changed`, `unchanged`; `renamed` (tensors paired across a
-task-head prefix such as `bert.`); `loaded` (tensor pairs whose data had to be read; the
-others were decided from content ids); `numel_a`, `numel_b` (elements); `numel_changed`
-(elements whose value differs); `l2_diff` (float, `sqrt` of the sum of squared per-tensor
-`l2_diff`); `identical` (bool).
-
-Each `tensors[]` object:
-
-- `name` (string): the name in b (in a for a removed tensor).
-- `status` (string): `added` (only in b), `removed` (only in a), `unchanged`, `changed`
-  (same dtype and shape, other values), `dtype_changed` (values compared in float64),
-  `shape_changed`.
-- `renamed_from` (string or null): the name in a when it differs from `name` (paired across
-  a task-head prefix).
-- `dtype_a`, `dtype_b` (string or null): safetensors dtypes (`F32`, `BF16`, ...); null on the
-  side that lacks the tensor.
-- `shape_a`, `shape_b` (int array or null): shapes; null on the side that lacks the tensor.
-- `stats` (object or null): for `changed` and `dtype_changed`; for `shape_changed` of equal
-  rank, over the common leading region (`overlap: true`); else null.
-- `error` (string or null): why `stats` could not be computed.
-
-`stats` (all computed in float64; an element that is NaN or infinite on either side is left
-out of the norms and counted in `nonfinite_a` / `nonfinite_b`; floats that would be NaN or
-infinite are written as null):
-
-| key                 | type          | meaning                                          |
-|---------------------|---------------|--------------------------------------------------|
-| `numel`             | int           | elements compared                                |
-| `l2_a`, `l2_b`      | float         | L2 (Frobenius) norms of a and b                  |
-| `l2_diff`           | float         | `‖b − a‖`                                        |
-| `relative_change`   | float or null | `‖b − a‖ / ‖a‖`; null when `‖a‖ = 0`             |
-| `max_abs_diff`      | float         | `max(abs(b − a))`                                    |
-| `mean_abs_diff`     | float         | `mean(abs(b − a))`                                |
-| `changed`           | int           | elements whose value differs (NaN = NaN)         |
-| `fraction_changed`  | float         | `changed / numel`                                |
-| `cosine_similarity` | float or null | `⟨a, b⟩ / (‖a‖ ‖b‖)`; null when a norm is 0      |
-| `nonfinite_a`, `nonfinite_b` | int  | NaN / inf elements on each side                  |
-| `overlap`           | bool          | stats cover only the common region of two shapes |
-| `rank`              | object or null | for 2-D float tensors (below), else null        |
-
-`rank` (singular values `s1 ≥ s2 ≥ …` of `D = b − a`): `effective` (int: number of `s_i >
-rtol·s1`, the numerical rank; a merged rank-r LoRA gives r), `energy99` (int: smallest k with
-`s1² + … + sk² ≥ 0.99·‖D‖²`), `lower_bound` (bool: the randomized sketch was too small, the true
-values are at least these), `method` (`exact`: eigenvalues of the Gram matrix in float64;
-`randomized`: randomized range finder with `sketch` columns and one power iteration, for big
-matrices), `rtol` (float, default 0.01), `sketch` (int: singular values computed),
-`singular_values` (up to 8 largest, floats).
-
-Each `groups[]` / `blocks[]` object: `name` (module or block path; `(root)` for top-level
-tensors), `level` (`module` or `block`), `status` (`added`/`removed` when every tensor of the
-group is, `unchanged` when none changed, else `changed`), `tensors` (int), `changed` (int:
-tensors not unchanged), `counts` (object: int per status), `l2_diff` (float: `sqrt` of the sum
-of squared `l2_diff` of its tensors), `max_relative_change` (float or null), `numel_a`,
-`numel_b` (int), `names` (string array: its tensors). Sorted: groups with added, removed or
-reshaped tensors first, then by decreasing `l2_diff`, then by decreasing
-`max_relative_change`, then unchanged groups by name.
-"""

@@ -12,14 +12,23 @@ Task models wrap a base model under a prefix (``BertForSequenceClassification`` 
 such names instead of reporting one removed and one added tensor. It and
 :func:`strip_head_prefix` are the one pairing rule of :mod:`mgit.formats.names`, which storage
 (delta bases) and parent guessing use too, so a diff pairs exactly the tensors storage pairs.
+
+A tensor is identified by its file and its name (a diffusers folder's ``unet/`` and ``vae/``
+both hold ``conv_in.weight``). :func:`pair_tensors` pairs the tensors of two sources: same
+file and name first, then same component folder and name, then the name rule above on the
+keys left over; for single-file models this is exactly :func:`pair_names`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from mgit.formats.names import HEAD_PREFIXES, pair_names, strip_head_prefix
+
+if TYPE_CHECKING:
+    from mgit.diff.source import TensorInfo
 
 __all__ = [
     "DEFAULT_HEAD_PREFIXES",
@@ -28,6 +37,7 @@ __all__ = [
     "block_of",
     "strip_head_prefix",
     "pair_names",
+    "pair_tensors",
     "dominant_prefix_change",
     "apply_prefix_change",
 ]
@@ -83,6 +93,73 @@ def block_of(name: str, *, prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES) -> s
     stripped = strip_head_prefix(".".join(module_parts), prefixes=prefixes)
     skipped = len(module_parts) - len(stripped.split("."))
     return ".".join(module_parts[: skipped + 1])
+
+
+def _unique_pairs(
+    left_a: list[str],
+    left_b: list[str],
+    key_a: Mapping[str, object],
+    key_b: Mapping[str, object],
+) -> list[tuple[str, str]]:
+    """Pairs of keys whose ``key_*`` value is held by exactly one left-over key on each side."""
+    ga: dict[object, list[str]] = defaultdict(list)
+    gb: dict[object, list[str]] = defaultdict(list)
+    for k in left_a:
+        if key_a[k] is not None:
+            ga[key_a[k]].append(k)
+    for k in left_b:
+        if key_b[k] is not None:
+            gb[key_b[k]].append(k)
+    return [(xs[0], gb[v][0]) for v, xs in ga.items() if len(xs) == 1 and len(gb.get(v, ())) == 1]
+
+
+def pair_tensors(
+    infos_a: Mapping[str, TensorInfo],
+    infos_b: Mapping[str, TensorInfo],
+    *,
+    prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES,
+) -> list[tuple[str | None, str | None]]:
+    """Pair the tensors of two sources (keys of ``tensors()``), every key exactly once.
+
+    1. The same file and the same name pair (``unet/m.safetensors`` ``conv_in.weight``).
+    2. Then the same component folder and the same name, where unique on both sides (a
+       component whose file was renamed or re-sharded).
+    3. Then :func:`pair_names` (equal keys, then keys equal up to task-head prefixes) on the
+       keys left over.
+
+    Args:
+        infos_a: The first side's tensors, by key.
+        infos_b: The second side's tensors, by key.
+        prefixes: Task-head prefixes for step 3 (``()``: equal keys only).
+
+    Returns:
+        ``(key_a, key_b)`` pairs, ``(key_a, None)`` and ``(None, key_b)`` for unpaired keys,
+        sorted as :func:`pair_names` sorts.
+    """
+    pairs: list[tuple[str, str]] = []
+    left_a, left_b = list(infos_a), list(infos_b)
+    for key_of in (
+        lambda i: (i.file, i.name) if i.file is not None else None,
+        lambda i: (i.component, i.name) if i.file is not None else None,
+    ):
+        if not left_a or not left_b:
+            break
+        found = _unique_pairs(
+            left_a,
+            left_b,
+            {k: key_of(infos_a[k]) for k in left_a},
+            {k: key_of(infos_b[k]) for k in left_b},
+        )
+        if found:
+            pairs.extend(found)
+            done_a = {x for x, _ in found}
+            done_b = {y for _, y in found}
+            left_a = [k for k in left_a if k not in done_a]
+            left_b = [k for k in left_b if k not in done_b]
+    out: list[tuple[str | None, str | None]] = [*pairs]
+    out.extend(pair_names(left_a, left_b, prefixes=prefixes))
+    out.sort(key=lambda p: (p[1] if p[1] is not None else p[0]) or "")
+    return out
 
 
 def dominant_prefix_change(

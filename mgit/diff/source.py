@@ -5,6 +5,16 @@ The diff engine never opens files or the object store itself: each side is a
 and loads one tensor at a time on request. Equal content ids on both sides mean identical
 bytes, so the engine can call such a tensor unchanged without loading it.
 
+A tensor is identified by its file and its name: a source's :meth:`TensorSource.tensors` is
+keyed by the tensor's *key* (:func:`mgit.formats.names.tensor_keys`: the bare name when no
+other file of the version holds that name, else ``"<path>:<name>"``), and each
+:class:`TensorInfo` carries its bare ``name`` and its ``file``.
+
+A source may also list its files (``files()``: path -> :class:`FileInfo`, with the XXH3-128
+of each file's bytes) and read small ones (``read_file(path)``), for the file-level section of
+the diff; :func:`source_files` and :func:`read_source_file` ask for them where a source can
+answer and give nothing where it cannot.
+
 :class:`DictTensorSource` is the in-memory implementation, for tests and for callers that
 already hold arrays.
 """
@@ -17,12 +27,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import xxhash
 
 from mgit.formats import dtypes as _dtypes
 
 __all__ = [
     "TensorInfo",
+    "FileInfo",
     "TensorSource",
+    "component_of",
+    "source_files",
+    "read_source_file",
+    "is_int_dtype",
     "DictTensorSource",
     "dtype_name",
     "numpy_dtype",
@@ -40,12 +56,20 @@ class TensorInfo:
         shape: The tensor's shape.
         content_id: An id of the tensor's bytes, dtype and shape, or ``None`` if unknown. Equal
             ids on both sides of a diff mean identical tensors; different ids mean nothing.
+        file: The path (relative, ``/``-separated) of the file holding the tensor, or ``None``
+            when the source has no files (arrays in memory).
     """
 
     name: str
     dtype: str
     shape: tuple[int, ...]
     content_id: str | None = None
+    file: str | None = None
+
+    @property
+    def component(self) -> str:
+        """The component folder of the tensor's file (``""``: the root; :func:`component_of`)."""
+        return component_of(self.file)
 
     @property
     def numel(self) -> int:
@@ -54,6 +78,35 @@ class TensorInfo:
         for d in self.shape:
             n *= int(d)
         return n
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file of a model version.
+
+    Attributes:
+        path: The relative, ``/``-separated path.
+        size: Bytes.
+        xxh: XXH3-128 of the file's bytes (hex): equal checksums, equal files.
+    """
+
+    path: str
+    size: int
+    xxh: str
+
+
+def component_of(path: str | None) -> str:
+    """The component folder of a file: its first folder (``unet`` for
+    ``unet/diffusion_pytorch_model.safetensors``, ``checkpoint-30``), ``""`` for a file at the
+    root or no file.
+
+    Example:
+        >>> component_of("vae/diffusion_pytorch_model.safetensors"), component_of("m.safetensors")
+        ('vae', '')
+    """
+    if not path or "/" not in path:
+        return ""
+    return path.split("/", 1)[0]
 
 
 @runtime_checkable
@@ -67,14 +120,15 @@ class TensorSource(Protocol):
     label: str
 
     def tensors(self) -> dict[str, TensorInfo]:
-        """Return every tensor of the model, by name, without loading data."""
+        """Return every tensor of the model, by key (the bare name unless several files hold
+        that name), without loading data."""
         ...
 
     def load(self, name: str) -> np.ndarray:
         """Return one tensor's data.
 
         Args:
-            name: A name from :meth:`tensors`.
+            name: A key from :meth:`tensors`.
 
         Returns:
             The tensor as a numpy array of its own dtype (``bfloat16`` and ``float8`` types as
@@ -85,6 +139,25 @@ class TensorSource(Protocol):
     def config(self) -> dict[str, Any] | None:
         """Return the model's parsed ``config.json``, or ``None`` if it has none."""
         ...
+
+
+def source_files(source: Any) -> dict[str, FileInfo] | None:
+    """The files of a source (path -> :class:`FileInfo`), or ``None`` when it has no files."""
+    files = getattr(source, "files", None)
+    if files is None:
+        return None
+    out = files()
+    return dict(out) if out is not None else None
+
+
+def read_source_file(source: Any, path: str, *, max_bytes: int) -> bytes | None:
+    """The bytes of one file of a source, or ``None`` when the source cannot read it or it is
+    larger than ``max_bytes``."""
+    read = getattr(source, "read_file", None)
+    if read is None:
+        return None
+    data = read(path, max_bytes=max_bytes)
+    return data if isinstance(data, bytes) else None
 
 
 def dtype_name(dtype: np.dtype[Any] | type) -> str:
@@ -125,6 +198,11 @@ def is_float_dtype(name: str) -> bool:
     return d.is_floating_point if d is not None else name.startswith("F")
 
 
+def is_int_dtype(name: str) -> bool:
+    """Tell whether a dtype name is an integer type (``I8`` ... ``U64``; not ``BOOL``)."""
+    return name[:1] in ("I", "U") and name[1:].isdigit()
+
+
 def _content_id(arr: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(dtype_name(arr.dtype).encode())
@@ -143,6 +221,10 @@ class DictTensorSource:
         label: The side's label.
         tensors: Tensor name to array.
         config: The model's config dict, if any.
+        files: The version's files, path -> bytes (``None``: a source without files).
+        tensor_files: Tensor name -> path of the file holding it (for names of ``tensors``
+            that are qualified keys, ``"<path>:<name>"``, the bare name is the part after the
+            path).
 
     Example:
         >>> import numpy as np
@@ -156,6 +238,9 @@ class DictTensorSource:
         label: str,
         tensors: Mapping[str, np.ndarray],
         config: dict[str, Any] | None = None,
+        *,
+        files: Mapping[str, bytes] | None = None,
+        tensor_files: Mapping[str, str] | None = None,
     ) -> None:
         """Hold the arrays and compute their content ids (see the class docstring)."""
         self.label = label
@@ -164,13 +249,17 @@ class DictTensorSource:
         for name, value in tensors.items():
             arr = np.asarray(value)
             self._arrays[name] = arr
+            path = (tensor_files or {}).get(name)
+            bare = name[len(path) + 1 :] if path and name.startswith(path + ":") else name
             self._infos[name] = TensorInfo(
-                name=name,
+                name=bare,
                 dtype=dtype_name(arr.dtype),
                 shape=tuple(int(d) for d in arr.shape),
                 content_id=_content_id(arr),
+                file=path,
             )
         self._config = config
+        self._files = dict(files) if files is not None else None
         #: How many times :meth:`load` was called (handy in tests).
         self.loads = 0
 
@@ -198,6 +287,20 @@ class DictTensorSource:
     def config(self) -> dict[str, Any] | None:
         """Return the config dict given at construction, if any."""
         return self._config
+
+    def files(self) -> dict[str, FileInfo] | None:
+        """Return the files given at construction (``None`` if none were)."""
+        if self._files is None:
+            return None
+        return {
+            p: FileInfo(p, len(data), xxhash.xxh3_128(data).hexdigest())
+            for p, data in self._files.items()
+        }
+
+    def read_file(self, path: str, *, max_bytes: int) -> bytes | None:
+        """Return one file's bytes (``None`` if absent or larger than ``max_bytes``)."""
+        data = (self._files or {}).get(path)
+        return data if data is not None and len(data) <= max_bytes else None
 
     def __repr__(self) -> str:
         """Show the label and the number of tensors."""

@@ -108,6 +108,10 @@ class TensorStats:
         overlap: True when a and b had different shapes and these statistics cover only
             their common leading region (``a[:m, :n]`` vs ``b[:m, :n]``).
         rank: Effective rank of the difference for 2-D float tensors, else ``None``.
+        raw_codes_compared: True when one side's values are integer quantization codes whose
+            scales were not recognised, compared with the other side's floats: the norms say
+            how the stored numbers differ, not how the weights changed (``relative_change`` and
+            ``cosine_similarity`` are then ``None``).
     """
 
     numel: int
@@ -124,6 +128,7 @@ class TensorStats:
     nonfinite_b: int
     overlap: bool = False
     rank: RankEstimate | None = None
+    raw_codes_compared: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict: non-finite floats become ``null``."""

@@ -11,6 +11,13 @@
 - **Dataflow**: for configs transformers can build, the module-level dataflow graphs
   (:mod:`mgit.diff.dataflow`) and their diff. If a graph cannot be made the reason is in
   ``dataflow_error`` and the rest of the diff is still there.
+- **Files**: every file that differs (:mod:`mgit.diff.files`). A file that holds no tensors
+  (``tokenizer.json``, a ``pytorch_model.bin`` stored as bytes) cannot be compared
+  structurally, so two versions are only ``identical`` when every such file is equal.
+
+Tensors are identified by file and name (:func:`~mgit.diff.names.pair_tensors`); when the
+versions have several component folders (``unet``, ``vae``) module paths are prefixed with
+theirs (``unet/conv_in``).
 
 The result renders as text (:func:`render_structural_text`), JSON
 (:meth:`StructuralDiff.to_json`, schema in :data:`STRUCTURAL_JSON_SCHEMA_DOC`) and a
@@ -19,7 +26,6 @@ self-contained HTML page (:func:`mgit.diff.html.structural_html`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +42,10 @@ from mgit.diff.names import (
     apply_prefix_change,
     dominant_prefix_change,
     module_of,
-    pair_names,
+    pair_tensors,
 )
+from mgit.diff.files import FileDiff, diff_files
+from mgit.diff.jsondiff import ConfigChange, diff_configs
 from mgit.diff.render import STATUS_MARK, paint
 from mgit.diff.source import TensorInfo, TensorSource
 
@@ -118,32 +126,6 @@ class ParamChange:
 
 
 @dataclass(frozen=True)
-class ConfigChange:
-    """One difference between two ``config.json`` files.
-
-    Attributes:
-        path: Dotted key path (``num_hidden_layers``, ``text_config.hidden_size``).
-        status: ``"added"``, ``"removed"`` or ``"changed"``.
-        a: The value in a (``None`` if added).
-        b: The value in b (``None`` if removed).
-    """
-
-    path: str
-    status: str
-    a: Any
-    b: Any
-
-    def to_json(self) -> dict[str, Any]:
-        """Return ``{"path", "status", "a", "b"}``."""
-        return {
-            "path": self.path,
-            "status": self.status,
-            "a": _jsonable(self.a),
-            "b": _jsonable(self.b),
-        }
-
-
-@dataclass(frozen=True)
 class StructuralDiff:
     """The structural diff of two model versions.
 
@@ -160,6 +142,7 @@ class StructuralDiff:
         config: Config differences, sorted by path.
         dataflow: The dataflow diff, or ``None`` if it could not be made.
         dataflow_error: Why there is no dataflow diff (``None`` if there is one).
+        files: Every file that differs, sorted by path (``None``: the sources have no files).
     """
 
     a: str
@@ -174,6 +157,12 @@ class StructuralDiff:
     config: tuple[ConfigChange, ...]
     dataflow: DataflowDiff | None
     dataflow_error: str | None
+    files: tuple[FileDiff, ...] | None = None
+
+    @property
+    def opaque_files(self) -> list[FileDiff]:
+        """Files that differ and hold no tensors: their structure cannot be compared."""
+        return [f for f in self.files or () if f.is_change and not f.is_tensor_file]
 
     @property
     def modules_removed(self) -> list[str]:
@@ -187,11 +176,13 @@ class StructuralDiff:
 
     @property
     def identical(self) -> bool:
-        """True if nothing structural differs (dataflow counted only when available)."""
+        """True if nothing structural differs (dataflow counted only when available) and every
+        file that holds no tensors is equal."""
         return (
             not self.modules
             and not self.params
             and not self.config
+            and not self.opaque_files
             and (self.dataflow is None or self.dataflow.identical)
         )
 
@@ -210,6 +201,8 @@ class StructuralDiff:
                 "renamed": len(self.renamed),
                 "config_changes": len(self.config),
                 "identical": self.identical,
+                "files_differ": len(self.files or ()),
+                "files_opaque": len(self.opaque_files),
             },
             "modules": [m.to_json() for m in self.modules],
             "params": [p.to_json() for p in self.params],
@@ -221,67 +214,12 @@ class StructuralDiff:
             },
             "dataflow": self.dataflow.to_json() if self.dataflow is not None else None,
             "dataflow_error": self.dataflow_error,
+            "files": [f.to_json() for f in self.files] if self.files is not None else None,
         }
 
     def to_lines(self, *, color: bool = False, limit: int | None = 50) -> list[str]:
         """Render as text lines (see :func:`render_structural_text`)."""
         return render_structural_text(self, color=color, limit=limit)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    return repr(v)
-
-
-def _differs(x: Any, y: Any) -> bool:
-    if isinstance(x, bool) != isinstance(y, bool):
-        return True
-    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
-        return False
-    try:
-        return bool(x != y)
-    except Exception:  # noqa: BLE001 - exotic values: fall back to their text
-        return repr(x) != repr(y)
-
-
-def diff_configs(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> list[ConfigChange]:
-    """Compare two config dicts key by key, walking nested dicts.
-
-    Args:
-        a: The first config (``None``: none, treated as empty).
-        b: The second config.
-
-    Returns:
-        Changes sorted by path.
-
-    Example:
-        >>> [c.path for c in diff_configs({"n": 1, "x": {"y": 2}}, {"n": 2, "x": {"y": 2}})]
-        ['n']
-    """
-    out: list[ConfigChange] = []
-
-    def walk(prefix: str, x: Mapping[str, Any], y: Mapping[str, Any]) -> None:
-        for key in sorted(set(x) | set(y), key=str):
-            path = f"{prefix}{key}"
-            if key not in y:
-                out.append(ConfigChange(path, "removed", x[key], None))
-            elif key not in x:
-                out.append(ConfigChange(path, "added", None, y[key]))
-            elif isinstance(x[key], Mapping) and isinstance(y[key], Mapping):
-                walk(path + ".", x[key], y[key])
-            elif _differs(x[key], y[key]):
-                out.append(ConfigChange(path, "changed", x[key], y[key]))
-
-    walk("", a or {}, b or {})
-    out.sort(key=lambda c: c.path)
-    return out
 
 
 def module_paths(names: Sequence[str]) -> set[str]:
@@ -360,9 +298,14 @@ def structural_diff(
     Returns:
         The diff. Failures to build or trace a model are reported in ``dataflow_error``.
     """
-    infos_a = a.tensors()
-    infos_b = b.tensors()
-    pairs = pair_names(infos_a, infos_b, prefixes=prefixes)
+    raw_a, raw_b = a.tensors(), b.tensors()
+    disp_a, disp_b = _display_names(raw_a, raw_b)
+    infos_a = {disp_a[k]: i for k, i in raw_a.items()}
+    infos_b = {disp_b[k]: i for k, i in raw_b.items()}
+    pairs = [
+        (disp_a[x] if x is not None else None, disp_b[y] if y is not None else None)
+        for x, y in pair_tensors(raw_a, raw_b, prefixes=prefixes)
+    ]
     renamed = tuple((x, y) for x, y in pairs if x is not None and y is not None and x != y)
     # a's names as b calls them, so both module trees use one naming: paired names map to
     # their partner, unpaired ones follow the prevailing prefix change (so the layers a
@@ -435,6 +378,7 @@ def structural_diff(
         else:
             flow_error = "; ".join(e for e in (err_a, err_b) if e)
 
+    files = diff_files(a, b, raw_a, raw_b)
     return StructuralDiff(
         a=a.label,
         b=b.label,
@@ -448,7 +392,29 @@ def structural_diff(
         config=tuple(config_changes),
         dataflow=flow,
         dataflow_error=flow_error,
+        files=tuple(f for f in files if f.is_change) if files is not None else None,
     )
+
+
+def _display_names(
+    raw_a: Mapping[str, TensorInfo], raw_b: Mapping[str, TensorInfo]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The names the module trees use: the tensor's name, prefixed with its component folder
+    (``unet/conv_in.weight``) when the versions have several; a tensor's key where that would
+    still be ambiguous (two files of one component holding one name)."""
+    comps = {i.component for i in raw_a.values()} | {i.component for i in raw_b.values()}
+    multi = len(comps) > 1
+    out = []
+    for raw in (raw_a, raw_b):
+        names = {
+            k: (f"{i.component}/{i.name}" if multi and i.component else i.name)
+            for k, i in raw.items()
+        }
+        counts: dict[str, int] = {}
+        for n in names.values():
+            counts[n] = counts.get(n, 0) + 1
+        out.append({k: (n if counts[n] == 1 else k) for k, n in names.items()})
+    return out[0], out[1]
 
 
 
@@ -466,6 +432,34 @@ def _limited(items: list[str], limit: int | None, indent: str = "  ") -> list[st
     if limit is None or len(items) <= limit:
         return items
     return items[:limit] + [f"{indent}... {len(items) - limit} more"]
+
+
+def _files_text(sd: StructuralDiff, *, color: bool, limit: int | None) -> list[str]:
+    if sd.files is None:
+        return []
+    opaque = sd.opaque_files
+    tensor_files = [f for f in sd.files if f.is_tensor_file]
+    lines = [""]
+    if not sd.files:
+        lines.append("files: no changes")
+        return lines
+    lines.append(
+        f"files: {len(sd.files)} differ ({len(opaque)} not read as tensors, "
+        f"{len(tensor_files)} holding tensors)"
+    )
+    items = []
+    for f in opaque:
+        mark, style = STATUS_MARK[f.status]
+        if f.status == "changed":
+            what = (
+                f"{f.json_changes_total} keys changed" if f.json_changes_total is not None
+                else "not read as tensors: its structure is not compared"
+            )  # fmt: skip
+        else:
+            what = f.status
+        items.append("  " + paint(f"{mark} {f.path}", style, color) + f"  ({what})")
+    lines.extend(_limited(items, limit))
+    return lines
 
 
 def render_structural_text(
@@ -532,6 +526,7 @@ def render_structural_text(
                 body = _value(c.b if c.status == "added" else c.a)
             items.append("  " + paint(f"{mark} {c.path}", style, color) + ": " + body)
         lines.extend(_limited(items, limit))
+    lines.extend(_files_text(sd, color=color, limit=limit))
     lines.append("")
     fd = sd.dataflow
     if fd is None:
@@ -563,11 +558,19 @@ STRUCTURAL_JSON_SCHEMA_DOC = """\
 ### `mgit diff --structural --json` (schema 1)
 
 Top level: `schema` (int, `1`), `a`, `b` (labels), `summary`, `modules`, `params`, `renamed`,
-`config`, `dataflow`, `dataflow_error`.
+`config`, `dataflow`, `dataflow_error`, `files`.
 
 - `summary`: `modules_a`, `modules_b` (int: modules implied by the tensor names),
   `modules_added`, `modules_removed` (int: top-most paths), `params_changed` (int: entries
-  of `params`), `renamed` (int), `config_changes` (int), `identical` (bool).
+  of `params`), `renamed` (int), `config_changes` (int), `identical` (bool: nothing
+  structural differs **and** every file that holds no tensors is equal), `files_differ` (int:
+  entries of `files`), `files_opaque` (int: of them, files holding no tensors, such as a
+  `pytorch_model.bin` stored as bytes, whose structure cannot be compared).
+- `files`: every file that differs, as in `mgit --json diff`'s `files[]` (`path`, `status`,
+  `component`, `size_a`, `size_b`, `tensors_a`, `tensors_b`, `tensors_changed` (0 here:
+  values are not read), `json_changes`, `json_changes_total`, `note`); null when the sides
+  have no files. Module paths are prefixed with their component folder (`unet/conv_in`)
+  when the versions have several.
 - `modules[]`: modules present on one side only, at their top-most path:
   `{"path": "encoder.layer.4", "status": "removed"|"added", "tensors": int, "numel": int}`.
 - `params[]`: tensors added or removed inside modules both sides have, and tensors whose

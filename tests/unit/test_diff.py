@@ -311,6 +311,7 @@ def test_to_json_covers_every_tensor_and_is_stable() -> None:
     assert set(names) == set(a) | set(b)
     assert len(names) == len(set(a) | set(b))
     for t in doc["tensors"]:
+        # schema 1 only gains keys: the original ones, then file, component and quantization
         assert set(t) == {
             "name",
             "status",
@@ -321,7 +322,13 @@ def test_to_json_covers_every_tensor_and_is_stable() -> None:
             "shape_b",
             "stats",
             "error",
+            "file_a",
+            "file_b",
+            "component",
+            "quant_a",
+            "quant_b",
         }
+        assert t["file_a"] is None and t["file_b"] is None and t["component"] == ""
         assert t["status"] in STATUSES
     s = doc["summary"]
     assert sum(s[k] for k in STATUSES) == len(names)
@@ -339,7 +346,12 @@ def test_to_json_covers_every_tensor_and_is_stable() -> None:
         covered = [n for g in doc[key] for n in g["names"]]
         assert sorted(covered) == sorted(names)
     assert doc == d.to_json()
-    for word in ("`tensors`", "`groups`", "`blocks`", "`relative_change`", "`effective`"):
+    # arrays in memory have no files: the file section is null, and identical means tensors
+    assert doc["files"] is None and doc["layout"] == [] and doc["lora"] is None
+    assert [c["name"] for c in doc["components"]] == ["(root)"]
+    for word in ("`tensors`", "`groups`", "`blocks`", "`relative_change`", "`effective`",
+                 "`files`", "`layout`", "`components`", "`lora`", "`tensors_identical`",
+                 "`raw_codes_compared`", "`quant_b`", "`json_changes`"):  # fmt: skip
         assert word in JSON_SCHEMA_DOC
 
 

@@ -165,7 +165,10 @@ def test_structural_json_schema() -> None:
         "config",
         "dataflow",
         "dataflow_error",
+        "files",  # added to schema 1: the files that differ (null: arrays in memory have none)
     }
+    assert doc["files"] is None
+    assert doc["summary"]["files_differ"] == 0 and doc["summary"]["files_opaque"] == 0
     assert doc["summary"]["modules_removed"] == 1
     assert doc["modules"] == [
         {
@@ -176,7 +179,7 @@ def test_structural_json_schema() -> None:
         }
     ]
     assert doc["config"]["present_a"] and doc["config"]["present_b"]
-    for key in ("`modules[]`", "`params[]`", "`config`", "`dataflow`", "`dataflow_error`"):
+    for key in ("`modules[]`", "`params[]`", "`config`", "`dataflow`", "`dataflow_error`", "`files`"):
         assert key in STRUCTURAL_JSON_SCHEMA_DOC
 
 
