@@ -15,12 +15,11 @@ from typing import Any
 from mgit._fs import check_relpath, safe_join
 from mgit.core import RepoCore
 from mgit.errors import DirtyWorkingTreeError, InvalidRefNameError, UnsafePathError, UsageError
-from mgit.hf import cache_blobs_dir
 from mgit.materialize import write_file
 from mgit.objects.model import Tree
 from mgit.refs.store import HEADS
 from mgit.worktree.index import Index, Snapshot, index_lock, snapshot
-from mgit.worktree.scan import Skipped, scan
+from mgit.worktree.scan import Skipped, hub_blobs, scan
 
 __all__ = ["AddResult", "CheckoutResult", "StatusResult", "add", "status", "checkout", "relpath"]
 
@@ -122,7 +121,7 @@ def add(
     removed: list[str] = []
     skipped: list[Skipped] = []
     unchanged = 0
-    blobs = cache_blobs_dir(core.root)
+    blobs = hub_blobs(core.root)
     with index_lock(core.mgit_dir):
         index = Index.load(core.mgit_dir)
         for p in paths:

@@ -22,7 +22,7 @@ from typing import Any
 from mgit._fs import check_relpath
 from mgit.errors import UnsafePathError, UsageError
 
-__all__ = ["scan", "folder_bytes", "IGNORE_FILE", "Skipped", "FollowSymlinks"]
+__all__ = ["scan", "folder_bytes", "hub_blobs", "IGNORE_FILE", "Skipped", "FollowSymlinks"]
 
 IGNORE_FILE = ".mgitignore"
 
@@ -74,15 +74,24 @@ def _inside(path: Path, folder: Path | None) -> bool:
         return False
 
 
+def hub_blobs(root: Path, real: Path | None = None) -> Path | None:
+    """The ``blobs/`` folder when ``root`` is (in) a Hugging Face hub cache snapshot, else None
+    (:func:`mgit.hf.cache_blobs_dir`, loaded only for a path that has a ``snapshots`` part)."""
+    real = real if real is not None else root.resolve()
+    if "snapshots" not in Path(os.path.abspath(root)).parts and "snapshots" not in real.parts:
+        return None
+    from mgit.hf import cache_blobs_dir
+
+    return cache_blobs_dir(root)
+
+
 class _Walk:
     def __init__(
         self, root: Path, strict: bool, follow: FollowSymlinks, skipped: list[Skipped] | None
     ) -> None:
-        from mgit.hf import cache_blobs_dir
-
         self.root = root
         self.root_real = root.resolve()
-        self.blobs = cache_blobs_dir(root)
+        self.blobs = hub_blobs(root, self.root_real)
         self.patterns = _ignore_patterns(root)
         self.strict = strict
         self.follow = follow
