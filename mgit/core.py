@@ -27,7 +27,7 @@ from mgit.errors import (
 )
 from mgit.objects.model import RELATIONS, Commit, Tree
 from mgit.objects.store import DiskStore
-from mgit.refs.store import HEADS, TAGS, RefStore, check_name
+from mgit.refs.store import HEADS, TAGS, TESTS, RefStore, check_name
 from mgit.revspec import resolve as _resolve
 
 __all__ = ["RepoCore", "CommitInfo", "author_name", "commit_time", "find_repository", "check_relation"]
@@ -313,9 +313,11 @@ class RepoCore:
         """Every tag and its commit."""
         return {k[len(TAGS) :]: v for k, v in self.refs.iter_refs(TAGS).items()}
 
-    def ref_tips(self) -> list[str]:
-        """The commits every ref (model lines, tags, remote-tracking) and HEAD point at."""
-        tips = list(self.refs.iter_refs("refs/").values())
+    def ref_tips(self, *, history: bool = False) -> list[str]:
+        """The commits every ref (model lines, tags, remote-tracking, the test notes) and HEAD
+        point at; with ``history``, only those of model versions: ``refs/tests`` (notes
+        commits of test specs and results, which gc, fsck and push follow) is left out."""
+        tips = [oid for ref, oid in self.refs.iter_refs("refs/").items() if not (history and ref == TESTS)]
         head = self.head()
         if head:
             tips.append(head)

@@ -35,12 +35,14 @@ class CommitGraph(Protocol):
 
     def commit_time_of(self, oid: str) -> int: ...
 
-    def ref_tips(self) -> list[str]: ...
+    def ref_tips(self, *, history: bool = False) -> list[str]: ...
 
 
-def all_commits(g: CommitGraph) -> set[str]:
-    """Every commit reachable from a model line, a tag, a remote-tracking ref or HEAD."""
-    return dag.ancestors(g.ref_tips(), g.parents_of)
+def all_commits(g: CommitGraph, *, history: bool = True) -> set[str]:
+    """Every model version: the commits reachable from a model line, a tag, a remote-tracking
+    ref or HEAD. With ``history`` False, also the notes commits of ``refs/tests`` (what gc
+    and fsck keep and verify)."""
+    return dag.ancestors(g.ref_tips(history=history), g.parents_of)
 
 
 def parents_first(g: CommitGraph, commits: Iterable[str]) -> list[str]:
@@ -64,9 +66,9 @@ def commit_objects(g: CommitGraph, oid: str) -> set[str]:
 
 
 def reachable_objects(g: CommitGraph) -> set[str]:
-    """Every object needed by a commit reachable from a ref or HEAD."""
+    """Every object needed by a commit reachable from a ref (``refs/tests`` included) or HEAD."""
     objs: set[str] = set()
-    for c in all_commits(g):
+    for c in all_commits(g, history=False):
         objs |= commit_objects(g, c)
     return objs
 

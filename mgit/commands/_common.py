@@ -144,6 +144,20 @@ def echo_commit(info: Any, *, decorations: list[str] | None = None) -> None:
         echo(f"    {line}")
 
 
+def lossy_gate(repo: Any, check: str | None, check_tests: bool) -> Any:
+    """The ``check`` a commit or import gets: ``--check CMD``, or with ``--check-tests`` the
+    stored tests that apply to the new version (:func:`mgit.lifecycle.testing.gate`)."""
+    if not check_tests:
+        return check
+    from mgit.errors import UsageError
+
+    if check is not None:
+        raise UsageError("give --check CMD or --check-tests, not both")
+    from mgit.lifecycle.testing import gate
+
+    return gate(repo)
+
+
 def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options ``commit`` and ``import`` share: where a model came from and how it is stored."""
     from mgit.objects.model import RELATIONS
@@ -155,6 +169,8 @@ def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS."),
         click.option("--check", metavar="CMD",
                      help="With --lossy: command run on the lossy model; fails -> lossless."),
+        click.option("--check-tests", is_flag=True,
+                     help="With --lossy: the stored tests that apply gate the lossy model; fail -> lossless."),
         click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics)."),
     ]
     for opt in reversed(options):

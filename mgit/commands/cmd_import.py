@@ -8,6 +8,7 @@ from mgit.commands._common import (
     derivation_options,
     echo,
     emit,
+    lossy_gate,
     open_repo_streaming,
     parse_meta,
     progress_bar,
@@ -34,6 +35,7 @@ __all__ = ["COMMANDS"]
                    "(files are stored by content).")
 def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, message: str | None,
                parents: tuple[str, ...], relation: str | None, eps: float | None, check: str | None,
+               check_tests: bool,
                meta: tuple[str, ...], guess_parent: bool, follow_symlinks: bool) -> None:
     """Commit the model folder DIRECTORY as a version of model MODEL.
 
@@ -62,7 +64,8 @@ def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, m
     with progress_bar(f"import {model or hf_cache}", total or None) as prog:
         res = repo.import_folder(
             src, model=model, message=message, parent=list(parents) or None, relation=relation,
-            meta=parse_meta(meta), eps=eps, check=check, guess_parent=guess_parent, progress=prog,
+            meta=parse_meta(meta), eps=eps, check=lossy_gate(repo, check, check_tests),
+            guess_parent=guess_parent, progress=prog,
             follow_symlinks=follow_symlinks, hf_cache=hf_cache,
         )
 

@@ -16,7 +16,10 @@ __all__ = ["COMMANDS"]
 @click.option("--descendants", "direction", flag_value="descendants", help="Only REF and what derives from it.")
 @click.option("--html", "html_file", metavar="FILE", help="Write a self-contained interactive HTML view.")
 @click.option("--dot", "dot_file", metavar="FILE", help="Write a Graphviz DOT file.")
-def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, dot_file: str | None) -> None:
+@click.option("--color-by", "color_by", metavar="TEST",
+              help="Colour the versions by their recorded result of test TEST (pass/fail/none).")
+def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, dot_file: str | None,
+                color_by: str | None) -> None:
     """The lineage graph: models as nodes, derivations and versions as edges."""
     from mgit.lineage.render import to_dot, to_html, to_json
     from mgit._fs import write_text_file
@@ -25,8 +28,19 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
     if direction and not ref:
         ref = "HEAD"
     g = repo.lineage(ref, direction=direction)
+    if color_by is not None:
+        from mgit.lifecycle.testing import NoSuchTestError, load_specs, results_for
+
+        specs = load_specs(repo)
+        if color_by not in specs:
+            raise NoSuchTestError(color_by)
+        for oid, rs in results_for(repo, list(g.nodes), specs={color_by: specs[color_by]}).items():
+            r = rs[0]
+            g.nodes[oid]["test"] = {"name": r.test, "outcome": r.outcome, "metrics": r.metrics,
+                                    "error": r.error or ""}
     if html_file:
-        write_text_file(user_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}"))
+        write_text_file(user_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}",
+                                                       color_by=color_by))
     if dot_file:
         write_text_file(user_path(dot_file), to_dot(g))
 
@@ -40,7 +54,11 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
             for n in nodes:
                 a = g.nodes[n]
                 edges = [f"{d['relation']} of {g.nodes[p]['model']}@{p[:12]}" for p, _, d in g.in_edges(n, data=True)]
-                echo(f"  {a['short']}  {fmt_time(a['time'])}  {', '.join(edges) or 'root'}  "
+                mark = ""
+                if color_by is not None:
+                    t = a.get("test")
+                    mark = {"pass": "✓ ", "fail": "✗ ", "error": "? "}.get(t["outcome"], "") if t else "- "
+                echo(f"  {mark}{a['short']}  {fmt_time(a['time'])}  {', '.join(edges) or 'root'}  "
                      f"{a['message'].splitlines()[0] if a['message'] else ''}")
         for f, what in ((html_file, "HTML"), (dot_file, "DOT")):
             if f:
@@ -55,12 +73,18 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata that must match.")
 @click.option("--derived-from", metavar="REF", help="Derived (transitively) from REF.")
 @click.option("--all-versions", is_flag=True, help="Search every version, not only the latest ones.")
+@click.option("--failing", metavar="TEST", help="Whose recorded result of test TEST is a failure.")
 def find_cmd(task: str | None, relation: str | None, meta: tuple[str, ...], derived_from: str | None,
-             all_versions: bool) -> None:
+             all_versions: bool, failing: str | None) -> None:
     """Find models by task, relation, metadata, or ancestry."""
     repo = open_repo()
     found = repo.find(task=task, relation=relation, meta=parse_meta(meta), derived_from=derived_from,
                       all_versions=all_versions)
+    if failing is not None:
+        from mgit.lifecycle.testing import failing as failing_versions
+
+        bad = failing_versions(repo, failing)
+        found = [c for c in found if c.oid in bad]
 
     def render() -> None:
         if not found:

@@ -25,6 +25,9 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
     tags: dict[str, list[str]] = {}
     for name, oid in repo.tags().items():
         tags.setdefault(oid, []).append(name)
+    from mgit.commands.cmd_test import marks_for, marks_json, marks_text
+
+    marks = marks_for(repo, [c.oid for c in commits])
 
     def render() -> None:
         if oneline and not graph:
@@ -35,6 +38,7 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
                 echo(" ".join(x for x in (
                     click.style(c.short, fg="yellow"), f"({', '.join(deco)})" if deco else "", c.model,
                     f"[{'; '.join(rel)}]" if rel else "", c.message.splitlines()[0] if c.message else "",
+                    marks_text(marks.get(c.oid, [])),
                 ) if x))
             return
         if graph:
@@ -42,7 +46,9 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
 
             entries = [
                 LogEntry(oid=c.oid, short=c.short, parents=tuple(c.parents), model=c.model,
-                         message=c.message, tags=tuple(tags.get(c.oid, [])),
+                         message=" ".join(x for x in (c.message.splitlines()[0] if c.message else "",
+                                                      marks_text(marks.get(c.oid, []))) if x),
+                         tags=tuple(tags.get(c.oid, [])),
                          heads=tuple(heads.get(c.oid, [])), time=c.time, author=c.author)
                 for c in commits
             ]
@@ -56,9 +62,12 @@ def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline
             return
         for c in commits:
             echo_commit(c, decorations=heads.get(c.oid, []) + [f"tag: {t}" for t in tags.get(c.oid, [])])
+            if c.oid in marks:
+                echo("")
+                echo(f"    Tests: {marks_text(marks[c.oid])}")
             echo("")
 
-    emit([c.to_json() for c in commits], render)
+    emit([{**c.to_json(), "tests": marks_json(marks.get(c.oid, []))} for c in commits], render)
 
 
 COMMANDS = [log_cmd]

@@ -16,9 +16,17 @@ def show_cmd(ref: str, files: bool) -> None:
     """Show a model version: lineage, metadata, files."""
     repo = open_repo()
     res = repo.show(ref)
+    from mgit.commands.cmd_test import marks_for, marks_json, result_line
+
+    marks = marks_for(repo, [res.commit.oid]).get(res.commit.oid, [])
 
     def render() -> None:
         echo_commit(res.commit)
+        if marks:
+            echo("")
+            echo("Tests:")
+            for r in marks:
+                echo("  " + result_line(repo, r, timing=False))
         if files:
             echo("")
             echo(f"{len(res.files)} files, {human_bytes(res.logical_bytes)}")
@@ -26,7 +34,7 @@ def show_cmd(ref: str, files: bool) -> None:
                 extra = f" ({f.tensors} tensors)" if f.kind == "safetensors" else ""
                 echo(f"  {human_bytes(f.size):>10}  {f.path}{extra}")
 
-    emit(res, render)
+    emit({**res.to_json(), "tests": marks_json(marks)}, render)
 
 
 COMMANDS = [show_cmd]

@@ -212,14 +212,23 @@ JS = r"""
     }
     labelEls.push(t);
   });
+  var TEST_COLORS = { pass: ["#dcfce7", "#15803d"], fail: ["#fee2e2", "#b91c1c"],
+    error: ["#fef9c3", "#a16207"], none: ["#f1f5f9", "#94a3b8"] };
+  var TEST_MARKS = { pass: "\u2713 ", fail: "\u2717 ", error: "? " };
+  function outcome(n) { return n.test ? n.test.outcome : "none"; }
   nodes.forEach(function (n, i) {
     var h = hue(n.model);
-    var g = el("g", { "class": "node" + (n.heads.length ? " head" : ""),
+    var fill = "hsl(" + h + ",70%,94%)", stroke = "hsl(" + h + ",45%,40%)";
+    if (data.color_by) {
+      var tc = TEST_COLORS[outcome(n)] || TEST_COLORS.none;
+      fill = tc[0]; stroke = tc[1];
+    }
+    var g = el("g", { "class": "node" + (n.heads.length ? " head" : "") +
+      (data.color_by ? " t-" + outcome(n) : ""),
       transform: "translate(" + n.x + "," + n.y + ")", tabindex: 0, "data-id": n.id }, gNodes);
-    el("rect", { "class": "box", width: W, height: H, rx: 7, fill: "hsl(" + h + ",70%,94%)",
-      stroke: "hsl(" + h + ",45%,40%)" }, g);
+    el("rect", { "class": "box", width: W, height: H, rx: 7, fill: fill, stroke: stroke }, g);
     var t1 = el("text", { "class": "n-model", x: 9, y: 16 }, g);
-    fitText(t1, n.model || "(no model)", W - 18);
+    fitText(t1, (TEST_MARKS[outcome(n)] || "") + (n.model || "(no model)"), W - 18);
     var t2 = el("text", { "class": "n-sub", x: 9, y: 30 }, g);
     fitText(t2, short7(n) + (n.tags.length ? "  " + n.tags.join(", ") : ""), W - 18);
     if (n.lossy) {
@@ -247,12 +256,17 @@ JS = r"""
     if (same) return rels[0] + " of " + refs.join(", ");
     return rels.map(function (r, j) { return r + " of " + refs[j]; }).join(", ");
   }
+  function testText(n) {
+    if (!n.test) return "no result";
+    return { pass: "passed", fail: "failed", error: "untestable" }[n.test.outcome] || n.test.outcome;
+  }
   function showTip(i, ev) {
     var n = nodes[i];
     var lines = [ref(n) + (n.heads.length ? "  (head)" : ""), relationText(i)];
     var m = firstLine(n.message);
     if (m) lines.push(m);
     if (n.tags.length) lines.push("tags: " + n.tags.join(", "));
+    if (data.color_by) lines.push("test " + data.color_by + ": " + testText(n));
     tip.textContent = lines.join("\n");
     tip.hidden = false;
     placeTip(ev);
@@ -320,6 +334,23 @@ JS = r"""
         hel("td", null, k, tr);
         hel("td", null, n.meta[k], tr);
       });
+    }
+    if (data.color_by) {
+      hel("h3", null, "Test " + data.color_by, details).className = "meta-title";
+      var tt = hel("table", "meta test-result", null, details);
+      var trow = function (k, v) {
+        var tr = hel("tr", null, null, tt);
+        hel("td", null, k, tr);
+        hel("td", null, v, tr);
+      };
+      trow("result", testText(n));
+      if (n.test) {
+        if (n.test.error) trow("why", n.test.error);
+        Object.keys(n.test.metrics).forEach(function (k) {
+          var v = n.test.metrics[k];
+          trow(k, v === null ? "NaN" : String(v));
+        });
+      }
     }
     empty.hidden = true;
     details.hidden = false;

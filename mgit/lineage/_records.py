@@ -86,7 +86,8 @@ def node_record(oid: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         A dict with the keys ``id``, ``short``, ``model``, ``message``, ``author``, ``time``,
         ``meta``, ``tags``, ``heads``, ``lossy`` and ``logical_bytes``; missing attributes get
-        defaults (``short`` defaults to the first 12 characters of the id).
+        defaults (``short`` defaults to the first 12 characters of the id). A node with a
+        ``test`` attribute (the view is coloured by a test) also has ``test`` (:func:`_as_test`).
     """
     oid = str(oid)
     return {
@@ -101,6 +102,24 @@ def node_record(oid: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
         "heads": sorted(_as_str_list(attrs.get("heads"))),
         "lossy": bool(attrs.get("lossy", False)),
         "logical_bytes": _as_bytes(attrs.get("logical_bytes")),
+        **({"test": _as_test(attrs["test"])} if isinstance(attrs.get("test"), Mapping) else {}),
+    }
+
+
+def _as_test(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's result of the test the view is coloured by: ``name``, ``outcome`` (``pass``,
+    ``fail``, ``error``), ``metrics`` (name -> number or null), ``error`` (text)."""
+    outcome = _as_str(value.get("outcome"))
+    metrics = value.get("metrics")
+    return {
+        "name": _as_str(value.get("name")),
+        "outcome": outcome if outcome in ("pass", "fail", "error") else "error",
+        "metrics": {
+            str(k): (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+                     and abs(v) != float("inf") else None)
+            for k, v in sorted((metrics or {}).items())
+        } if isinstance(metrics, Mapping) else {},
+        "error": _as_str(value.get("error")),
     }
 
 

@@ -65,7 +65,20 @@ def _csp_hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def _legend() -> str:
+def _test_legend(test: str) -> str:
+    items = []
+    for label, fill, stroke in (("passed", "#dcfce7", "#15803d"), ("failed", "#fee2e2", "#b91c1c"),
+                                ("untestable", "#fef9c3", "#a16207"), ("no result", "#f1f5f9", "#94a3b8")):
+        items.append(
+            '<div class="row"><svg width="30" height="14" aria-hidden="true"><rect x="2" y="1" '
+            f'width="26" height="12" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
+            f"</svg><span>{label}</span></div>"
+        )
+    return (f"<h3>Colour: test {html.escape(test)}</h3>"
+            '<div class="grid two">' + "".join(items) + "</div>")
+
+
+def _legend(color_by: str | None = None) -> str:
     items = []
     for rel in RELATIONS:
         color = RELATION_COLORS[rel]
@@ -90,11 +103,11 @@ def _legend() -> str:
         'width="26" height="12" rx="3" fill="#eef2ff" stroke="#334155" stroke-width="1"/>'
         '<path d="M20 1H24A4 4 0 0 1 28 5V9z" fill="#f97316"/></svg>'
         "<span>stored lossy</span></div>"
-        "</div></div>"
+        "</div>" + (_test_legend(color_by) if color_by else "") + "</div>"
     )
 
 
-def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage") -> str:
+def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage", color_by: str | None = None) -> str:
     """Return the lineage graph as one self-contained, interactive HTML page.
 
     The page draws each commit as a node (model name, short id, tags), each model line's versions
@@ -110,6 +123,9 @@ def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage") -> str:
     Args:
         g: The lineage graph (see :mod:`mgit.lineage.render` for the attributes read).
         title: Page title, shown in the header.
+        color_by: The name of a test: nodes are coloured by their result of it (node attribute
+            ``test``: ``outcome`` pass / fail / error, ``metrics``, ``error``; grey without
+            one), and a click shows its metrics.
 
     Returns:
         The HTML text. It loads nothing from the network.
@@ -155,6 +171,7 @@ def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage") -> str:
         "height": layout.height,
         "node_w": NODE_W,
         "node_h": NODE_H,
+        "color_by": color_by,
     }
     models = len({n["model"] for n in nodes})
     stats = (
@@ -193,7 +210,7 @@ def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage") -> str:
         '<div id="tip" hidden></div></div>\n'
         '<aside id="panel"><div id="panel-body"><div id="panel-empty">Click a model version to '
         "see its details. Drag to pan, scroll to zoom, press / to search.</div>"
-        '<div id="details" hidden></div></div>' + _legend() + "</aside>\n"
+        '<div id="details" hidden></div></div>' + _legend(color_by) + "</aside>\n"
         "</main>\n"
         "<noscript>This page needs JavaScript to draw the lineage graph.</noscript>\n"
         f'<script type="application/json" id="mgit-data">{embed_json(data)}</script>\n'

@@ -19,14 +19,17 @@ from pathlib import Path
 
 from mgit._fs import fsync_dir
 from mgit._lockfile import LockFile, env_timeout
-from mgit.errors import CorruptRefError, InvalidRefNameError, LockHeldError, RefConflictError
+from mgit.errors import CorruptRefError, InvalidRefNameError, RefConflictError
 from mgit.objects.ids import is_oid
 
-__all__ = ["RefStore", "check_name", "HEADS", "TAGS", "REMOTES"]
+__all__ = ["RefStore", "check_name", "HEADS", "TAGS", "REMOTES", "TESTS"]
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
 REMOTES = "refs/remotes/"
+#: The one ref of the test notes (specs and results, :mod:`mgit.lifecycle.notes`): not a model
+#: line, so history views leave it out, but gc, fsck, push and fetch follow it.
+TESTS = "refs/tests"
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
 
@@ -53,13 +56,13 @@ def check_name(name: str, *, what: str = "name") -> str:
 
 
 def _check_full(ref: str) -> None:
-    if ref == "HEAD":
+    if ref in ("HEAD", TESTS):
         return
     for prefix in (HEADS, TAGS, REMOTES):
         if ref.startswith(prefix):
             check_name(ref[len(prefix) :])
             return
-    raise InvalidRefNameError(ref, "not under refs/heads, refs/tags or refs/remotes")
+    raise InvalidRefNameError(ref, "not refs/tests nor under refs/heads, refs/tags or refs/remotes")
 
 
 class RefStore:

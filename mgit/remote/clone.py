@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from mgit.core import RepoCore
-from mgit.errors import RefNotFoundError, UsageError
+from mgit.errors import UsageError
 from mgit.refs.store import HEADS
 from mgit.remote import negotiate
 from mgit.remote.config import check_remote_name, normalize_url, open_remote

@@ -16,13 +16,13 @@ from typing import Any
 from mgit.core import RepoCore
 from mgit.errors import CorruptObjectError, ObjectNotFoundError, RefConflictError
 from mgit.objects.model import Commit, Tree
-from mgit.refs.store import REMOTES, TAGS
+from mgit.refs.store import REMOTES, TAGS, TESTS
 from mgit.remote import negotiate
 from mgit.remote.config import open_remote, resolve_remote
 from mgit.remote.protocol import Transport
 from mgit.remote.results import DEFAULT_JOBS, FetchResult, RefUpdate, TransferProgress
 
-__all__ = ["fetch", "update_tracking"]
+__all__ = ["fetch", "merge_notes", "update_tracking"]
 
 _COMMIT_BATCH = 64
 
@@ -200,6 +200,7 @@ def fetch(
     models: Sequence[str] | None = None,
     tags: bool = True,
     prune: bool = False,
+    tests: bool = True,
     jobs: int = DEFAULT_JOBS,
     progress: TransferProgress | None = None,
 ) -> FetchResult:
@@ -216,6 +217,8 @@ def fetch(
         tags: Create local tags for the remote's tags that point at fetched commits (a local
             tag with another value is kept).
         prune: Delete remote-tracking refs of models the remote no longer has.
+        tests: Also receive the remote's test notes (``refs/tests``: test specs and results)
+            and merge them into the local ones (a union; see :mod:`mgit.lifecycle.notes`).
         jobs: Parallel downloads.
         progress: Receives transfer progress.
 
@@ -230,15 +233,19 @@ def fetch(
     """
     name, url = resolve_remote(repo, remote)
     transport = open_remote(url, create=False)
-    heads, remote_tags = negotiate.split_remote_refs(
-        transport.list_refs(), models, where=transport.url
-    )
+    remote_refs = transport.list_refs()
+    heads, remote_tags = negotiate.split_remote_refs(remote_refs, models, where=transport.url)
     tips = set(heads.values())
     if tags and not models:
         tips |= set(remote_tags.values())
+    notes_tip = remote_refs.get(TESTS) if tests else None
+    if notes_tip is not None:
+        tips.add(notes_tip)
     receiver = _Receiver(repo, transport, jobs=jobs, progress=progress)
     receiver.receive(tips)
     updates: list[RefUpdate] = []
+    if notes_tip is not None:
+        updates.append(merge_notes(repo, notes_tip, message=f"fetch {name or transport.url}"))
     if name is not None:
         values: dict[str, str | None] = dict(heads)
         if prune and not models:
@@ -250,6 +257,18 @@ def fetch(
     if tags:
         updates += _create_tags(repo, remote_tags, message=f"fetch {name or transport.url}")
     return FetchResult(name, transport.url, heads, updates, receiver.objects, receiver.bytes)
+
+
+def merge_notes(repo: RepoCore, theirs: str, *, message: str) -> RefUpdate:
+    """Merge a received notes commit into the local ``refs/tests`` (a union: results are
+    cached facts, so both sides' are kept; see :func:`mgit.lifecycle.notes.merge`)."""
+    from mgit.lifecycle import notes
+
+    old = repo.refs.read(TESTS)
+    new, status = notes.merge_into_ref(repo, theirs, message=message)
+    if status == "fast-forward" and old is None:
+        status = "created"
+    return RefUpdate(TESTS, old, new, status)
 
 
 def _create_tags(repo: RepoCore, remote_tags: dict[str, str], *, message: str) -> list[RefUpdate]:

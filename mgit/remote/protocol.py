@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 from mgit import format as fmt
 from mgit.errors import InvalidRefNameError, RemoteError, UnsupportedFormatError
 from mgit.objects.ids import is_oid
-from mgit.refs.store import check_name
+from mgit.refs.store import TESTS, check_name
 
 __all__ = [
     "REMOTE_REF_PREFIXES",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 REMOTE_REF_PREFIXES = ("refs/heads/", "refs/tags/")
-"""The refs a remote store holds: model lines and tags."""
+"""The refs a remote store holds: model lines and tags (and the one ref ``refs/tests``)."""
 
 #: Suffixes of the transports' own scratch files; a ref name may not end with them.
 RESERVED_SUFFIXES = (".lock", ".tmp")
@@ -67,7 +67,7 @@ def validate_oid(oid: str) -> str:
 def validate_ref_name(name: str) -> str:
     """Return ``name`` if it is a ref name a remote store may hold.
 
-    A remote holds ``refs/heads/<model>`` and ``refs/tags/<tag>``; the part after the prefix
+    A remote holds ``refs/heads/<model>``, ``refs/tags/<tag>`` and ``refs/tests``; the part after the prefix
     follows the local rules (:func:`mgit.refs.store.check_name`: letters, digits, ``._+-``
     and ``/``, no ``..``, no component starting with ``.`` or ``-`` or ending in ``.lock``),
     and no component may end in ``.tmp`` (the transports' temp files). Such a name can never
@@ -84,6 +84,8 @@ def validate_ref_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise InvalidRefNameError(str(name), "not a string")
+    if name == TESTS:
+        return name  # the test notes (mgit.lifecycle.notes)
     prefix = next((p for p in REMOTE_REF_PREFIXES if name.startswith(p)), None)
     if prefix is None:
         raise InvalidRefNameError(name, "a remote ref is refs/heads/NAME or refs/tags/NAME")

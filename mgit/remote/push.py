@@ -18,11 +18,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from mgit.core import RepoCore
 from mgit.errors import MgitError, NonFastForwardError, RefConflictError
-from mgit.reach import objects_to_send
-from mgit.refs.store import HEADS
+from mgit.lineage import graph as dag
+from mgit.reach import commit_objects, objects_to_send, parents_first
+from mgit.refs.store import HEADS, TESTS
 from mgit.remote import negotiate
 from mgit.remote.config import open_remote, resolve_remote
-from mgit.remote.fetch import update_tracking
+from mgit.remote.fetch import _Receiver, merge_notes, update_tracking
 from mgit.remote.negotiate import short_ref
 from mgit.remote.protocol import Transport
 from mgit.remote.results import DEFAULT_JOBS, PushResult, RefUpdate, TransferProgress
@@ -124,6 +125,74 @@ def _roll_back(transport: Transport, done: list[RefUpdate]) -> None:
             pass
 
 
+def _notes_to_send(repo: RepoCore, tip: str, remote_tip: str | None) -> list[str]:
+    """The objects of the notes commits behind ``tip`` that ``remote_tip`` lacks, in
+    dependency order. Only the remote tip's own objects are subtracted (not those of its
+    whole notes history, which would mean reading every old notes tree): what else the
+    remote has, :meth:`Transport.has_objects` tells."""
+    have = dag.ancestors([remote_tip], repo.parents_of) if remote_tip is not None else set()
+    want = dag.ancestors([tip], lambda c: [p for p in repo.parents_of(c) if p not in have]) - have
+    objs: set[str] = set()
+    for c in want:
+        objs |= commit_objects(repo, c)
+    if remote_tip is not None:
+        objs -= commit_objects(repo, remote_tip)
+    blobs_and_trees = sorted((repo.store.header(o).kind != "chunk", o) for o in objs if o not in want)
+    return [o for _, o in blobs_and_trees] + parents_first(repo, want)
+
+
+def _push_notes(
+    repo: RepoCore,
+    transport: Transport,
+    remote_tip: str | None,
+    *,
+    jobs: int,
+    progress: TransferProgress | None,
+) -> tuple[RefUpdate | None, int, int, int]:
+    """Send the local test notes (``refs/tests``); when the remote's moved too, receive them
+    and merge first (a union), so the remote ref only ever fast-forwards.
+
+    Returns ``(update or None when there are no local notes, objects sent, bytes, already there)``.
+    """
+    sent = nbytes = already = 0
+    status = "fast-forward"
+    for _attempt in range(5):
+        local = repo.refs.read(TESTS)
+        if local is None:
+            return None, 0, 0, 0
+        if local == remote_tip:
+            return RefUpdate(TESTS, remote_tip, local, "up-to-date"), sent, nbytes, already
+        if remote_tip is not None and (
+            remote_tip not in repo.store
+            or not dag.is_ancestor(remote_tip, local, repo.parents_of)
+        ):
+            _Receiver(repo, transport, jobs=jobs, progress=progress).receive([remote_tip])
+            merged = merge_notes(repo, remote_tip, message=f"push {transport.url}: merge")
+            status = "merged" if merged.status == "merged" else status
+            local = merged.new
+            if local == remote_tip:
+                return RefUpdate(TESTS, remote_tip, local, "up-to-date"), sent, nbytes, already
+        assert local is not None
+        wanted = _notes_to_send(repo, local, remote_tip)
+        present = transport.has_objects(wanted) if wanted else set()
+        missing = [o for o in wanted if o not in present]
+        already += len(wanted) - len(missing)
+        nbytes += _upload(repo, transport, missing, jobs=jobs, progress=progress) if missing else 0
+        sent += len(missing)
+        try:
+            transport.update_ref(TESTS, remote_tip, local)
+        except RefConflictError as exc:
+            remote_tip = exc.actual  # someone else pushed notes: merge theirs, try again
+            continue
+        if remote_tip is None:
+            status = "created"
+        return RefUpdate(TESTS, remote_tip, local, status), sent, nbytes, already
+    raise NonFastForwardError(
+        TESTS, "push of the test notes rejected: the remote's keep changing",
+        hint="run 'mgit push' again",
+    )
+
+
 def push(
     repo: RepoCore,
     remote: str | None = None,
@@ -132,6 +201,7 @@ def push(
     force: bool = False,
     all_models: bool = False,
     tags: bool = False,
+    tests: bool = True,
     jobs: int = DEFAULT_JOBS,
     progress: TransferProgress | None = None,
     transport: Transport | None = None,
@@ -146,6 +216,8 @@ def push(
         force: Allow non-fast-forward updates (and moving a tag).
         all_models: Push every model line.
         tags: Push every tag.
+        tests: Push the test notes too (``refs/tests``: specs and results), after the model
+            refs; when the remote's notes moved as well they are fetched and merged first.
         jobs: Parallel uploads.
         progress: Receives transfer progress.
         transport: Use this transport instead of opening the remote's URL (its store must
@@ -187,7 +259,7 @@ def push(
     moving = [u for u in updates if u.status != "up-to-date"]
     sent = nbytes = already = 0
     if moving:
-        exclude = {oid for oid in remote_refs.values() if oid in repo.store}
+        exclude = {o for r, o in remote_refs.items() if r != TESTS and o in repo.store}
         wanted = objects_to_send(repo, [u.new for u in moving if u.new is not None], exclude)
         present = transport.has_objects(wanted) if wanted else set()
         missing = [o for o in wanted if o not in present]
@@ -197,6 +269,13 @@ def push(
         moved = _update_remote_refs(repo, transport, moving)
         by_ref = {u.ref: u for u in moved}
         updates = [by_ref.get(u.ref, u) for u in updates]
+    if tests:
+        note, n_sent, n_bytes, n_already = _push_notes(
+            repo, transport, remote_refs.get(TESTS), jobs=jobs, progress=progress
+        )
+        if note is not None:
+            updates.append(note)
+            sent, nbytes, already = sent + n_sent, nbytes + n_bytes, already + n_already
     if name is not None:
         heads = {u.name: u.new for u in updates if u.ref.startswith(HEADS)}
         update_tracking(repo, name, heads, message=f"push {name}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mgit.refs.store import HEADS, REMOTES, TAGS
+from mgit.refs.store import HEADS, REMOTES, TAGS, TESTS
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -59,7 +59,8 @@ class RefUpdate:
     """One ref that a push or fetch looked at.
 
     ``status`` is one of ``created``, ``fast-forward``, ``forced``, ``up-to-date``,
-    ``deleted``, ``kept`` (a local tag differing from the remote's was left alone).
+    ``deleted``, ``kept`` (a local tag differing from the remote's was left alone), and for
+    ``refs/tests`` also ``merged`` (both sides had new notes: their union) and ``ahead``.
     """
 
     ref: str
@@ -69,7 +70,10 @@ class RefUpdate:
 
     @property
     def name(self) -> str:
-        """The ref without its ``refs/heads/``, ``refs/tags/`` or ``refs/remotes/`` prefix."""
+        """The ref without its ``refs/heads/``, ``refs/tags/`` or ``refs/remotes/`` prefix
+        (``tests`` for the test notes)."""
+        if self.ref == TESTS:
+            return "tests"
         for prefix in (HEADS, TAGS, REMOTES):
             if self.ref.startswith(prefix):
                 return self.ref[len(prefix) :]
