@@ -70,6 +70,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cmd_remote",
         "Create a repository in DIRECTORY from the remote at URL and check out a model.",
     ),
+    "test": ("cmd_test", "Stored tests run on model versions, with results cached per version."),
+    "bisect": (
+        "cmd_bisect",
+        "Find the version that introduced a failure, between GOOD and BAD versions.",
+    ),
 }
 
 #: The modules under ``mgit.commands`` that define commands (each has a ``COMMANDS`` list).

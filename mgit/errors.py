@@ -31,6 +31,8 @@ __all__ = [
     "FsckFailedError",
     "AmbiguousTensorError",
     "NoTensorsError",
+    "BisectError",
+    "NotBisectableError",
 ]
 
 
@@ -282,6 +284,23 @@ class NoTensorsError(MgitError):
         self.ref = ref
         self.files = files
         self.selector = selector
+
+
+class BisectError(MgitError):
+    """A bisect that cannot run as asked: GOOD not an ancestor of BAD, GOOD failing or BAD
+    passing, no bisect in progress, a version outside the bisected range."""
+
+
+class NotBisectableError(BisectError):
+    """The history is not monotone: a version passes although one of its ancestors fails,
+    so no single version introduced the failure."""
+
+    hint = "the failure comes and goes along the lineage; test the versions named, or bisect a narrower range"
+
+    def __init__(self, message: str, *, failing: str, passing: str) -> None:
+        super().__init__(message)
+        self.failing = failing
+        self.passing = passing
 
 
 # Exit codes: 1 generic, 2 usage, 10 not a repository, 11 lock held, 12 corrupt object,
