@@ -348,9 +348,9 @@ def blame(
     """``mgit test blame TEST REF``: which ancestors of REF introduced the failure of TEST
     that REF shows, and whether REF's model line or an upstream model did.
 
-    Walks down REF's ancestry (all parents) through failing versions, running TEST where
-    it has no recorded result (and recording it); the versions that fail while none of
-    their parents fails are the origins, earliest first.
+    Walks down REF's ancestry (all parents the test applies to) through failing versions,
+    running TEST where it has no recorded result (and recording it); the versions that fail
+    while none of their parents fails are the origins, earliest first.
 
     Raises:
         NoSuchTestError: an unknown test. RefNotFoundError: an unknown REF.
@@ -365,7 +365,15 @@ def blame(
         out, detail = _test_result_outcome(res)
         return out, detail, bool(getattr(res, "cached", False))
 
-    mine, found, evaluations = blame_walk(oid, core.parents_of, outcome, on_eval=on_eval)
+    scope = testing.ScopeIndex(core)
+
+    def parents(c: str) -> list[str]:
+        # Only versions the test applies to: a base model outside its scope (a sentence
+        # encoder under a sentiment test) neither passes nor fails it, so it cannot be where
+        # a failure came from; the walk stops there.
+        return [p for p in core.parents_of(c) if scope.applies(spec, p)]
+
+    mine, found, evaluations = blame_walk(oid, parents, outcome, on_eval=on_eval)
     model = core.model_of(oid)
     origins = [
         BlameOrigin(o, core.model_of(o), core.model_of(o) == model, untested)

@@ -231,6 +231,26 @@ def test_blame_on_its_own_model_line(make_repo: Callable[..., Any], tmp_path: Pa
     assert doc["inherited"] is False
 
 
+def test_blame_never_blames_a_version_the_test_does_not_apply_to(
+    make_repo: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sentiment test scoped to the finetunes: the base encoder would fail it (it is not a
+    sentiment model), but it is out of the test's scope, so a failing head-only finetune is
+    its own origin, not 'inherited from upstream'."""
+    repo = make_repo("scoped", model="base")
+    write_model_folder(tmp_path / "base", tensors(0, True))  # "fails" the check, out of scope
+    repo.import_folder(tmp_path / "base", model="base", message="encoder")
+    write_model_folder(tmp_path / "ft", tensors(1, True))
+    ft = repo.import_folder(tmp_path / "ft", model="ft", parent="base", message="head only",
+                            meta={"task": "sentiment"}).commit.oid
+    assert mgit(capsys, repo.root, "test", "add", "sane", "--cmd", RUN, "--task", "sentiment")[0] == 0
+    code, out, err = mgit(capsys, repo.root, "--json", "test", "blame", "sane", "ft")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["introduced_by"]["oid"] == ft and doc["inherited"] is False
+    assert [e["oid"] for e in doc["evaluations"]] == [ft]  # the base is never run
+
+
 # -- step by step ----------------------------------------------------------------------------
 
 
