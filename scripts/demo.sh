@@ -10,7 +10,9 @@
 # 5. exports every version again and checks each file's sha256 against the original folder,
 # 6. compares the size of .mgit with the raw bytes of the imported folders,
 # 7. diffs versions, writes the lineage as an HTML page, and stores one finetune lossily
-#    (error bound 1e-4), gated by its own eval accuracy.
+#    (error bound 1e-4), gated by its own eval accuracy,
+# 8. attaches a sentiment-accuracy test to the lineage, runs it on every version (cached per
+#    version), and shows the marks in the log, the failing version and where it failed first.
 #
 # Environment:
 #   MGIT_DEMO_DIR         work folder, recreated (default: /tmp/mgit-demo)
@@ -164,6 +166,17 @@ show mgit -C "$REPO" import "$MODELS/ft-full-v1" --model minilm-sentiment-lossy 
 show mgit -C "$REPO" show minilm-sentiment-lossy --no-files
 show mgit -C "$REPO" stats
 show mgit -C "$REPO" fsck
+
+section "8. tests over the lineage: stored, cached per version, marking the log"
+show mgit -C "$REPO" test add sentiment --task sentiment --pass 'accuracy>=0.9' \
+  --cmd "$PY benchmarks/finetune.py eval {model_dir} --json"
+# the head-only finetune does not reach 0.9: test run exits 1 and says which version failed
+show mgit -C "$REPO" test run --all -j 2 || echo "(exit $?: a version failed its test)"
+# every result is cached now: nothing runs (the cached failure still makes it exit 1)
+show mgit -C "$REPO" test run --all || true
+show mgit -C "$REPO" log --oneline --all
+show mgit -C "$REPO" find --failing sentiment
+show mgit -C "$REPO" test blame sentiment minilm-sentiment-head || true
 
 printf '\nSUCCESS: model versions imported, lineage shown, every exported file byte-identical (%ds)\n' \
   "$((SECONDS - T0))"
