@@ -75,6 +75,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cmd_bisect",
         "Find the version that introduced a failure, between GOOD and BAD versions.",
     ),
+    "merge": (
+        "cmd_merge",
+        "Merge model versions into a new one whose parents are the inputs, with its recipe.",
+    ),
+    "rebase": (
+        "cmd_rebase",
+        "Re-apply MODEL's derivation on a new base version (retrain-free, or by its recipe).",
+    ),
 }
 
 #: The modules under ``mgit.commands`` that define commands (each has a ``COMMANDS`` list).

@@ -183,6 +183,20 @@ def check_eps(eps: float | None) -> float | None:
     return float(eps)
 
 
+def check_recipe(cmd: str | None) -> dict[str, Any] | None:
+    """The ``recipe`` field for ``--recipe CMD``: ``{"cmd": CMD, "seed": 0}`` (see
+    :mod:`mgit.lifecycle.rebase_recipe`), or None.
+
+    Raises:
+        UsageError: an empty or non-UTF-8 command.
+    """
+    if cmd is None:
+        return None
+    if not cmd.strip():
+        raise UsageError("--recipe needs a command")
+    return {"cmd": check_text(cmd, "the recipe command"), "seed": 0}
+
+
 # -- writing -----------------------------------------------------------------------------------
 
 
@@ -322,6 +336,7 @@ def commit(
     check: Check | None = None,
     allow_empty: bool = False,
     progress: Callable[[int], None] | None = None,
+    recipe: str | None = None,
 ) -> CommitResult:
     """Commit the staged changes of the working tree (see ``Repository.commit``).
 
@@ -333,6 +348,7 @@ def commit(
 
     core.need_worktree()
     eps = check_eps(eps)
+    recipe_v = check_recipe(recipe)
     meta = check_meta(meta)
     check_text(message, "the commit message")
     with index_lock(core.mgit_dir):
@@ -368,7 +384,7 @@ def commit(
         def write(e: float | None, update: bool) -> tuple[CommitInfo, IngestStats]:
             return write_commit(
                 core, model=target, tip=tip, parents=links, files=files, message=message,
-                meta=meta, eps=e, progress=progress, move_head=True, update_ref=update,
+                meta=meta, eps=e, progress=progress, move_head=True, update_ref=update, recipe=recipe_v,
             )
 
         info, stats, checked = gated(
@@ -400,6 +416,7 @@ def import_folder(
     progress: Callable[[int], None] | None = None,
     follow_symlinks: bool = False,
     hf_cache: str | None = None,
+    recipe: str | None = None,
 ) -> CommitResult:
     """Commit a model folder from elsewhere as the next version of ``model`` (see
     ``Repository.import_folder``). The working tree and HEAD are not touched.
@@ -426,6 +443,7 @@ def import_folder(
     from mgit.worktree.scan import Skipped, scan
 
     eps = check_eps(eps)
+    recipe_v = check_recipe(recipe)
     extra: dict[str, str] = {}
     bases: list[str] = []
     card_rel: str | None = None
@@ -499,7 +517,7 @@ def import_folder(
     def write(e: float | None, update: bool) -> tuple[CommitInfo, IngestStats]:
         return write_commit(
             core, model=target_model, tip=tip, parents=links, files=files, message=msg,
-            meta=meta, eps=e, progress=progress, update_ref=update,
+            meta=meta, eps=e, progress=progress, update_ref=update, recipe=recipe_v,
         )
 
     info, stats, checked = gated(

@@ -106,6 +106,7 @@ class Repository(RepoCore):
         check: str | None = None,
         allow_empty: bool = False,
         progress: Callable[[int], None] | None = None,
+        recipe: str | None = None,
     ) -> CommitResult:
         """Commit the staged changes of the working tree.
 
@@ -132,7 +133,7 @@ class Repository(RepoCore):
         from mgit import commit as c
 
         return c.commit(self, message, model=model, parent=parent, relation=relation, meta=meta,
-                        eps=eps, check=check, allow_empty=allow_empty, progress=progress)
+                        eps=eps, check=check, allow_empty=allow_empty, progress=progress, recipe=recipe)
 
     def import_folder(
         self,
@@ -149,6 +150,7 @@ class Repository(RepoCore):
         progress: Callable[[int], None] | None = None,
         follow_symlinks: bool = False,
         hf_cache: str | None = None,
+        recipe: str | None = None,
     ) -> CommitResult:
         """Commit a model folder from elsewhere as the next version of ``model``.
 
@@ -171,7 +173,7 @@ class Repository(RepoCore):
         return c.import_folder(self, folder, model=model, message=message, parent=parent,
                                relation=relation, meta=meta, eps=eps, check=check,
                                guess_parent=guess_parent, progress=progress,
-                               follow_symlinks=follow_symlinks, hf_cache=hf_cache)
+                               follow_symlinks=follow_symlinks, hf_cache=hf_cache, recipe=recipe)
 
     # -- working tree (mgit.worktree.ops) -----------------------------------------------------
 
@@ -370,3 +372,41 @@ class Repository(RepoCore):
         from mgit import branches
 
         return branches.delete_tag(self, name)
+
+    # -- rebase (mgit.lifecycle.rebase) -------------------------------------------------------
+
+    def rebase(self, model: str, *, onto: str, from_: str | None = None, strategy: str = "replay",
+               dry_run: bool = False, ours: bool = False, theirs: bool = False, force: bool = False,
+               tests: bool = True) -> Any:
+        """Re-apply MODEL's derivation from OLDBASE (``from_``, default its ancestor on NEWBASE's
+        line) onto NEWBASE as a new version of MODEL's line, gated by the stored tests (see
+        :mod:`mgit.lifecycle.rebase`); returns a ``RebaseResult``."""
+        from mgit.lifecycle import rebase as rb
+
+        return rb.rebase(self, model, onto=onto, from_=from_, strategy=strategy, dry_run=dry_run,
+                         ours=ours, theirs=theirs, force=force, tests=tests)
+
+    # -- merge (mgit.lifecycle.merge) ---------------------------------------------------------
+
+    def merge(self, refs: Sequence[str] | None = None, *, model: str | None = None, message: str | None = None,
+              method: str | None = None, redo: str | None = None, config: str | None = None,
+              config_file: str | os.PathLike[str] | None = None, **kw: Any) -> Any:
+        """Merge ``refs`` (``method``, ``base``, ``weights``, ``density``, ``lam``, ``seed``,
+        ``dtype``, ``only``, ``t``, ``normalize``, ``strict``) into a new version of ``model``
+        whose parents are the inputs and whose recipe redoes it; ``config``: a mergekit YAML
+        recipe's text (or ``config_file``, its path) instead; ``redo``: recompute that merge commit and compare (nothing is
+        written). See :mod:`mgit.lifecycle.merge`; returns a ``MergeResult`` or ``RedoResult``."""
+        from mgit.lifecycle import merge as mg
+        from mgit.errors import UsageError
+
+        if redo is not None:
+            return mg.redo(self, redo)
+        if model is None or message is None:
+            raise UsageError("give --model NAME and -m MSG for the merged model")
+        if config_file is not None:
+            config = mg.read_config_file(config_file)
+        if config is not None:
+            return mg.merge_config(self, config, model=model, message=message, **kw)
+        if method is None:
+            raise UsageError("give --method (linear, slerp, task-arithmetic, ties, dare-linear, dare-ties)")
+        return mg.merge(self, list(refs or []), model=model, message=message, method=method, **kw)

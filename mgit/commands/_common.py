@@ -172,6 +172,9 @@ def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--check-tests", is_flag=True,
                      help="With --lossy: the stored tests that apply gate the lossy model; fail -> lossless."),
         click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata (task, dataset, metrics)."),
+        click.option("--recipe", metavar="CMD", default=None,
+                     help="How this was made from its parent, recorded for 'rebase --strategy recipe': a "
+                          "command with {parent_dir}, {out_dir}, {seed}."),
     ]
     for opt in reversed(options):
         f = opt(f)

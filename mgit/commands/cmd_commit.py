@@ -49,12 +49,12 @@ def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: i
 @click.option("--allow-empty", is_flag=True, help="Commit even if nothing is staged.")
 def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, check_tests: bool, meta: tuple[str, ...],
-               allow_empty: bool) -> None:
+               allow_empty: bool, recipe: str | None = None) -> None:
     """Record the staged files as a new model version."""
     repo = open_repo_streaming()
     res = repo.commit(
         message, model=model, parent=list(parents) or None, relation=relation, meta=parse_meta(meta),
-        eps=eps, check=lossy_gate(repo, check, check_tests), allow_empty=allow_empty,
+        eps=eps, check=lossy_gate(repo, check, check_tests), allow_empty=allow_empty, recipe=recipe,
     )
     emit(res, lambda: render_commit_result(res, working_tree=True))
     warn(res)

@@ -36,7 +36,8 @@ __all__ = ["COMMANDS"]
 def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, message: str | None,
                parents: tuple[str, ...], relation: str | None, eps: float | None, check: str | None,
                check_tests: bool,
-               meta: tuple[str, ...], guess_parent: bool, follow_symlinks: bool) -> None:
+               meta: tuple[str, ...], guess_parent: bool, follow_symlinks: bool,
+               recipe: str | None = None) -> None:
     """Commit the model folder DIRECTORY as a version of model MODEL.
 
     With --hf-cache ORG/NAME[@REV] instead of DIRECTORY: that snapshot of the local Hugging Face
@@ -66,7 +67,7 @@ def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, m
             src, model=model, message=message, parent=list(parents) or None, relation=relation,
             meta=parse_meta(meta), eps=eps, check=lossy_gate(repo, check, check_tests),
             guess_parent=guess_parent, progress=prog,
-            follow_symlinks=follow_symlinks, hf_cache=hf_cache,
+            follow_symlinks=follow_symlinks, hf_cache=hf_cache, recipe=recipe,
         )
 
     def render() -> None:

@@ -1,0 +1,108 @@
+"""``mgit rebase``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from mgit.commands._common import echo, emit, open_repo_streaming
+
+__all__ = ["COMMANDS"]
+
+
+def _short(repo: Any, oid: str | None) -> str:
+    return f"{repo.model_of(oid)}@{oid[:12]}" if oid else "-"
+
+
+def _render_plan(repo: Any, plan: Any) -> None:
+    echo(f"rebase {plan.model} ({plan.model_commit[:12]}): {plan.strategy}, "
+         f"from {_short(repo, plan.oldbase)} onto {_short(repo, plan.newbase)} ({plan.relation})")
+    counts = plan.counts()
+    if plan.strategy == "replay":
+        echo("  tensors: " + ", ".join(f"{counts.get(k, 0)} {label}" for k, label in (
+            ("replay", "replayed"), ("newbase", "taken from NEWBASE"), ("model", "MODEL's (NEWBASE unchanged)"),
+            ("kept", "kept (added by MODEL)"), ("added", "added by NEWBASE"), ("removed", "removed"))))
+        for t in plan.tensors:
+            if t.action in ("replay", "kept", "added", "removed"):
+                echo(f"    {t.action:8} {t.file}:{t.name}" + (f"  ({t.why})" if t.why else ""))
+        for f in plan.files:
+            if f.take != "newbase":
+                echo(f"  file {f.path}: {f.take}" + (f" -> {f.result}" if f.result else ""))
+        for c in plan.conflicts:
+            echo(f"  conflict: {c}")
+
+
+@click.command("rebase")
+@click.argument("model", required=False)
+@click.option("--onto", "onto", required=True, metavar="NEWBASE", help="The new base version.")
+@click.option("--from", "from_", metavar="OLDBASE",
+              help="The version MODEL was derived from (default: its ancestor on NEWBASE's line).")
+@click.option("--descendants-of", "descendants_of", metavar="OLD",
+              help="Instead of MODEL: every model derived from OLD, in topological order.")
+@click.option("--strategy", type=click.Choice(["replay", "recipe"]), default="replay", show_default=True,
+              help="replay: NEWBASE + (MODEL - OLDBASE), no training; recipe: re-run the recorded --recipe.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option("--ours", is_flag=True, help="A file changed by both sides: MODEL's.")
+@click.option("--theirs", is_flag=True, help="A file changed by both sides: NEWBASE's.")
+@click.option("--force", is_flag=True, help="Rebase even though the tokenizer files changed.")
+@click.option("--no-tests", is_flag=True, help="Do not gate the result with the stored tests.")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Cascade: rebases at a time.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Cascade: local threads, or Ray tasks (needs ray).")
+@click.option("--only", multiple=True, metavar="MODEL", help="Cascade: only these model lines.")
+@click.option("--skip", multiple=True, metavar="MODEL", help="Cascade: leave these model lines out.")
+def rebase_cmd(model: str | None, onto: str, from_: str | None, descendants_of: str | None, strategy: str,
+               dry_run: bool, ours: bool, theirs: bool, force: bool, no_tests: bool, jobs: int,
+               executor: str, only: tuple[str, ...], skip: tuple[str, ...]) -> None:
+    """Re-apply MODEL's derivation on a new base version (retrain-free, or by its recipe).
+
+    The result is the next version of MODEL's line, with MODEL's previous version and NEWBASE as
+    parents; it is kept only when the stored tests that apply to it pass.
+    """
+    from mgit.errors import UsageError
+    from mgit.lifecycle.rebase import RebaseError
+
+    if (model is None) == (descendants_of is None):
+        raise UsageError("give MODEL or --descendants-of OLD")
+    repo = open_repo_streaming()
+    if descendants_of is not None:
+        from mgit.lifecycle.rebase_cascade import cascade
+
+        res = cascade(repo, descendants_of, onto=onto, strategy=strategy, jobs=jobs, executor=executor,
+                      dry_run=dry_run, tests=not no_tests, ours=ours, theirs=theirs, force=force,
+                      only=only, skip=skip)
+
+        def render_cascade() -> None:
+            echo(f"cascade from {_short(repo, res.old)} onto {_short(repo, res.new)}: {len(res.steps)} model(s)")
+            for s in res.steps:
+                tail = f" -> {s.commit[:12]}" if s.commit and s.status == "rebased" else ""
+                why = f": {s.error}" if s.error else ""
+                echo(f"  {s.status:10} {s.model} (from {s.upstream}){tail}{why}")
+
+        emit(res, render_cascade)
+        if not res.ok:
+            bad = [s.model for s in res.steps if s.status in ("failed", "skipped")]
+            raise RebaseError(f"{len(bad)} model(s) not rebased: {', '.join(bad)}")
+        return
+    assert model is not None
+    r = repo.rebase(model, onto=onto, from_=from_, strategy=strategy, dry_run=dry_run, ours=ours,
+                    theirs=theirs, force=force, tests=not no_tests)
+
+    def render() -> None:
+        _render_plan(repo, r.plan)
+        if r.status == "rebased" and r.commit is not None:
+            echo(f"rebased {r.plan.model}: {r.commit.oid[:12]} ({r.seconds:.2f}s)")
+        elif r.status == "up-to-date":
+            echo(f"{r.plan.model} is already based on {_short(repo, r.plan.newbase)}")
+        elif r.status == "dry-run":
+            echo("dry run: nothing written")
+
+    emit(r, render)
+    if r.status == "gate-failed":
+        raise RebaseError(f"tests failed on the rebased {r.plan.model}: {', '.join(r.failed_tests)}; "
+                          f"{r.plan.model} was not moved",
+                          hint="'mgit test results' shows why; --no-tests skips the gate")
+
+
+COMMANDS = [rebase_cmd]
