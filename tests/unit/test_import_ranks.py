@@ -37,8 +37,9 @@ RANKS: list[tuple[str, ...]] = [
     ("mgit.guess",),
     (
         "mgit.commit", "mgit.worktree.ops", "mgit.history", "mgit.maintenance", "mgit.branches",
-        "mgit.lifecycle", "mgit.remote",
+        "mgit.remote",
     ),
+    ("mgit.lifecycle",),  # tests, bisect, rebase, merge: built on commit, history, worktree
     ("mgit.remote.pull", "mgit.remote.clone"),
     ("mgit.repo",),
     ("mgit",),  # the package itself: its lazy ``Repository``
