@@ -35,6 +35,7 @@ from pathlib import Path
 from mgit.errors import InvalidModelFileError, UsageError
 
 __all__ = [
+    "strip_yaml_comment",
     "HubSnapshot",
     "AdapterConfig",
     "ADAPTER_CONFIG",
@@ -210,8 +211,8 @@ def cache_blobs_dir(folder: str | os.PathLike[str]) -> Path | None:
 # -- model cards ---------------------------------------------------------------------------------
 
 
-def _strip_comment(s: str) -> str:
-    """``s`` without a trailing `` # comment`` outside quotes."""
+def strip_yaml_comment(s: str) -> str:
+    """``s`` without a trailing `` # comment`` outside quotes (YAML's rule: ``#`` after a blank)."""
     quote = None
     for i, ch in enumerate(s):
         if quote:
@@ -293,7 +294,7 @@ def parse_front_matter(text: str) -> dict[str, str | list[str] | None]:
     while i < len(body):
         raw = body[i]
         i += 1
-        line = _strip_comment(raw)
+        line = strip_yaml_comment(raw)
         if not line.strip() or raw[:1] in (" ", "\t", "-"):
             continue  # blank, or inside a value this parser skipped
         m = re.match(r"^(\"[^\"]*\"|'[^']*'|[^:#][^:]*?)\s*:(?:\s+(.*)|\s*)$", line)
@@ -308,7 +309,7 @@ def parse_front_matter(text: str) -> dict[str, str | list[str] | None]:
             i += 1
         if rest.startswith("[") and not rest.endswith("]"):
             # a flow list over several lines
-            joined = " ".join([rest] + [_strip_comment(b).strip() for b in block])
+            joined = " ".join([rest] + [strip_yaml_comment(b).strip() for b in block])
             out[key] = _value(joined) if joined.endswith("]") else None
         elif rest[:1] in ("|", ">"):
             parts = [b.strip() for b in block if b.strip()]
@@ -319,7 +320,7 @@ def parse_front_matter(text: str) -> dict[str, str | list[str] | None]:
             items: list[str] = []
             is_list = maps = False
             for b in block:
-                bs = _strip_comment(b).strip()
+                bs = strip_yaml_comment(b).strip()
                 if not bs:
                     continue
                 if bs.startswith("- ") or bs == "-":

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from mgit.errors import UsageError
+from mgit.hf import strip_yaml_comment
 
 __all__ = ["load", "dump"]
 
@@ -20,20 +21,6 @@ _FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
 
 def _bad(lineno: int, why: str) -> UsageError:
     return UsageError(f"YAML line {lineno}: {why}")
-
-
-def _strip_comment(s: str) -> str:
-    out, q = [], None
-    for i, ch in enumerate(s):
-        if q:
-            if ch == q:
-                q = None
-        elif ch in "\"'":
-            q = ch
-        elif ch == "#" and (i == 0 or s[i - 1] in " \t"):
-            break
-        out.append(ch)
-    return "".join(out).rstrip()
 
 
 def _scalar(s: str, lineno: int) -> Any:
@@ -107,7 +94,7 @@ def load(text: str) -> Any:
     for i, raw in enumerate(text.splitlines(), 1):
         if "\t" in raw[: len(raw) - len(raw.lstrip())]:
             raise _bad(i, "tabs in indentation")
-        s = _strip_comment(raw)
+        s = strip_yaml_comment(raw)
         if s.strip() in ("", "---"):
             continue
         lines.append((i, len(s) - len(s.lstrip()), s.strip()))
