@@ -183,19 +183,29 @@ def _st_files(tree: Tree, oid: str) -> dict[str, FileEntry]:
 
 
 class _Index:
-    """One version's tensors: by (file, name), and by name when one file holds it."""
+    """One version's tensors: by (file, name); by name when one file holds it; and by the name
+    with its task-head prefixes removed (:func:`mgit.formats.names.strip_head_prefix`) when
+    one tensor has that key, so a ``BertForSequenceClassification`` finetune (``bert.x``)
+    pairs with its ``BertModel`` base (``x``), as storage and diff pair them."""
 
     def __init__(self, tree: Tree, oid: str) -> None:
+        from mgit.formats.names import strip_head_prefix
+
         self.by_key: dict[tuple[str, str], TensorManifest] = {}
         names: dict[str, list[TensorManifest]] = {}
+        stripped: dict[str, list[TensorManifest]] = {}
         for path, e in _st_files(tree, oid).items():
             for name, m in e.tensors:
                 self.by_key[(path, name)] = m
                 names.setdefault(name, []).append(m)
+                stripped.setdefault(strip_head_prefix(name), []).append(m)
         self.by_name = {n: ms[0] for n, ms in names.items() if len(ms) == 1}
+        self.by_stripped = {n: ms[0] for n, ms in stripped.items() if len(ms) == 1}
+        self._strip = strip_head_prefix
 
     def get(self, file: str, name: str) -> TensorManifest | None:
-        return self.by_key.get((file, name)) or self.by_name.get(name)
+        return (self.by_key.get((file, name)) or self.by_name.get(name)
+                or self.by_stripped.get(self._strip(name)))
 
 
 def _read_json(core: RepoCore, tree: Tree, path: str) -> Any:

@@ -286,6 +286,28 @@ def test_partial_tensors_kept_from_first_input(lab: Any, tmp_path: Path) -> None
     assert "l1.weight" not in lab.tensors("m2")
 
 
+def test_task_head_finetunes_pair_with_a_base_model_base(lab: Any, tmp_path: Path) -> None:
+    """Finetunes saved by a task-head class (``bert.x``, ``BertForSequenceClassification``) merged
+    over their ``BertModel`` base (``x``): every base tensor pairs, as in storage and diff (on
+    the real MiniLM this merged nothing and silently kept the first input)."""
+    b = lab.data["base"]
+    heads = {}
+    for i in (7, 8):
+        t = {f"bert.{k}": v for k, v in tensors(i, b).items()}
+        t["classifier.weight"] = np.full((2, 4), float(i), dtype=np.float32)
+        heads[i] = t
+        write_model_folder(tmp_path / f"h{i}", t, config={"hidden_size": 16})
+        lab.import_folder(tmp_path / f"h{i}", model=f"h{i}", message="head", parent="base")
+    res = lab.merge(["h7", "h8"], model="m", message="m", method="ties", base="base", density=1.0)
+    # every body tensor paired with the base by its key; only the new head is not in the base
+    assert res.partial == ["model.safetensors:classifier.weight"]
+    for k in NAMES:
+        tv = [heads[i][f"bert.{k}"].astype(np.float64) - b[k] for i in (7, 8)]
+        want = (b[k] + ref_ties(tv, [1.0, 1.0])).astype(np.float32)
+        assert np.array_equal(lab.load_tensor("m", f"bert.{k}"), want), k
+    assert lab.merge(redo="m").identical
+
+
 def test_only_globs(lab: Any) -> None:
     lab.merge(["ft1", "ft2"], model="m", message="m", method="linear", only=["l0.*"])
     assert np.array_equal(lab.load_tensor("m", "emb.weight"), lab.data["ft1"]["emb.weight"])
