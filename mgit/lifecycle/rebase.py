@@ -276,17 +276,20 @@ def plan_replay(core: RepoCore, plan: RebasePlan, *, ours: bool = False, theirs:
         used_m.add(m_key)
         m = mod[m_key]
         shape_check("MODEL", o, m, f"{m_key[0]}:{m_key[1]}")
+        # The rebased model keeps MODEL's file and tensor names (a task-head finetune's
+        # "bert.x" stays "bert.x" over a BertModel base's "x"): it is a version of MODEL.
+        mpath, mname = m_key
         if m.content_id == o.content_id:
-            plan.tensors.append(TensorStep(path, name, "newbase", "unchanged by MODEL"))
-            plan.layout.setdefault(path, []).append((name, ("newbase", n)))
+            plan.tensors.append(TensorStep(mpath, mname, "newbase", "unchanged by MODEL"))
+            plan.layout.setdefault(mpath, []).append((mname, ("newbase", n)))
         elif n.content_id == o.content_id:
-            plan.tensors.append(TensorStep(path, name, "model", "unchanged by NEWBASE"))
-            plan.layout.setdefault(path, []).append((name, ("model", m)))
+            plan.tensors.append(TensorStep(mpath, mname, "model", "unchanged by NEWBASE"))
+            plan.layout.setdefault(mpath, []).append((mname, ("model", m)))
         else:
             if n.dtype not in _FLOATS and not plan.refusals:
                 plan.refusals.append(f"{where}: changed by both, and replay does not compute in {n.dtype}")
-            plan.tensors.append(TensorStep(path, name, "replay", "changed by MODEL and NEWBASE"))
-            plan.layout.setdefault(path, []).append((name, ("replay", n, o, m)))
+            plan.tensors.append(TensorStep(mpath, mname, "replay", "changed by MODEL and NEWBASE"))
+            plan.layout.setdefault(mpath, []).append((mname, ("replay", n, o, m)))
     paired_old = set(n2o.values())
     for o_key in old:
         if o_key not in paired_old:

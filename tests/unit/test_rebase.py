@@ -157,6 +157,31 @@ def test_newbase_added_and_removed_tensors(tmp_path: Path, make_repo: Any) -> No
     assert {s.action for s in res.plan.tensors} >= {"added", "removed", "kept", "replay"}
 
 
+def test_a_task_head_finetune_keeps_its_own_tensor_names(tmp_path: Path, make_repo: Any) -> None:
+    """A BertForSequenceClassification finetune (``bert.x``) of a BertModel base (``x``): the
+    rebased version keeps MODEL's names (it used to come out with the base's), with the
+    replayed values."""
+    repo = make_repo("repo", model="base")
+    v1 = _base("F32")
+    write_model_folder(tmp_path / "v1", v1)
+    repo.import_folder(tmp_path / "v1", model="base", message="v1")
+    ft = {f"bert.{k}": (_shift(v, 30 + i) if k.startswith("layer.0") else v) for i, (k, v) in enumerate(v1.items())}
+    ft["classifier.weight"] = _rand("F32", (3, HIDDEN), 77)
+    write_model_folder(tmp_path / "ft", ft)
+    repo.import_folder(tmp_path / "ft", model="ft", message="ft", parent="base")
+    v2 = {k: _shift(v, 50 + i) for i, (k, v) in enumerate(v1.items())}
+    write_model_folder(tmp_path / "v2", v2)
+    repo.import_folder(tmp_path / "v2", model="base", message="v2")
+    rb.rebase(repo, "ft", onto="base")
+    got = _state(repo, "ft")
+    assert set(got) == set(ft)
+    for k, v in v1.items():
+        want = v2[k] if ft[f"bert.{k}"] is v else _rne_ref(
+            v2[k].astype(np.float64) + (ft[f"bert.{k}"].astype(np.float64) - v.astype(np.float64)), "F32")
+        assert np.array_equal(_u(got[f"bert.{k}"]), _u(want)), k
+    assert np.array_equal(got["classifier.weight"], ft["classifier.weight"])
+
+
 def _set_config(folder: Path, **kv: Any) -> None:
     p = folder / "config.json"
     cfg = json.loads(p.read_text())
