@@ -75,6 +75,12 @@ class StoredHeader:
     payload_offset: int
 
 
+def _policy_base(read: tuple[StoredHeader, memoryview]) -> policy.Base:
+    """What the encoding policy needs to know of a delta base."""
+    h, payload = read
+    return policy.Base(h.kind, h.size, h.depth, h.payload_offset + len(payload))
+
+
 @dataclass(frozen=True)
 class ChunkPut:
     """What :meth:`DiskStore.put_chunk` did."""
@@ -342,14 +348,8 @@ class DiskStore:
 
         def base_info() -> policy.Base | None:
             nonlocal base_read
-            if base is None or not is_oid(base):
-                return None
-            try:
-                base_read = self._read(base)
-            except ObjectNotFoundError:
-                return None
-            bh, bpayload = base_read
-            return policy.Base(bh.kind, bh.size, bh.depth, bh.payload_offset + len(bpayload))
+            base_read = self._read_base(base)
+            return None if base_read is None else _policy_base(base_read)
 
         def base_bytes() -> bytes:
             nonlocal base_content
@@ -417,6 +417,16 @@ class DiskStore:
         new = self._write_file(chunk_oid(), _encode_file("chunk", enc, size, use_base, depth))
         return ChunkPut(Oid(chunk_oid()), new, self.stored_size(chunk_oid()) if new else 0, enc.codec, depth)
 
+    def _read_base(self, base: str | None) -> tuple[StoredHeader, memoryview] | None:
+        """A delta base's header and payload, or None when there is none to use (no id, or
+        not stored: the chunk is then stored whole)."""
+        if base is None or not is_oid(base):
+            return None
+        try:
+            return self._read(base)
+        except ObjectNotFoundError:
+            return None
+
     def _put_cast(
         self, data: bytes | memoryview, base: str, src: str, dst: str, start: int,
         itemsize: int, oid: str | None,
@@ -431,14 +441,8 @@ class DiskStore:
 
         def base_info() -> policy.Base | None:
             nonlocal base_read
-            if not is_oid(base):
-                return None
-            try:
-                base_read = self._read(base)
-            except ObjectNotFoundError:
-                return None
-            bh, bpayload = base_read
-            return policy.Base(bh.kind, bh.size, bh.depth, bh.payload_offset + len(bpayload))
+            base_read = self._read_base(base)
+            return None if base_read is None else _policy_base(base_read)
 
         def cast_size() -> int:
             nonlocal cast_enc
