@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -429,3 +429,30 @@ def run_main(capsys: Any, path: str | os.PathLike[str] | None, *args: str) -> tu
     code = main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def tiny_bert_model(seed: int = 0) -> Any:
+    """A tiny transformers ``BertModel`` (2 layers, hidden 32, vocab 64), seeded; imports torch
+    and transformers when called."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=32,
+    )  # fmt: skip
+    return transformers.BertModel(cfg)
+
+
+def dag_ancestors(dag: Mapping[str, Sequence[str]], starts: Iterable[str]) -> set[str]:
+    """Every node reachable from ``starts`` in a ``{node: parents}`` graph, ``starts`` included
+    (the tests' own brute-force reference, independent of ``mgit.lineage``)."""
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        c = stack.pop()
+        if c not in seen:
+            seen.add(c)
+            stack.extend(dag[c])
+    return seen

@@ -76,6 +76,7 @@ __all__ = [
 ]
 
 from mgit.lifecycle.bisect_search import (  # noqa: F401 - re-exported
+    label,
     PASS,
     FAIL,
     SKIP,
@@ -456,8 +457,7 @@ class BisectStep:
 
     def label(self, oid: str) -> str:
         """``<short id> (<model>)``."""
-        model = self.models.get(oid)
-        return f"{oid[:12]} ({model})" if model else oid[:12]
+        return label(self.models, oid)
 
     @property
     def message(self) -> str:

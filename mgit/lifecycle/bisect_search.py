@@ -32,6 +32,12 @@ Predicate = Callable[[str], "str | tuple[str, str | None]"]
 Label = Callable[[str], str]
 
 
+def label(models: dict[str, str], oid: str) -> str:
+    """``<short id> (<model>)`` of a version, its model line taken from ``models``."""
+    model = models.get(oid)
+    return f"{oid[:12]} ({model})" if model else oid[:12]
+
+
 def _short(oid: str) -> str:
     return oid[:12]
 
@@ -164,8 +170,7 @@ class BisectResult:
 
     def label(self, oid: str) -> str:
         """``<short id> (<model>)``."""
-        model = self.models.get(oid)
-        return f"{oid[:12]} ({model})" if model else oid[:12]
+        return label(self.models, oid)
 
     @property
     def message(self) -> str:

@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable, Iterable
 
 import pytest
+from helpers import dag_ancestors
 
 from mgit.errors import BisectError
 from mgit.lifecycle.bisect import (
@@ -28,17 +29,6 @@ def chain(n: int, prefix: str = "v") -> Dag:
     return {ids[i]: [ids[i - 1]] if i else [] for i in range(n)}
 
 
-def ancestors(dag: Dag, starts: Iterable[str]) -> set[str]:
-    seen: set[str] = set()
-    stack = list(starts)
-    while stack:
-        c = stack.pop()
-        if c not in seen:
-            seen.add(c)
-            stack.extend(dag[c])
-    return seen
-
-
 class Counting:
     """A monotone predicate (fails iff a culprit is an ancestor-or-self) that counts calls."""
 
@@ -49,7 +39,7 @@ class Counting:
         self.calls: list[str] = []
 
     def fails(self, oid: str) -> bool:
-        return bool(ancestors(self.dag, [oid]) & self.culprits)
+        return bool(dag_ancestors(self.dag, [oid]) & self.culprits)
 
     def __call__(self, oid: str) -> str:
         self.calls.append(oid)
@@ -305,13 +295,13 @@ def test_non_monotone_answers_are_still_locally_true() -> None:
             assert res.first_bad is not None
             assert outcome[res.first_bad] == FAIL
             for p, via in res.parents:
-                assert seen[via] == PASS and (via == p or p in ancestors(dag, [via]))
+                assert seen[via] == PASS and (via == p or p in dag_ancestors(dag, [via]))
         else:
             assert res.status == "not_bisectable"
             c = res.conflict
             assert c is not None
             assert seen[c.failing] == FAIL and seen[c.passing] == PASS
-            assert c.failing in ancestors(dag, [c.passing])
+            assert c.failing in dag_ancestors(dag, [c.passing])
 
 
 # -- bad endpoints ---------------------------------------------------------------------------

@@ -6,23 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from helpers import dag_ancestors
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mgit.lifecycle.bisect import FAIL, PASS, SKIP, search
 
 Dag = dict[str, list[str]]
-
-
-def ancestors(dag: Dag, starts: list[str]) -> set[str]:
-    seen: set[str] = set()
-    stack = list(starts)
-    while stack:
-        c = stack.pop()
-        if c not in seen:
-            seen.add(c)
-            stack.extend(dag[c])
-    return seen
 
 
 @st.composite
@@ -57,14 +47,14 @@ class Case:
 
     @property
     def candidates(self) -> set[str]:
-        return ancestors(self.dag, [self.bad]) - ancestors(self.dag, self.goods)
+        return dag_ancestors(self.dag, [self.bad]) - dag_ancestors(self.dag, self.goods)
 
     def first_bad(self, first_parent: bool = False) -> set[str]:
         """Brute force: candidates that fail while every parent that counts passes."""
         if first_parent:
             chain = []
             c: str | None = self.bad
-            below_good = ancestors(self.dag, self.goods)
+            below_good = dag_ancestors(self.dag, self.goods)
             while c is not None and c not in below_good:
                 chain.append(c)
                 c = self.dag[c][0] if self.dag[c] else None
@@ -86,11 +76,11 @@ def cases(draw: st.DrawFn, *, skips: bool = False, cache: bool = False,
         culprits = {draw(st.sampled_from(nodes))}
     else:
         culprits = set(draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=4)))
-    fails = {c: bool(ancestors(dag, [c]) & culprits) for c in nodes}
+    fails = {c: bool(dag_ancestors(dag, [c]) & culprits) for c in nodes}
     failing = [c for c in nodes if fails[c]]
     assume(failing)
     bad = draw(st.sampled_from(failing))
-    passing_below = sorted(c for c in ancestors(dag, [bad]) if not fails[c])
+    passing_below = sorted(c for c in dag_ancestors(dag, [bad]) if not fails[c])
     assume(passing_below)
     goods = draw(st.lists(st.sampled_from(passing_below), min_size=1, max_size=3, unique=True))
     skipped: set[str] = set()
@@ -146,7 +136,7 @@ def test_answer_is_one_of_the_brute_force_answers(case: Case) -> None:
         assert {res.first_bad} == expected
     # the answer is justified by outcomes actually seen
     for p, via in res.parents:
-        assert not case.fails[via] and p in ancestors(case.dag, [via])
+        assert not case.fails[via] and p in dag_ancestors(case.dag, [via])
     _common_checks(case, oracle)
 
 
@@ -219,7 +209,7 @@ def test_any_predicate_gives_a_true_local_answer_or_says_not_bisectable(
     nodes = list(dag)
     outcome = {c: data.draw(st.sampled_from([PASS, FAIL]), label=c) for c in nodes}
     bad = data.draw(st.sampled_from(nodes))
-    below = sorted(ancestors(dag, [bad]) - {bad})
+    below = sorted(dag_ancestors(dag, [bad]) - {bad})
     assume(below)
     good = data.draw(st.sampled_from(below))
     outcome[bad], outcome[good] = FAIL, PASS
@@ -241,10 +231,10 @@ def test_any_predicate_gives_a_true_local_answer_or_says_not_bisectable(
         assert res.first_bad is not None and seen.get(res.first_bad, outcome[res.first_bad]) == FAIL
         assert res.first_bad in seen or res.first_bad == bad
         for p, via in res.parents:
-            assert seen[via] == PASS and p in ancestors(dag, [via])
+            assert seen[via] == PASS and p in dag_ancestors(dag, [via])
     else:
         assert res.status == "not_bisectable"
         c = res.conflict
         assert c is not None
         assert seen[c.failing] == FAIL and seen[c.passing] == PASS
-        assert c.failing in ancestors(dag, [c.passing])
+        assert c.failing in dag_ancestors(dag, [c.passing])
