@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_main
+from helpers import run_main, tiny_bert_model
 
 from mgit.diff import DictTensorSource, diff_models, render_text
 from mgit.repo import Repository
@@ -32,23 +32,14 @@ CHUNK = 65536
 # folders, as the tools write them
 
 
-def tiny_bert(seed: int = 0) -> Any:
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=32,
-    )  # fmt: skip
-    return transformers.BertModel(cfg)
-
-
 def save_bert(path: Path, seed: int = 0, **kw: Any) -> Path:
-    tiny_bert(seed).save_pretrained(path, **kw)
+    tiny_bert_model(seed).save_pretrained(path, **kw)
     return path
 
 
 def torch_save_bert(path: Path, seed: int) -> Path:
     """A pre-safetensors folder: ``config.json`` and ``torch.save(state_dict)``."""
-    model = tiny_bert(seed)
+    model = tiny_bert_model(seed)
     path.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(path)
     torch.save(model.state_dict(), path / "pytorch_model.bin")
@@ -227,7 +218,7 @@ def test_resharded_model_reports_layout_not_identity(
     assert d2.summary.tensors_identical and not d2.summary.identical
     assert [x.description for x in d2.layout] == [f"re-sharded: 1 file -> {n}, tensors unchanged"]
     # re-sharding that also changed a tensor says so
-    model = tiny_bert(0)
+    model = tiny_bert_model(0)
     with torch.no_grad():
         model.pooler.dense.weight.mul_(2.0)
     model.save_pretrained(tmp_path / "single2")
@@ -438,7 +429,7 @@ def test_working_tree_bin_checkpoint_has_the_stored_tensors(
     repo.commit("v1")
     d = repo.diff("HEAD")
     assert d.summary.identical and d.summary.counts["removed"] == 0
-    model = tiny_bert(0)
+    model = tiny_bert_model(0)
     with torch.no_grad():
         model.pooler.dense.weight.mul_(3.0)
     torch.save(model.state_dict(), wt / "pytorch_model.bin")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_main
+from helpers import run_main, tiny_bert_model
 
 from mgit.diff import DictTensorSource, diff_models, render_text
 from mgit.repo import Repository
@@ -29,22 +29,13 @@ CHUNK = 65536
 TARGETS = [f"encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")]
 
 
-def tiny_bert(seed: int = 0) -> Any:
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=32,
-    )  # fmt: skip
-    return transformers.BertModel(cfg)
-
-
 WEIGHTS: dict[str, np.ndarray] = {}
 
 
 def base_and_adapter(tmp: Path, **lora_kw: Any) -> tuple[Path, Path, dict[str, np.ndarray]]:
     """Save a base model and a peft LoRA adapter of it; return the true delta of each weight
     (and keep the base weights in ``WEIGHTS``)."""
-    model = tiny_bert()
+    model = tiny_bert_model()
     model.save_pretrained(tmp / "base")
     before = {k: v.detach().double().numpy().copy() for k, v in model.state_dict().items()}
     kw: dict[str, Any] = {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}
