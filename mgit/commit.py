@@ -223,7 +223,8 @@ def write_commit(
         NothingToCommitError: (``allow_empty_change`` False) the tree equals the first parent's.
         RefConflictError: the model line moved meanwhile.
     """
-    from mgit.ingest import IngestStats, ParentIndex, ingest_file
+    from mgit.ingest import IngestStats, ingest_file
+    from mgit.pairing import ParentIndex
 
     stats = IngestStats()
     parent_tree = core.commit_tree(parents[0].oid) if parents else None

@@ -31,32 +31,9 @@ from mgit.objects.chunking import chunk_ranges
 from mgit.objects.ids import hash_object
 from mgit.objects.model import FileEntry, TensorManifest, TensorView, tensor_chunk_size
 from mgit.objects.store import ChunkPut, DiskStore
-from mgit.pairing import (
-    ParentIndex,
-    TensorPlan,
-    file_tensor_names,
-    pair_name,
-    pair_tensors,
-    plan_packs,
-    plan_tensor,
-    tensor_names,
-    tensor_refs,
-    torch_storage_plan,
-)
+from mgit.pairing import ParentIndex, TensorPlan, plan_packs, plan_tensor, torch_storage_plan
 
-__all__ = [
-    "IngestStats",
-    "ParentIndex",
-    "TensorPlan",
-    "file_tensor_names",
-    "ingest_file",
-    "pair_name",
-    "pair_tensors",
-    "plan_packs",
-    "plan_tensor",
-    "tensor_names",
-    "tensor_refs",
-]
+__all__ = ["IngestStats", "ingest_file"]
 
 
 @dataclass

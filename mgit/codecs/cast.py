@@ -24,7 +24,7 @@ cast of). ``src == dst`` is allowed (a plain element range of the base).
 parent elements, as for every delta: the stored-object header keeps naming a single base, so
 reachability, ``fsck``, ``gc``, the push order and fetch's wait for a delta's base (all of which
 follow ``header.base``) work unchanged. Ingest makes one base always enough by choosing the
-child's chunking (:func:`mgit.ingest.plan_tensor`): a cast tensor is cut into chunks of
+child's chunking (:func:`mgit.pairing.plan_tensor`): a cast tensor is cut into chunks of
 ``gcd(n_parent, n_default)`` elements (``n_parent``: elements per chunk of the parent tensor;
 ``n_default``: elements per chunk of the repository's chunk size in the child's dtype), so each
 child chunk lies inside exactly one parent chunk. The base is thus longer than the chunk, and

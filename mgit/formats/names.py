@@ -12,7 +12,7 @@ names pair so:
 3. Everything else is unpaired. Pairs are one to one: a name pairs with at most one name.
 
 Storage pairs a new model's tensors with its parent's by this rule to choose delta bases
-(:class:`mgit.ingest.ParentIndex`), the diff pairs the two sides' tensors by it
+(:class:`mgit.pairing.ParentIndex`), the diff pairs the two sides' tensors by it
 (:func:`mgit.diff.names.pair_names` is :func:`pair_names`), and parent guessing pairs a folder's
 tensors with each candidate's by it, so the three always agree.
 

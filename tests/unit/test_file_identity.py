@@ -13,7 +13,7 @@ import pytest
 from helpers import same_array, sha256_tree, write_model_folder, write_safetensors
 
 from mgit.errors import EXIT_CODES, AmbiguousTensorError, NoTensorsError, RefNotFoundError
-from mgit.ingest import ParentIndex, pair_tensors
+from mgit.pairing import ParentIndex, pair_tensors
 from mgit.objects.model import FileEntry, TensorManifest, Tree
 
 UNET = "unet/diffusion_pytorch_model.safetensors"

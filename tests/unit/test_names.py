@@ -172,7 +172,7 @@ def test_storage_and_diff_give_the_same_pairs(
     child: list[str], parent: list[str], want: dict[str, str]
 ) -> None:
     from mgit.diff.names import pair_names as diff_pair_names
-    from mgit.ingest import ParentIndex, pair_name
+    from mgit.pairing import ParentIndex, pair_name
 
     diff = {a: b for a, b in diff_pair_names(child, parent) if a is not None and b is not None}
     index = ParentIndex(None, _tree(parent), child)  # type: ignore[arg-type]
@@ -290,7 +290,7 @@ def test_a_prefixed_finetune_is_stored_as_deltas(repo: Any, tmp_path: Path, pare
 
 def test_tensor_names_of_a_commit(tmp_path: Path) -> None:
     """``ParentIndex.for_files`` pairs the whole model: kept entries and files to ingest."""
-    from mgit.ingest import ParentIndex, tensor_names
+    from mgit.pairing import ParentIndex, tensor_names
 
     folder = write_model_folder(tmp_path / "m", {"bert.a.w": np.zeros(4, np.float32),
                                                  "bert.b.w": np.ones(4, np.float32)}, sharded=2)
