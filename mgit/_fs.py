@@ -7,15 +7,17 @@ directory with a process-unique name, fsync, ``os.replace``. A reader never sees
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
-from mgit.errors import UnsafePathError, UsageError
+from mgit.errors import UnreadableFileError, UnsafePathError, UsageError
 
 __all__ = [
     "start_writeback",
@@ -28,6 +30,11 @@ __all__ = [
     "check_relpath",
     "safe_join",
     "write_text_file",
+    "open_regular",
+    "read_regular",
+    "file_kind",
+    "mgit_dir_around",
+    "check_not_in_mgit_dir",
 ]
 
 
@@ -258,3 +265,106 @@ def safe_join(root: Path, relpath: str) -> Path:
     if target.is_symlink():
         raise UnsafePathError(relpath, "is a symlink")
     return target
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode is, in words: ``"a FIFO"``, ``"a socket"``, ``"a folder"``..."""
+    for test, name in (
+        (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike[str], *, hint: str | None = None) -> int:
+    """Open a file for reading, refusing anything but a regular file, without ever blocking.
+
+    The one way mgit opens a file it did not write itself. ``O_NONBLOCK`` makes a FIFO open at
+    once instead of waiting for a writer (and has no effect on a regular file); the type is then
+    checked on the open descriptor, so a file swapped for a FIFO after a ``stat`` is still caught.
+
+    Returns:
+        A file descriptor (the caller closes it).
+
+    Raises:
+        FileNotFoundError, NotADirectoryError: nothing at ``path`` (callers often expect it).
+        UnreadableFileError: not a regular file (a FIFO, a socket, a device, a folder), a
+            symlink loop, or no permission to read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        raise  # nothing there (a parent is a file): as ``open`` says it
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            reason = "symlink loop"
+        elif e.errno == errno.ENXIO:
+            reason = "a socket"
+        elif e.errno == errno.EISDIR:
+            reason = "a folder"
+        else:
+            reason = e.strerror or str(e)
+        raise UnreadableFileError(path, reason, hint=hint) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFileError(path, f"{file_kind(mode)}, not a regular file", hint=hint)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], *, limit: int | None = None, hint: str | None = None) -> bytes:
+    """The bytes of a regular file (:func:`open_regular`), at most ``limit`` of them.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        UnreadableFileError: not a regular file, or unreadable.
+    """
+    fd = open_regular(path, hint=hint)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            return f.read() if limit is None else f.read(limit)
+    except OSError as e:
+        raise UnreadableFileError(path, e.strerror or str(e), hint=hint) from None
+
+
+def _is_store(p: Path) -> bool:
+    """A repository folder: a ``.mgit`` holding a ``config``, or a bare store (``config``,
+    ``objects/`` and ``refs/`` side by side)."""
+    try:
+        if not (p / "config").is_file():
+            return False
+        return p.name == ".mgit" or ((p / "objects").is_dir() and (p / "refs").is_dir())
+    except OSError:
+        return False
+
+
+def mgit_dir_around(path: str | os.PathLike[str]) -> Path | None:
+    """The repository folder (``.mgit``, or a bare store) that ``path`` is inside or is, or
+    None. Both the path as given (made absolute) and its symlinks resolved are checked."""
+    given = Path(os.path.abspath(path))
+    for candidate in (given, Path(os.path.realpath(given))):
+        for p in (candidate, *candidate.parents):
+            if _is_store(p):
+                return p
+    return None
+
+
+def check_not_in_mgit_dir(path: str | os.PathLike[str], *, action: str) -> None:
+    """Refuse to write model files at or under a repository's ``.mgit`` (this repository's or
+    any other), ``--force`` or not: they would overwrite its refs, config or HEAD.
+
+    Raises:
+        UnsafePathError: ``path`` is inside a ``.mgit`` folder.
+    """
+    found = mgit_dir_around(path)
+    if found is not None:
+        err = UnsafePathError(path, f"{action} into the repository folder {found} is refused")
+        err.hint = "choose a folder outside any .mgit"
+        raise err

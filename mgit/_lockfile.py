@@ -1,11 +1,21 @@
 """One lock-file class for every lock in mgit: git's ``<target>.lock`` protocol.
 
 A lock on ``target`` is the file ``<target>.lock``, created with ``O_CREAT | O_EXCL`` (atomic on
-every local filesystem and on NFSv3+). Whoever created it holds the lock; it is released by
-renaming it over the target (:meth:`LockFile.commit`, which publishes the new content and
-releases the lock in one step) or by unlinking it (:meth:`LockFile.abort`). A lock is never
-stolen: one left behind by a killed process is reported (:class:`~mgit.errors.LockHeldError`
-naming the file) and the user removes it.
+every local filesystem and on NFSv3+). Whoever created it holds the lock. The lock file names
+its holder: one JSON line ``{"pid", "host", "start", "time"}`` (``start``: the process's start
+time in clock ticks since boot, which tells a live process from a later one that reused its
+pid). What the lock guards is written to a temp file beside the target (:meth:`LockFile.write`)
+and renamed over the target by :meth:`LockFile.commit`, which then unlinks the lock file;
+:meth:`LockFile.abort` unlinks both. A reader sees the old or the new target, never a mix.
+
+A lock whose holder provably no longer runs (same host, and no process with its pid and start
+time) is broken automatically, with a :class:`~mgit.errors.StaleLockWarning`: a SIGKILL or a
+power cut must not leave a lock that blocks every later command. A lock whose holder cannot
+be checked (another host, a lock file without holder line, as an older mgit wrote) is never
+broken: it is reported (:class:`~mgit.errors.LockHeldError` naming the file and its holder)
+and the user removes it. Breaking renames the stale file away and checks it moved the very
+inode it judged stale (putting back what it moved otherwise), so two processes breaking the
+same stale lock cannot both take it.
 
 Every user picks its own wait policy: ``timeout`` seconds of retrying (0: fail at once) and the
 ``poll`` interval between tries (doubling up to ``max_poll`` when that is larger)::
@@ -14,7 +24,7 @@ Every user picks its own wait policy: ``timeout`` seconds of retrying (0: fail a
     with LockFile(ref_path, timeout=env_timeout()) as lock:
         ...re-read and compare the ref...
         lock.write(b"<oid>\\n")
-        lock.commit()            # fsync, rename over ref_path, fsync the folder
+        lock.commit()            # fsync, rename over ref_path, unlink the lock, fsync the folder
 
     # a mutex (the working-tree index, gc): fail at once, release on leaving the block
     with LockFile(mgit_dir / "gc"):     # holds mgit_dir/"gc.lock"
@@ -26,18 +36,32 @@ unlinks the lock file and leaves the target untouched.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from mgit._fs import fsync_dir
-from mgit.errors import LockHeldError
+from mgit._fs import fsync_dir, read_regular, temp_name
+from mgit.errors import LockHeldError, MgitError, StaleLockWarning
 
-__all__ = ["LockFile", "env_timeout", "DEFAULT_TIMEOUT"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LockFile",
+    "LockHolder",
+    "break_if_stale",
+    "env_timeout",
+    "holder_line",
+    "process_alive",
+    "read_holder",
+]
 
 #: Seconds a ref lock is waited for when ``MGIT_LOCK_TIMEOUT`` is not set.
 DEFAULT_TIMEOUT = 5.0
+
+_HOLDER_MAX = 4096
 
 
 def env_timeout(default: float = DEFAULT_TIMEOUT) -> float:
@@ -48,8 +72,135 @@ def env_timeout(default: float = DEFAULT_TIMEOUT) -> float:
         return default
 
 
+def _host() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+_SELF: dict[int, bytes] = {}
+
+
+def holder_line() -> bytes:
+    """This process's holder line (what a lock file or a writer mark holds)."""
+    pid = os.getpid()
+    if pid not in _SELF:  # per pid: a forked child is another holder
+        _SELF.clear()
+        info = {"pid": pid, "host": _host(), "start": _start_ticks(pid)}
+        _SELF[pid] = json.dumps(info, sort_keys=True).encode()
+    data = json.loads(_SELF[pid])
+    data["time"] = round(time.time(), 3)
+    return (json.dumps(data, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or held) a lock, as its lock file says."""
+
+    pid: int
+    host: str
+    start: int | None
+    time: float
+
+    def __str__(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
+        return f"pid {self.pid} on {self.host or '?'} since {when}"
+
+
+def read_holder(path: Path) -> tuple[LockHolder | None, int | None]:
+    """The holder a lock (or mark) file names and the file's inode: ``(None, inode)`` when it
+    names none (empty, foreign content), ``(None, None)`` when there is no such file. Never
+    blocks (a FIFO is refused, as anything that is not a regular file)."""
+    try:
+        ino = os.stat(path).st_ino
+        data = read_regular(path, limit=_HOLDER_MAX)
+    except (OSError, MgitError):
+        return None, None
+    try:
+        info = json.loads(data.decode("utf-8"))
+        holder = LockHolder(
+            int(info["pid"]),
+            str(info["host"]),
+            None if info.get("start") is None else int(info["start"]),
+            float(info.get("time", 0.0)),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        return None, ino
+    return (holder if holder.pid > 0 else None), ino
+
+
+def process_alive(holder: LockHolder) -> bool | None:
+    """Whether the holder still runs: True, False (provably gone: same host and no process with
+    its pid, or one started at another time), or None (cannot tell: another host)."""
+    if holder.host != _host():
+        return None
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # a process of another user: it exists
+    except OSError:
+        return None
+    if holder.start is not None:
+        now = _start_ticks(holder.pid)
+        if now is not None and now != holder.start:
+            return False  # the pid was reused by a later process
+    return True
+
+
+def break_if_stale(lock_path: Path) -> LockHolder | None:
+    """Remove ``lock_path`` if its holder provably no longer runs; return that holder (None
+    when the lock was left alone). Warns with :class:`~mgit.errors.StaleLockWarning`.
+
+    Only the inode judged stale is removed: it is renamed to a unique name first, and put back
+    if what moved is another (a concurrent breaker took the lock meanwhile).
+    """
+    holder, ino = read_holder(lock_path)
+    if holder is None or ino is None or process_alive(holder) is not False:
+        return None
+    moved = temp_name(lock_path)
+    try:
+        os.rename(lock_path, moved)
+    except OSError:
+        return None  # gone already (released or broken by another)
+    try:
+        same = os.stat(moved).st_ino == ino
+    except OSError:
+        same = False
+    if not same:
+        try:
+            os.link(moved, lock_path)  # not ours to break: put it back
+        except OSError:
+            pass
+    try:
+        os.unlink(moved)
+    except OSError:
+        pass
+    if not same:
+        return None
+    warnings.warn(
+        StaleLockWarning(
+            f"removed stale lock {lock_path} (held by {holder}, which no longer runs)"
+        ),
+        stacklevel=3,
+    )
+    return holder
+
+
 class LockFile:
-    """An exclusive ``<target>.lock`` file, optionally holding the target's next content.
+    """An exclusive ``<target>.lock`` file, optionally guarding the target's next content.
 
     Args:
         target: the file the lock guards; the lock is ``<target>.lock`` beside it. For a pure
@@ -62,10 +213,11 @@ class LockFile:
             vanished between the two (pruned by a concurrent delete) as one more retry. Errors
             from creating it (``FileExistsError``, ``NotADirectoryError``: a file is in the
             way) are raised as they are.
-        mode: permission bits of the lock file, hence of the target after :meth:`commit`.
+        mode: permission bits of the target after :meth:`commit`.
 
     Raises (from :meth:`acquire` / entering the ``with`` block):
-        LockHeldError: the lock was still held by someone else after ``timeout`` seconds.
+        LockHeldError: the lock was still held by someone else after ``timeout`` seconds (a
+            lock whose holder provably no longer runs is broken instead, with a warning).
         OSError: the lock file could not be created for another reason.
     """
 
@@ -86,7 +238,8 @@ class LockFile:
         self.max_poll = poll if max_poll is None else max(poll, max_poll)
         self.make_parents = make_parents
         self.mode = mode
-        self._fd = -1
+        self._fd = -1  # the content's temp file, once written to
+        self._tmp: Path | None = None
         self._held = False
 
     def __repr__(self) -> str:
@@ -98,11 +251,12 @@ class LockFile:
         return self._held
 
     def acquire(self) -> LockFile:
-        """Create the lock file, waiting for it as the policy says. Returns ``self``.
+        """Create the lock file (naming this process), waiting for it as the policy says.
+        Returns ``self``.
 
         Raises:
-            LockHeldError: still held by another after ``timeout`` seconds (the file is left
-                alone: a stale lock is reported, never removed).
+            LockHeldError: still held by another after ``timeout`` seconds (a lock whose holder
+                cannot be shown gone is left alone).
             RuntimeError: this object already holds it.
         """
         if self._held:
@@ -114,23 +268,42 @@ class LockFile:
             if self.make_parents:
                 self.target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._fd = os.open(self.lock_path, flags, self.mode)
+                fd = os.open(self.lock_path, flags, 0o644)
             except FileExistsError:
-                pass
+                if break_if_stale(self.lock_path) is not None:
+                    continue  # a dead holder's lock was removed: try again at once
             except (FileNotFoundError, NotADirectoryError):
                 if not self.make_parents:
                     raise
             else:
+                try:
+                    os.write(fd, holder_line())
+                except BaseException:
+                    os.close(fd)
+                    os.unlink(self.lock_path)
+                    raise
+                os.close(fd)
                 self._held = True
                 return self
             if time.monotonic() >= deadline:
-                raise LockHeldError(self.lock_path) from None
+                holder, _ = read_holder(self.lock_path)
+                raise LockHeldError(
+                    self.lock_path, holder=None if holder is None else str(holder)
+                ) from None
             time.sleep(delay)
             delay = min(delay * 2, self.max_poll)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` to the lock file: the target's content after :meth:`commit`."""
+        """Append ``data`` to the target's next content (a temp file beside it until
+        :meth:`commit`)."""
         self._check_held()
+        if self._fd < 0:
+            self._tmp = temp_name(self.target)
+            self._fd = os.open(
+                self._tmp,
+                os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0),
+                self.mode,
+            )
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -139,25 +312,36 @@ class LockFile:
     def commit(self, *, sync_dir: bool = True) -> None:
         """Make what was written the target's content and release the lock.
 
-        fsync the lock file, rename it over the target (atomic: a reader sees the old or the
-        new content, never a mix), then with ``sync_dir`` fsync the folder so the rename is
-        durable. On failure the lock is released and the target is untouched.
+        fsync the content, rename it over the target (atomic: a reader sees the old or the
+        new content, never a mix), unlink the lock, then with ``sync_dir`` fsync the folder so
+        the rename is durable. On failure the lock is released and the target is untouched.
         """
         self._check_held()
         try:
+            if self._fd < 0:
+                self.write(b"")
             os.fsync(self._fd)
             self._close()
-            os.replace(self.lock_path, self.target)
+            assert self._tmp is not None
+            os.replace(self._tmp, self.target)
+            self._tmp = None
         except BaseException:
             self.abort()
             raise
-        self._held = False
+        self.abort()  # the target is in place: unlink the lock
         if sync_dir:
             fsync_dir(self.target.parent)
 
     def abort(self) -> None:
-        """Release the lock without touching the target (unlink the lock file). Idempotent."""
+        """Release the lock without touching the target (unlink the content's temp file and
+        the lock file). Idempotent."""
         self._close()
+        if self._tmp is not None:
+            tmp, self._tmp = self._tmp, None
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if self._held:
             self._held = False
             try:

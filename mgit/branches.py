@@ -5,6 +5,7 @@ from __future__ import annotations
 from mgit.core import RepoCore
 from mgit.errors import RefNotFoundError, UsageError
 from mgit.refs.store import HEADS, TAGS, check_name
+from mgit.revspec import warn_if_shadows
 
 __all__ = ["create_branch", "delete_branch", "create_tag", "delete_tag"]
 
@@ -19,6 +20,7 @@ def create_branch(core: RepoCore, name: str, ref: str | None = None) -> str:
     oid = core.resolve(ref or "HEAD")
     if core.refs.read(HEADS + name) is not None:
         raise UsageError(f"model line {name} already exists")
+    warn_if_shadows(name, core.store, oid=oid, what="model")
     core.refs.set_if_equals(HEADS + name, None, oid, message=f"branch: created from {ref or 'HEAD'}")
     return oid
 
@@ -50,6 +52,7 @@ def create_tag(core: RepoCore, name: str, ref: str | None = None, *, force: bool
     old = core.refs.read(TAGS + name)
     if old is not None and not force:
         raise UsageError(f"tag {name} already exists", hint="pass --force to move it")
+    warn_if_shadows(name, core.store, oid=oid, what="tag")
     core.refs.set_if_equals(TAGS + name, old, oid, message=f"tag: {ref or 'HEAD'}")
     return oid
 

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from mgit import __version__
-from mgit.errors import EXIT_CODES, MgitError
+from mgit.errors import EXIT_CODES, MgitError, MgitWarning
 
 __all__ = ["COMMANDS", "COMMAND_MODULES", "Context", "cli", "main", "run"]
 
@@ -241,16 +241,47 @@ def run() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, map errors to one line and an exit code."""
+    """Entry point: run the CLI, map errors to one line and an exit code.
+
+    Library warnings (:class:`mgit.errors.MgitWarning`, issued with :func:`warnings.warn`)
+    print as ``mgit: warning: ...`` lines on stderr, each once.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MgitWarning)
+        seen: set[str] = set()
+        default_show = warnings.showwarning
+
+        def show(message: Any, category: Any, *args: Any, **kw: Any) -> None:
+            if not issubclass(category, MgitWarning):
+                default_show(message, category, *args, **kw)
+            elif str(message) not in seen:
+                seen.add(str(message))
+                _say(f"mgit: warning: {message}")
+
+        warnings.showwarning = show
+        return _main(argv)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, its control characters escaped (a name in an error message comes
+    from a model file or a remote as often as from the user)."""
+    from mgit._text import clean
+
+    click.echo(clean(line), err=True)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="mgit", standalone_mode=False)
         return 0
     except MgitError as exc:
         if os.environ.get("MGIT_DEBUG") == "1":
             raise
-        click.echo(f"mgit: error: {exc}", err=True)
+        _say(f"mgit: error: {exc}")
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            _say(f"hint: {exc.hint}")
         code = 1
         for cls in type(exc).__mro__:
             if cls in EXIT_CODES:
@@ -273,5 +304,5 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if os.environ.get("MGIT_DEBUG") == "1":
             raise
-        click.echo(f"mgit: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        _say(f"mgit: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 1

@@ -9,7 +9,7 @@ before any ref points at a lossy version.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from mgit.core import CommitInfo, RepoCore, author_name, check_relation, commit_
 from mgit.errors import NothingToCommitError, UsageError
 from mgit.objects.model import Commit, FileEntry, ParentLink, Tree
 from mgit.refs.store import HEADS, check_name
+from mgit.revspec import warn_if_shadows
 
 if TYPE_CHECKING:
     from mgit.ingest import IngestStats
@@ -183,18 +184,31 @@ def check_eps(eps: float | None) -> float | None:
     return float(eps)
 
 
-def check_recipe(cmd: str | None) -> dict[str, Any] | None:
-    """The ``recipe`` field for ``--recipe CMD``: ``{"cmd": CMD, "seed": 0}`` (see
-    :mod:`mgit.lifecycle.rebase_recipe`), or None.
+def check_recipe(recipe: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``recipe`` field for ``--recipe CMD``: ``{"cmd": CMD, "seed": N}`` plus identifiers
+    of the code and data it used (``{"code": "git:3f2a...", "data": "sst2@v2"}``, strings), see
+    :mod:`mgit.lifecycle.rebase_recipe`; or None. ``recipe`` is CMD, or a mapping with ``cmd``,
+    an optional integer ``seed`` (default 0) and string identifiers.
 
     Raises:
-        UsageError: an empty or non-UTF-8 command.
+        UsageError: an empty or non-UTF-8 command, a seed that is not an integer, an identifier
+            that is not text.
     """
-    if cmd is None:
+    if recipe is None:
         return None
-    if not cmd.strip():
+    fields = {"cmd": recipe} if isinstance(recipe, str) else dict(recipe)
+    cmd = fields.pop("cmd", None)
+    if not isinstance(cmd, str) or not cmd.strip():
         raise UsageError("--recipe needs a command")
-    return {"cmd": check_text(cmd, "the recipe command"), "seed": 0}
+    seed = fields.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise UsageError(f"the recipe seed must be a non-negative integer, got {seed!r}")
+    out: dict[str, Any] = {"cmd": check_text(cmd, "the recipe command"), "seed": seed}
+    for k, v in sorted(fields.items()):
+        if k in ("rebase", "method") or not isinstance(v, str) or not isinstance(k, str) or not k:
+            raise UsageError(f"recipe identifier {k!r}: give KEY=VALUE text (code=..., data=...)")
+        out[check_text(k, "a recipe identifier")] = check_text(v, "a recipe identifier")
+    return out
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -337,7 +351,7 @@ def commit(
     check: Check | None = None,
     allow_empty: bool = False,
     progress: Callable[[int], None] | None = None,
-    recipe: str | None = None,
+    recipe: str | Mapping[str, Any] | None = None,
 ) -> CommitResult:
     """Commit the staged changes of the working tree (see ``Repository.commit``).
 
@@ -363,6 +377,8 @@ def commit(
             raise UsageError("HEAD is detached: give --model NAME to commit to a model line")
         check_name(target, what="model name")
         tip = core.refs.read(HEADS + target)
+        if tip is None:
+            warn_if_shadows(target, core.store)
         parent, relation = default_parent(
             target=target, tip=tip, head=head, current_model=cur_model, model_given=model is not None,
             parent=parent, relation=relation,
@@ -417,7 +433,8 @@ def import_folder(
     progress: Callable[[int], None] | None = None,
     follow_symlinks: bool = False,
     hf_cache: str | None = None,
-    recipe: str | None = None,
+    recipe: str | Mapping[str, Any] | None = None,
+    skip_unreadable: bool = False,
 ) -> CommitResult:
     """Commit a model folder from elsewhere as the next version of ``model`` (see
     ``Repository.import_folder``). The working tree and HEAD are not touched.
@@ -438,6 +455,9 @@ def import_folder(
     Raises:
         UsageError: the folder is missing or empty; the snapshot is not in the cache.
         UnsafePathError: a symlink pointing outside the folder (without ``follow_symlinks``).
+        UnreadableEntryError: an entry of the folder that cannot be imported (unreadable, not a
+            regular file, a dangling or looping symlink, a symlinked folder without
+            ``follow_symlinks``), unless ``skip_unreadable`` (then it is listed in ``skipped``).
         InvalidModelFileError: a malformed safetensors file or ``adapter_config.json``.
     """
     from mgit import hf
@@ -486,11 +506,14 @@ def import_folder(
             bases.append(adapter.base_model)
     meta = check_meta({**extra, **user_meta})
     skipped: list[Skipped] = []
-    found = scan(src, strict=True, follow_symlinks=follow_symlinks, skipped=skipped)
+    found = scan(src, strict=True, follow_symlinks=follow_symlinks, skipped=skipped,
+                 skip_unreadable=skip_unreadable)
     if not found:
         raise UsageError(f"no files to import in {hf_cache or folder}")
     files: dict[str, FileEntry | Path] = {check_relpath(rel): p for rel, p in found.items()}
     tip = core.refs.read(HEADS + model)
+    if tip is None:
+        warn_if_shadows(model, core.store)
     candidates: list[Any] = []
     if parent is None and bases:
         found_parents = _lines_named(core, bases, exclude=model)

@@ -185,12 +185,14 @@ class RefConflictError(MgitError):
 class LockHeldError(MgitError):
     """A ``.lock`` file is held by another process (or left by a killed one)."""
 
-    def __init__(self, path: object) -> None:
+    def __init__(self, path: object, *, holder: str | None = None) -> None:
+        who = f" (by {holder})" if holder else ""
         super().__init__(
-            f"lock is held: {path}",
+            f"lock is held: {path}{who}",
             hint="another mgit is running; if none is, remove the lock file",
         )
         self.path = path
+        self.holder = holder
 
 
 class NothingToCommitError(MgitError):
@@ -317,3 +319,119 @@ EXIT_CODES: dict[type[MgitError], int] = {
     FsckFailedError: 12,
     ObjectNotFoundError: 12,
 }
+
+
+# -- reading untrusted inputs (issue #16): files that are not regular, the index, warnings ------
+
+__all__ += [
+    "AmbiguousRefWarning",
+    "CorruptIndexError",
+    "MgitWarning",
+    "UnreadableEntryError",
+    "UnreadableFileError",
+]
+
+
+class UnreadableFileError(MgitError):
+    """A file mgit must read that is not a regular file (a FIFO, a socket, a device, a folder)
+    or that cannot be opened. It is refused without blocking (see :func:`mgit._fs.open_regular`)."""
+
+    def __init__(self, path: object, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"cannot read {path}: {reason}", hint=hint)
+        self.path = path
+        self.reason = reason
+
+
+class UnreadableEntryError(UnreadableFileError, UsageError):
+    """An entry of a folder being imported or added that cannot be taken: unreadable, not a
+    regular file, a dangling or looping symlink, a symlinked folder (without ``-L``)."""
+
+    hint = "--skip-unreadable leaves such entries out (and lists them); or name them in .mgitignore"
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(path, reason)
+
+
+class CorruptIndexError(MgitError):
+    """``.mgit/index`` is not an index (valid JSON of the wrong shape, or not a regular file)."""
+
+    hint = ("delete it: 'mgit status' rebuilds its stat cache; what was staged is lost, "
+            "so run 'mgit add' again")
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"damaged index {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class MgitWarning(UserWarning):
+    """Something the user should know that does not stop the command. The library issues these
+    with :func:`warnings.warn`; the CLI prints each as one ``mgit: warning: ...`` line on stderr."""
+
+
+class AmbiguousRefWarning(MgitWarning):
+    """A REF that names a model (or tag) and is also a prefix of another commit's id: the name
+    wins, as in git."""
+
+
+# -- storage and remote reliability (issue #16): caps on received objects, stale locks, warnings --
+
+__all__ += [
+    "ObjectTooLargeError",
+    "StaleLockWarning",
+    "ReflogWarning",
+    "RemoteRetryWarning",
+]
+
+
+class ObjectTooLargeError(CorruptObjectError):
+    """An object (received from a remote, or found in the store) larger than anything this
+    format writes: refused before it is decompressed or read whole."""
+
+    def __init__(self, oid: str, size: int, limit: int, *, what: str = "content") -> None:
+        super().__init__(oid, f"declares {size} bytes of {what}, more than the {limit} this format allows")
+        self.size = size
+        self.limit = limit
+
+
+class StaleLockWarning(MgitWarning):
+    """A lock left by a process that no longer runs (on this host) was removed."""
+
+
+class ReflogWarning(MgitWarning):
+    """The reflog entry of a ref update could not be written; the ref itself did move."""
+
+
+class RemoteRetryWarning(MgitWarning):
+    """A request to a remote failed or timed out and is being tried again."""
+
+
+# -- integrations (issue #17): files of a version, LoRA merges ----------------------------------
+
+__all__ += ["PathNotFoundError", "AdapterMergeError"]
+
+
+class PathNotFoundError(MgitError, KeyError):
+    """A file path that a version does not hold (``read_file``, ``model_config``)."""
+
+    hint = "see 'mgit show REF' for the files of a version"
+
+    def __init__(self, ref: str, path: str, files: list[str]) -> None:
+        shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+        super().__init__(f"{ref} has no file {path!r}; its files: {shown or '(none)'}")
+        self.ref = ref
+        self.path = path
+        self.files = files
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class AdapterMergeError(MgitError):
+    """A LoRA adapter version that cannot be merged into its base: not a LoRA adapter, no base
+    found, DoRA or bias factors, a module with no base weight, shapes that do not fit."""
+
+    def __init__(self, ref: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"cannot merge adapter {ref}: {reason}", hint=hint)
+        self.ref = ref
+        self.reason = reason

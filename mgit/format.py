@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mgit._fs import atomic_write
+from mgit._fs import atomic_write, read_regular
 from mgit.errors import NotARepositoryError, UnsupportedFormatError, format_version_error
 
 __all__ = [
@@ -87,7 +87,7 @@ def read_config(mgit_dir: Path, *, root: Path | None = None) -> dict[str, Any]:
         UnsupportedFormatError: unreadable, or another format.
     """
     try:
-        data = (mgit_dir / "config").read_bytes()
+        data = read_regular(mgit_dir / "config")
     except FileNotFoundError:
         raise NotARepositoryError(root or mgit_dir) from None
     return check_config(parse_config(data, "the repository"), "the repository")

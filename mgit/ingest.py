@@ -23,6 +23,7 @@ from typing import Any
 
 import xxhash
 
+from mgit._fs import open_regular
 from mgit._pool import Job, WorkerPool
 from mgit.errors import InvalidModelFileError
 from mgit.formats.dtypes import DTYPE_SIZES, FLOAT_DTYPES
@@ -115,7 +116,7 @@ class _Reader:
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
-        self.fd = os.open(path, os.O_RDONLY)
+        self.fd = open_regular(path)  # a file swapped for a FIFO since the scan: refused at once
         self.size = os.fstat(self.fd).st_size
 
     def read(self, start: int, end: int) -> bytes:

@@ -1,20 +1,37 @@
-"""Maintenance: ``stats`` (stored vs logical bytes), ``fsck`` (typed problems) and ``gc``.
+"""Maintenance: ``stats`` (stored vs logical bytes), ``fsck`` (typed problems), ``gc`` and
+the leftovers of killed processes (``fsck --repair``, which needs a remote, is
+:mod:`mgit.remote.repair`).
 
 Functions take a :class:`mgit.core.RepoCore`.
+
+Leftovers of killed processes: a lock file whose holder no longer runs is broken by the next
+command that wants it (:mod:`mgit._lockfile`); a temp file whose writer no longer runs
+(``<name>.<pid>.<hex>.tmp``) is reported by ``fsck`` and removed by ``gc``, which first puts
+back any that holds a whole, verified object that is missing (what a gc killed between moving
+an object aside and putting it back leaves).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from mgit._lockfile import process_alive, read_holder
 from mgit.core import RepoCore
 from mgit.errors import MgitError
+from mgit.objects.ids import is_oid
+from mgit.objects.store import MARK_SLACK
 from mgit.lineage import graph as dag
 from mgit.reach import all_commits, commit_objects, parents_first, reachable_objects
 
-__all__ = ["StatsResult", "FsckProblem", "FsckResult", "GcResult", "stats", "fsck", "gc"]
+__all__ = [
+    "StatsResult", "FsckProblem", "FsckResult", "GcResult", "stats", "fsck", "gc",
+    "TEMP_GRACE", "leftovers",
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,14 @@ class StatsResult:
 
 #: The kinds of damage ``fsck`` reports.
 FSCK_KINDS = ("damaged_ref", "dangling_ref", "missing_object", "bad_object")
+#: What ``fsck`` also reports that is no damage (the result stays ``ok``): leftovers of killed
+#: processes, which the next command (a lock) or ``gc`` (a temp file) cleans up, and a lineage
+#: index that disagrees with the objects (a cache: the next query rebuilds it).
+FSCK_NOTICES = ("stale_lock", "held_lock", "orphaned_temp", "lineage_index")
+
+#: A temp file whose writer cannot be checked (another host, a foreign name) is removed by
+#: ``gc`` only when older than this many seconds (or than ``--prune``, when larger).
+TEMP_GRACE = 3600.0
 
 
 @dataclass(frozen=True)
@@ -63,18 +88,25 @@ class FsckResult:
 
     @property
     def problems(self) -> list[str]:
-        """The findings as the lines ``mgit fsck`` prints."""
+        """The findings as the lines ``mgit fsck`` prints (damage and notices)."""
         return [f.message for f in self.findings]
 
     @property
+    def damage(self) -> list[FsckProblem]:
+        """The findings that are damage (not leftovers of killed processes)."""
+        return [f for f in self.findings if f.kind in FSCK_KINDS]
+
+    @property
     def ok(self) -> bool:
-        """No problem found."""
-        return not self.findings
+        """No damage found (stale locks and orphaned temp files are notices)."""
+        return not self.damage
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {"objects_checked": self.objects_checked, "reachable": self.reachable,
-                "dangling": self.dangling, "problems": self.problems, "ok": self.ok}
+                "dangling": self.dangling, "problems": self.problems, "ok": self.ok,
+                "findings": [{"kind": f.kind, "subject": f.subject, "message": f.message}
+                             for f in self.findings]}
 
 
 @dataclass(frozen=True)
@@ -85,11 +117,20 @@ class GcResult:
     freed_bytes: int
     kept: int
     dry_run: bool
+    #: Temp files of killed writers removed (or that would be, with ``dry_run``).
+    temp_removed: int = 0
+    #: Of those, temp files that held a whole missing object and were put back in place.
+    salvaged: int = 0
+    #: Materialized folders (``.mgit/cache``) of versions nothing reaches any more, removed.
+    cache_folders_removed: int = 0
+    cache_freed_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {"removed": self.removed, "freed_bytes": self.freed_bytes, "kept": self.kept,
-                "dry_run": self.dry_run}
+                "dry_run": self.dry_run, "temp_removed": self.temp_removed,
+                "salvaged": self.salvaged, "cache_folders_removed": self.cache_folders_removed,
+                "cache_freed_bytes": self.cache_freed_bytes}
 
 
 def stats(core: RepoCore, ref: str | None = None) -> StatsResult:
@@ -142,6 +183,15 @@ def fsck(core: RepoCore, *, full: bool = True) -> FsckResult:
             except MgitError as exc:
                 found.append(FsckProblem("bad_object", oid, str(exc)))
     dangling = len(set(core.store.iter_oids()) - needed) if full else 0
+    found += _leftover_findings(core)
+    from mgit.lineage_index import FILE_NAME as LINEAGE_INDEX
+    from mgit.lineage_index import verify as verify_lineage_index
+
+    bad_index = verify_lineage_index(core)
+    if bad_index:  # a cache that disagrees with the objects: dropped, the next query rebuilds it
+        (core.mgit_dir / LINEAGE_INDEX).unlink(missing_ok=True)
+    found += [FsckProblem("lineage_index", p.subject, p.message + " (index removed: rebuilt on the next query)")
+              for p in bad_index]
     return FsckResult(objects_checked=checked, reachable=len(needed), dangling=dangling, findings=found)
 
 
@@ -193,20 +243,153 @@ def _walk(core: RepoCore, tips: list[str], found: list[FsckProblem]) -> set[str]
     return needed
 
 
-def gc(core: RepoCore, *, prune_age: float = 3600.0, dry_run: bool = False) -> GcResult:
-    """Delete objects no ref reaches that are older than ``prune_age`` seconds.
+def _temp_writer(path: Path) -> int | None:
+    """The pid in a temp name ``<name>.<pid>.<hex>.tmp``, or None."""
+    parts = path.name.rsplit(".", 3)
+    if len(parts) == 4 and parts[3] == "tmp" and parts[1].isdigit():
+        return int(parts[1])
+    return None
 
-    The age guard protects objects a concurrent commit has written but not yet referenced.
-    Runs under ``.mgit/gc.lock``.
+
+def _writer_gone(path: Path) -> bool | None:
+    """Whether the process that made a temp file is provably gone (None: cannot tell)."""
+    pid = _temp_writer(path)
+    if pid is None:
+        return None
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def leftovers(core: RepoCore) -> Iterator[tuple[str, Path]]:
+    """Lock and temp files in the repository folder: ``("lock" | "temp", path)``."""
+    top = core.mgit_dir
+    for name in sorted(os.listdir(top)):
+        if name.endswith(".lock"):
+            yield "lock", top / name
+        elif name.endswith(".tmp"):
+            yield "temp", top / name
+    for sub in ("refs", "logs", "writers"):
+        for dirpath, _dirs, files in os.walk(top / sub):
+            for fn in sorted(files):
+                if fn.endswith(".lock"):
+                    yield "lock", Path(dirpath) / fn
+                elif fn.endswith(".tmp"):
+                    yield "temp", Path(dirpath) / fn
+    for path in core.store.loose.iter_temp_files():
+        yield "temp", path
+
+
+def _leftover_findings(core: RepoCore) -> list[FsckProblem]:
+    out: list[FsckProblem] = []
+    for what, path in leftovers(core):
+        rel = path.relative_to(core.mgit_dir).as_posix()
+        if what == "lock":
+            holder, ino = read_holder(path)
+            if ino is None:
+                continue  # released meanwhile
+            alive = None if holder is None else process_alive(holder)
+            if alive is True:
+                continue  # held by a running mgit: no finding
+            if alive is False:
+                out.append(FsckProblem("stale_lock", rel, f"{rel}: stale lock (held by {holder}, which "
+                                       "no longer runs; the next command that needs it removes it)"))
+            else:
+                who = f"held by {holder}" if holder is not None else "no holder recorded"
+                out.append(FsckProblem("held_lock", rel, f"{rel}: lock file ({who}); if no mgit is "
+                                       "running, remove it"))
+        elif _writer_gone(path) is not False:
+            out.append(FsckProblem("orphaned_temp", rel, f"{rel}: temp file left by a killed "
+                                   "process ('mgit gc' removes it)"))
+    return out
+
+
+def _clean_temps(core: RepoCore, *, min_age: float, dry_run: bool) -> tuple[int, int]:
+    """Remove temp files whose writer is gone (or older than ``min_age`` when that cannot be
+    told); an object temp file holding a whole, verified object that is missing is put back
+    in place instead. Returns ``(removed, salvaged)``."""
+    now = time.time()
+    removed = salvaged = 0
+    objects = core.store.loose.root
+    for what, path in list(leftovers(core)):
+        if what != "temp":
+            continue
+        gone = _writer_gone(path)
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if gone is False or (gone is None and age < min_age):
+            continue
+        removed += 1
+        if dry_run:
+            continue
+        if path.parent.parent == objects:
+            oid = path.parent.name + path.name.split(".", 1)[0]
+            if is_oid(oid) and oid not in core.store:
+                try:
+                    core.store.decode_raw(oid, path.read_bytes())
+                    os.replace(path, core.store.path_for(oid))
+                    salvaged += 1
+                    continue
+                except (MgitError, OSError):
+                    pass
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    return removed, salvaged
+
+
+def gc(core: RepoCore, *, prune_age: float = 3600.0, dry_run: bool = False) -> GcResult:
+    """Delete objects no ref reaches that are older than ``prune_age`` seconds, and temp files
+    left by killed processes.
+
+    Safe against concurrent writers whatever ``prune_age`` is (``--prune 0`` included): an
+    object whose mtime is not older than the oldest live writer mark is kept (writers mark
+    themselves before they write or reuse an object, and reusing one refreshes its mtime;
+    see :class:`mgit.objects.store.DiskStore`); the marks are read before the refs, so a
+    writer that finished first has its ref seen; and each object is moved aside before it is
+    deleted and put back if a writer refreshed it meanwhile. Runs under ``.mgit/gc.lock``
+    (a lock left by a killed gc is broken automatically).
 
     Raises:
         LockHeldError: another gc runs.
     """
     from mgit._lockfile import LockFile
 
-    with LockFile(core.mgit_dir / "gc"):  # .mgit/gc.lock, fails at once when held
+    with LockFile(core.mgit_dir / "gc"):  # .mgit/gc.lock, fails at once when held by a live gc
+        # Leftovers first: a whole object a killed gc had moved aside goes back before the walk.
+        temps, salvaged = _clean_temps(core, min_age=max(prune_age, TEMP_GRACE), dry_run=dry_run)
+        start = time.time()
+        threshold = min(start - prune_age, start - MARK_SLACK)
+        for mark in core.store.writer_marks():  # before the refs are read: see the docstring
+            if mark.alive is False:
+                if not dry_run:
+                    try:
+                        mark.path.unlink()
+                    except OSError:
+                        pass
+                continue
+            if mark.holder is not None:
+                since = mark.holder.time
+            else:  # a mark being written, or unreadable: its file's time
+                try:
+                    since = mark.path.stat().st_mtime
+                except OSError:
+                    continue
+            threshold = min(threshold, since - MARK_SLACK)
         keep = reachable_objects(core)  # delta bases are in commit_objects: a kept delta keeps its chain
-        now = time.time()
+
+        def young(st: os.stat_result) -> bool:
+            return st.st_mtime >= threshold
+
         removed, freed = 0, 0
         for oid in list(core.store.iter_oids()):
             if oid in keep:
@@ -215,10 +398,19 @@ def gc(core: RepoCore, *, prune_age: float = 3600.0, dry_run: bool = False) -> G
                 st = core.store.path_for(oid).stat()
             except FileNotFoundError:
                 continue
-            if now - st.st_mtime < prune_age:
+            if young(st):
                 continue
-            removed += 1
-            freed += st.st_size
-            if not dry_run:
-                core.store.loose.remove(oid)
-        return GcResult(removed=removed, freed_bytes=freed, kept=len(keep), dry_run=dry_run)
+            if dry_run:
+                removed += 1
+                freed += st.st_size
+                continue
+            n = core.store.loose.remove(oid, keep=young)
+            if n:
+                removed += 1
+                freed += n
+        from mgit.cache import clean_cache
+
+        cache = clean_cache(core, keep=keep, min_age=prune_age, dry_run=dry_run)
+        return GcResult(removed=removed, freed_bytes=freed, kept=len(keep), dry_run=dry_run,
+                        temp_removed=temps, salvaged=salvaged, cache_folders_removed=cache.folders_removed,
+                        cache_freed_bytes=cache.freed_bytes)

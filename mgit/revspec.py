@@ -3,15 +3,22 @@
 A REF is a model name (its latest version), a tag, ``remote/model``, ``HEAD`` (or ``@``), a
 commit id or a unique prefix of one (at least 4 hex digits), followed by any number of ``~N``
 (N-th first-parent ancestor) and ``^N`` (N-th parent).
+
+A name wins over a commit-id prefix, as in git; when a name (``cafe``) is also the prefix of
+another commit's id, resolving it issues an :class:`mgit.errors.AmbiguousRefWarning` (the CLI
+prints ``mgit: warning: ...``), and so does creating a model, branch or tag so named
+(:func:`warn_if_shadows`).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 
 from mgit.errors import (
     AmbiguousRefError,
+    AmbiguousRefWarning,
     CorruptObjectError,
     InvalidRefNameError,
     ObjectNotFoundError,
@@ -20,7 +27,7 @@ from mgit.errors import (
 from mgit.objects.store import DiskStore
 from mgit.refs.store import HEADS, REMOTES, TAGS, RefStore
 
-__all__ = ["resolve", "parse", "commits_with_prefix"]
+__all__ = ["resolve", "parse", "commits_with_prefix", "warn_if_shadows"]
 
 _REV_RE = re.compile(r"^(?P<base>[^~^]+)(?P<ops>(?:[~^]\d*)*)$")
 _OP_RE = re.compile(r"([~^])(\d*)")
@@ -76,6 +83,7 @@ def _resolve_base(base: str, ref: str, refs: RefStore, store: DiskStore) -> str:
         except InvalidRefNameError:
             oid = None
         if oid is not None:
+            _warn_shadowed(base, store, oid, f"{base!r} names {(prefix + base).removeprefix('refs/')}")
             return oid
     if _HEX_RE.fullmatch(base):
         matches = commits_with_prefix(store, base)
@@ -84,6 +92,26 @@ def _resolve_base(base: str, ref: str, refs: RefStore, store: DiskStore) -> str:
         if len(matches) > 1:
             raise AmbiguousRefError(ref, matches)
     raise RefNotFoundError(ref)
+
+
+def _warn_shadowed(name: str, store: DiskStore, oid: str | None, what: str) -> None:
+    """Warn when ``name`` looks like a commit-id prefix of a commit other than ``oid``."""
+    if not _HEX_RE.fullmatch(name):
+        return
+    others = [c for c in commits_with_prefix(store, name) if c != oid]
+    if others:
+        warnings.warn(AmbiguousRefWarning(
+            f"{what} and is also a prefix of commit {others[0][:12]}: the name wins; "
+            f"give more digits of the id for the commit"
+        ), stacklevel=3)
+
+
+def warn_if_shadows(name: str, store: DiskStore, *, oid: str | None = None, what: str = "model") -> None:
+    """Warn (:class:`mgit.errors.AmbiguousRefWarning`) when a model, branch or tag about to be
+    created as ``name`` (pointing at ``oid``, if known) would hide a commit whose id starts
+    with it. A warning, not a refusal: git allows such names too, and a later commit may come
+    to match any hex-like name anyway (resolving the name then warns)."""
+    _warn_shadowed(name, store, oid, f"the new {what} name {name!r} hides a commit id")
 
 
 def commits_with_prefix(store: DiskStore, prefix: str) -> list[str]:

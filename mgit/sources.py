@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mgit._fs import read_regular
 from mgit.diff.source import FileInfo, TensorInfo
+from mgit.errors import UnreadableFileError
 from mgit.formats.dtypes import numpy_dtype
 from mgit.formats.names import tensor_keys
 from mgit.formats.safetensors import TensorSpec, UnknownDtypeError, read_header
@@ -182,14 +184,15 @@ class FolderTensorSource:
         try:
             if p is None or p.stat().st_size > max_bytes:
                 return None
-            return p.read_bytes()
-        except OSError:
+            return read_regular(p)
+        except (OSError, UnreadableFileError):
             return None
 
     def config(self) -> dict[str, Any] | None:
         """``config.json`` of the folder, if any."""
         try:
-            v = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            # read without blocking: a FIFO named config.json is refused, not waited on
+            v = json.loads(read_regular(self.folder / "config.json").decode("utf-8"))
+        except (OSError, UnreadableFileError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         return v if isinstance(v, dict) else None

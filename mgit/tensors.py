@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mgit._fs import check_not_in_mgit_dir
 from mgit.core import RepoCore
 from mgit.errors import AmbiguousTensorError, NoTensorsError, RefNotFoundError, UsageError
 from mgit.materialize import tensor_array, tensor_bytes, write_file
@@ -54,10 +55,13 @@ def export(
 
     Raises:
         UsageError: ``directory`` has files that would be overwritten (without ``force``).
+        UnsafePathError: ``directory`` is inside a repository's ``.mgit`` (or a bare store),
+            ``force`` or not: its refs, config and HEAD are never written over.
     """
+    out = Path(directory).absolute()
+    check_not_in_mgit_dir(out, action="export")
     oid = core.resolve(ref)
     tree = core.commit_tree(oid)
-    out = Path(directory).absolute()
     if out.exists() and not out.is_dir():
         raise UsageError(f"not a folder: {directory}")
     if not force:

@@ -1,4 +1,12 @@
-"""Helpers shared by the command modules: open the repository, render results."""
+"""Helpers shared by the command modules: open the repository, render results.
+
+Every line of text output goes through :func:`echo` (or :func:`warn`), which escapes control
+characters (:func:`clean`): names, metadata, messages and paths come from model files, other
+users and remotes, and a raw newline, carriage return or terminal escape in one could forge
+lines of ``show``, ``log``, ``status`` or ``diff`` output (:func:`clean` lives in
+:mod:`mgit._text`, so that ``mgit.cli`` escapes error messages the same way). ``--json`` output
+is unaffected (JSON escapes them itself).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,13 @@ from typing import Any
 
 import click
 
+from mgit._text import clean
 from mgit.errors import UsageError
 
 __all__ = [
+    "recipe_arg",
+    "clean",
+    "warn",
     "ctx_obj",
     "open_repo",
     "emit",
@@ -56,8 +68,14 @@ def open_repo_streaming() -> Any:
 
 
 def echo(line: str = "", **kw: Any) -> None:
-    """Print a line to stdout."""
-    click.echo(line, **kw)
+    """Print a line to stdout (or stderr with ``err=True``), its control characters escaped
+    (:func:`clean`)."""
+    click.echo(clean(line), **kw)
+
+
+def warn(text: str) -> None:
+    """Print one ``mgit: warning: ...`` line on stderr (with or without ``--json``)."""
+    echo(f"mgit: warning: {text}", err=True)
 
 
 def emit(data: Any, render: Callable[[], None]) -> None:
@@ -158,6 +176,28 @@ def lossy_gate(repo: Any, check: str | None, check_tests: bool) -> Any:
     return gate(repo)
 
 
+def recipe_arg(recipe: str | None, seed: int | None, ids: tuple[str, ...]) -> Any:
+    """``--recipe CMD [--recipe-seed N] [--recipe-id K=V]...`` as ``commit``/``import_folder``'s
+    ``recipe`` argument: CMD alone, or a mapping (see :func:`mgit.commit.check_recipe`).
+
+    Raises:
+        UsageError: a seed or an identifier without ``--recipe``, an identifier not KEY=VALUE.
+    """
+    if recipe is None:
+        if seed is not None or ids:
+            raise UsageError("--recipe-seed and --recipe-id describe a --recipe: give --recipe CMD")
+        return None
+    if seed is None and not ids:
+        return recipe
+    out: dict[str, Any] = {"cmd": recipe, "seed": seed or 0}
+    for item in ids:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--recipe-id {item!r}: give KEY=VALUE")
+        out[key] = value
+    return out
+
+
 def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options ``commit`` and ``import`` share: where a model came from and how it is stored."""
     from mgit.objects.model import RELATIONS
@@ -175,6 +215,11 @@ def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--recipe", metavar="CMD", default=None,
                      help="How this was made from its parent, recorded for 'rebase --strategy recipe': a "
                           "command with {parent_dir}, {out_dir}, {seed}."),
+        click.option("--recipe-seed", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="With --recipe: the seed it used, given to it again as {seed} (default 0)."),
+        click.option("--recipe-id", "recipe_ids", multiple=True, metavar="KEY=VALUE",
+                     help="With --recipe: an identifier of the code or data it used (code=git:3f2a, "
+                          "data=sst2@v2), recorded with it."),
     ]
     for opt in reversed(options):
         f = opt(f)

@@ -13,10 +13,14 @@ __all__ = ["COMMANDS"]
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-L", "--follow-symlinks", is_flag=True,
               help="Follow every symlink, also those pointing outside the model folder (stored by content).")
-def add_cmd(paths: tuple[str, ...], follow_symlinks: bool) -> None:
+@click.option("--skip-unreadable", is_flag=True,
+              help="Leave out (and list) entries that cannot be read as regular files (unreadable, "
+                   "FIFOs, sockets, dangling or looping links, linked folders) instead of failing.")
+def add_cmd(paths: tuple[str, ...], follow_symlinks: bool, skip_unreadable: bool) -> None:
     """Stage files (or folders) of the working tree for the next commit."""
     repo = open_repo()
-    res = repo.add([user_path(p) for p in paths], follow_symlinks=follow_symlinks)
+    res = repo.add([user_path(p) for p in paths], follow_symlinks=follow_symlinks,
+                   skip_unreadable=skip_unreadable)
 
     def render() -> None:
         for p in res.staged:

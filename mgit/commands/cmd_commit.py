@@ -12,7 +12,9 @@ from mgit.commands._common import (
     lossy_gate,
     open_repo_streaming,
     parse_meta,
+    recipe_arg,
 )
+from mgit.commands._common import warn as warn_line
 
 __all__ = ["COMMANDS", "render_commit_result", "warn"]
 
@@ -20,7 +22,7 @@ __all__ = ["COMMANDS", "render_commit_result", "warn"]
 def warn(res) -> None:  # type: ignore[no-untyped-def]
     """Print a commit's warnings (files stored opaquely...) on stderr, with or without --json."""
     for w in res.stats.warnings:
-        click.echo(f"mgit: warning: {w}", err=True)
+        warn_line(w)
 
 
 def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: ignore[no-untyped-def]
@@ -49,12 +51,14 @@ def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: i
 @click.option("--allow-empty", is_flag=True, help="Commit even if nothing is staged.")
 def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, check_tests: bool, meta: tuple[str, ...],
-               allow_empty: bool, recipe: str | None = None) -> None:
+               allow_empty: bool, recipe: str | None = None, recipe_seed: int | None = None,
+               recipe_ids: tuple[str, ...] = ()) -> None:
     """Record the staged files as a new model version."""
     repo = open_repo_streaming()
     res = repo.commit(
         message, model=model, parent=list(parents) or None, relation=relation, meta=parse_meta(meta),
-        eps=eps, check=lossy_gate(repo, check, check_tests), allow_empty=allow_empty, recipe=recipe,
+        eps=eps, check=lossy_gate(repo, check, check_tests), allow_empty=allow_empty,
+        recipe=recipe_arg(recipe, recipe_seed, recipe_ids),
     )
     emit(res, lambda: render_commit_result(res, working_tree=True))
     warn(res)

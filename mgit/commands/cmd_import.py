@@ -12,6 +12,7 @@ from mgit.commands._common import (
     open_repo_streaming,
     parse_meta,
     progress_bar,
+    recipe_arg,
     user_path,
 )
 from mgit.commands.cmd_commit import render_commit_result, warn
@@ -33,11 +34,15 @@ __all__ = ["COMMANDS"]
 @click.option("-L", "--follow-symlinks", is_flag=True,
               help="Follow every symlink, also those pointing outside the folder "
                    "(files are stored by content).")
+@click.option("--skip-unreadable", is_flag=True,
+              help="Leave out (and list) entries that cannot be read as regular files (unreadable, "
+                   "FIFOs, sockets, dangling or looping links, linked folders) instead of failing.")
 def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, message: str | None,
                parents: tuple[str, ...], relation: str | None, eps: float | None, check: str | None,
                check_tests: bool,
                meta: tuple[str, ...], guess_parent: bool, follow_symlinks: bool,
-               recipe: str | None = None) -> None:
+               recipe: str | None = None, recipe_seed: int | None = None, recipe_ids: tuple[str, ...] = (),
+               skip_unreadable: bool = False) -> None:
     """Commit the model folder DIRECTORY as a version of model MODEL.
 
     With --hf-cache ORG/NAME[@REV] instead of DIRECTORY: that snapshot of the local Hugging Face
@@ -67,7 +72,9 @@ def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, m
             src, model=model, message=message, parent=list(parents) or None, relation=relation,
             meta=parse_meta(meta), eps=eps, check=lossy_gate(repo, check, check_tests),
             guess_parent=guess_parent, progress=prog,
-            follow_symlinks=follow_symlinks, hf_cache=hf_cache, recipe=recipe,
+            follow_symlinks=follow_symlinks, hf_cache=hf_cache,
+            recipe=recipe_arg(recipe, recipe_seed, recipe_ids),
+            skip_unreadable=skip_unreadable,
         )
 
     def render() -> None:

@@ -126,11 +126,13 @@ def remote_list_cmd() -> None:
 @remote_cmd.command("add")
 @click.argument("name")
 @click.argument("url")
-def remote_add_cmd(name: str, url: str) -> None:
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long an unresponsive S3 endpoint is waited for, retries included (default 30).")
+def remote_add_cmd(name: str, url: str, timeout: float | None) -> None:
     """Add remote NAME at URL (a path, file:///PATH or s3://BUCKET/PREFIX)."""
     from mgit.remote.config import add_remote
 
-    info = add_remote(open_repo(), name, url, base=ctx_obj().cwd)
+    info = add_remote(open_repo(), name, url, base=ctx_obj().cwd, timeout=timeout)
     emit(info, lambda: echo(f"added remote {info.name}: {info.url}"))
 
 

@@ -136,11 +136,11 @@ def run_cmd(refs: tuple[str, ...], descendants_of: tuple[str, ...], ancestors_of
 
     def on_start(commit: str, spec: Any) -> None:
         if not obj.quiet:
-            click.echo(f"  running {spec.name} on {_label(repo, commit)}", err=True)
+            echo(f"  running {spec.name} on {_label(repo, commit)}", err=True)
 
     def on_result(r: Any, done: int, total: int) -> None:
         if not obj.json:
-            click.echo(f"[{done}/{total}] {result_line(repo, r)}")
+            echo(f"[{done}/{total}] {result_line(repo, r)}")
             sys.stdout.flush()
 
     import signal

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mgit._fs import open_regular
 from mgit.errors import InvalidModelFileError
 from mgit.formats.dtypes import DTYPE_SIZES
+from mgit.limits import MAX_HEADER, name_problem, shape_problem, text_problem
 
 __all__ = ["TensorSpec", "SafetensorsHeader", "parse_header", "read_header", "MAX_HEADER"]
 
-#: Headers larger than this are refused (safetensors itself caps them at 100 MB).
-MAX_HEADER = 100 * 1024 * 1024
+# MAX_HEADER (headers larger than this are refused) is re-exported from mgit.limits, the one
+# table of limits the tree validation shares.
 
 
 class UnknownDtypeError(Exception):
@@ -108,19 +110,25 @@ def parse_header(path: object, prefix: bytes, file_size: int) -> SafetensorsHead
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise InvalidModelFileError(path, "__metadata__ must map strings to strings")
+    for text in (metadata or {}).items():
+        for t in text:
+            if text_problem(t) is not None:
+                raise InvalidModelFileError(path, f"__metadata__ entry {t!r} {text_problem(t)}")
     data_len = file_size - 8 - n
     specs: list[TensorSpec] = []
     unknown: str | None = None
     for name, info in header.items():
+        why = name_problem(name)
+        if why is not None:
+            raise InvalidModelFileError(path, f"tensor name {_shown(name)} {why}")
         if not isinstance(info, dict):
             raise InvalidModelFileError(path, f"tensor {name!r}: entry is not an object")
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if not isinstance(dtype, str):
             raise InvalidModelFileError(path, f"tensor {name!r}: missing dtype")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise InvalidModelFileError(path, f"tensor {name!r}: bad shape {shape!r}")
+        why = shape_problem(shape)
+        if why is not None:
+            raise InvalidModelFileError(path, f"tensor {name!r}: bad shape: it {why}")
         if (
             not isinstance(offs, list)
             or len(offs) != 2
@@ -162,10 +170,21 @@ def parse_header(path: object, prefix: bytes, file_size: int) -> SafetensorsHead
     return SafetensorsHeader(bytes(raw), metadata, tuple(specs))
 
 
+def _shown(name: str) -> str:
+    """A name for a message: quoted, and cut short when very long."""
+    return repr(name if len(name) <= 80 else name[:60] + "...")
+
+
 def read_header(path: Path) -> SafetensorsHeader:
-    """Read and validate the header of a safetensors file on disk."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    """Read and validate the header of a safetensors file on disk.
+
+    Raises:
+        InvalidModelFileError: see :func:`parse_header`.
+        UnreadableFileError: not a regular file (refused without blocking on a FIFO).
+    """
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
         first = f.read(8)
         if len(first) < 8:
             raise InvalidModelFileError(path, "truncated: shorter than the 8-byte header length")

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from mgit.errors import InvalidModelFileError
+from mgit._fs import open_regular
+from mgit.errors import InvalidModelFileError, UnreadableFileError
 from mgit.formats.dtypes import DTYPES
 
 __all__ = ["Region", "TorchStorage", "TorchTensor", "TorchZipLayout", "TorchZipUnsupportedError",
@@ -511,7 +512,7 @@ def read_layout(path: str | os.PathLike[str]) -> TorchZipLayout:
             or subclass tensors, a dtype outside :data:`~mgit.formats.dtypes.DTYPES`, a storage
             seen as two dtypes, a tensor with no key path or sharing one.
     """
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         try:
             zf = zipfile.ZipFile(f)
@@ -575,12 +576,12 @@ def read_layout(path: str | os.PathLike[str]) -> TorchZipLayout:
 def is_torch_zip(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` starts with zip magic and has a ``*/data.pkl`` member; never raises."""
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             if f.read(4) != b"PK\x03\x04":
                 return False
             with zipfile.ZipFile(f) as zf:
                 return any(_DATA_PKL.fullmatch(n) for n in zf.namelist())
-    except _ZIP_ERRORS:
+    except (*_ZIP_ERRORS, UnreadableFileError):
         return False
 
 
@@ -588,9 +589,9 @@ def is_legacy_torch_pickle(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a legacy (pre-1.6, non-zip) torch checkpoint (mgit keeps it opaque):
     a pickle of torch's magic number (``PROTO`` 2-5, ``FRAME`` if 4+, then ``LONG1``) first."""
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             head = f.read(32)
-    except OSError:
+    except (OSError, UnreadableFileError):
         return False
     if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= 5:
         return False

@@ -21,16 +21,22 @@ commit syncs all its new objects once, before it moves a ref).
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from mgit._fs import fsync_dir, start_writeback, temp_name
-from mgit.errors import ObjectNotFoundError
+from mgit._fs import file_kind, fsync_dir, open_regular, start_writeback, temp_name
+from mgit.errors import (
+    CorruptObjectError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    UnreadableFileError,
+)
 from mgit.objects.ids import is_oid
 
-__all__ = ["LooseObjects", "path_for", "SYNC_THREADS"]
+__all__ = ["SYNC_THREADS", "LooseObjects", "path_for"]
 
 #: Threads that fsync a batch of objects: fsync waits on the disk, not the CPU.
 SYNC_THREADS = 4
@@ -90,6 +96,9 @@ class LooseObjects:
         self.root = root
         self._lock = threading.Lock()
         self._unsynced: deque[Path] = deque()  # files written with durable=False, not fsynced
+        # one sync at a time: a thread's sync returns only when every file queued before it is
+        # durable, even those another thread's sync had taken out and is still fsyncing
+        self._sync_lock = threading.Lock()
         self._root_dirty = False  # a shard folder was made since the last sync
         self._dirs: set[Path] = set()  # shard folders known to exist
 
@@ -103,17 +112,43 @@ class LooseObjects:
         """Whether the object's file exists (False for a string that is not an id)."""
         return is_oid(oid) and os.path.exists(self.root / oid[:2] / oid[2:])
 
-    def read(self, oid: str, *, context: str | None = None) -> bytes:
+    def read(self, oid: str, *, context: str | None = None, max_size: int | None = None) -> bytes:
         """The stored bytes of an object, unverified.
+
+        The file is opened without blocking and must be a regular file (a FIFO put in its
+        place would otherwise hang the reader forever); with ``max_size``, a larger file is
+        refused before it is read.
 
         Raises:
             ObjectNotFoundError: absent (``context``, e.g. a remote's URL, goes in the message).
+            CorruptObjectError: not a regular file (the message names the file).
+            ObjectTooLargeError: larger than ``max_size``.
             OSError: the file exists but cannot be read.
         """
+        path = self.path_for(oid)
         try:
-            return self.path_for(oid).read_bytes()
+            fd = open_regular(path)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFoundError(oid, context=context) from None
+        except UnreadableFileError as exc:
+            raise CorruptObjectError(oid, f"{path}: {exc.reason}") from None
+        with os.fdopen(fd, "rb") as f:
+            if max_size is not None:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_size:
+                    raise ObjectTooLargeError(oid, size, max_size, what="stored bytes")
+            return f.read()
+
+    def check_regular(self, oid: str) -> None:
+        """Raise :class:`CorruptObjectError` when the object's path holds something that is
+        not a regular file (a FIFO, a folder): the one check done before opening it."""
+        path = self.path_for(oid)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            raise CorruptObjectError(oid, f"{path}: {file_kind(mode)}, not a regular file")
 
     def iter_oids(self, *, ordered: bool = False) -> Iterator[str]:
         """Every object id under the folder (temp files and foreign names skipped); sorted
@@ -152,8 +187,16 @@ class LooseObjects:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, oid: str, data: bytes | Iterable[bytes], *, durable: bool = False) -> bool:
-        """Store an object's bytes (``data``, or its parts in order) under ``oid``, once.
+    def write(
+        self,
+        oid: str,
+        data: bytes | Iterable[bytes],
+        *,
+        durable: bool = False,
+        replace: bool = False,
+    ) -> bool:
+        """Store an object's bytes (``data``, or its parts in order) under ``oid``, once (with
+        ``replace``, over whatever file is there: a verified copy replacing a damaged one).
 
         Returns:
             True if this call created the file; False if it existed already (success: the
@@ -163,7 +206,7 @@ class LooseObjects:
             OSError: the file or its folder could not be written; no partial file is left.
         """
         path = self.path_for(oid)
-        if path.exists():
+        if not replace and self._touch(path):
             return False
         made_shard = False
         if path.parent not in self._dirs:
@@ -200,16 +243,75 @@ class LooseObjects:
                 self._unsynced.append(path)
         return True
 
-    def remove(self, oid: str) -> int:
-        """Delete an object's file (what ``gc`` does to unreachable objects); returns the bytes
-        freed, 0 when it was already gone."""
-        path = self.path_for(oid)
+    @staticmethod
+    def _touch(path: Path) -> bool:
+        """Refresh an existing object's mtime ("reused now": ``gc`` spares what a writer is
+        about to reference); False when there is no such file."""
         try:
-            size = path.stat().st_size
-            path.unlink()
+            os.utime(path, None)
+        except FileNotFoundError:
+            return False
+        except OSError:  # not ours to touch (a shared remote): it exists
+            return path.exists()
+        # utime looks the name up before it sets the time, and succeeds even if ``gc``
+        # (:meth:`remove`) renames the file aside in between and reads its mtime before the
+        # new time lands: gc then deletes it while we report it reused. So the name must
+        # still be there *after* the time is set. gc renames, then reads the mtime; we set
+        # the mtime, then look up the name: either gc sees our time (and puts the file back)
+        # or we see the name gone (and the object is written again).
+        return os.path.exists(path)
+
+    def remove(self, oid: str, *, keep: Callable[[os.stat_result], bool] | None = None) -> int:
+        """Delete an object's file (what ``gc`` does to unreachable objects); returns the bytes
+        freed, 0 when it was already gone or was kept.
+
+        With ``keep``, the file is first renamed to a unique temp name, so that no writer can
+        reuse it any more (a writer reusing an object refreshes its mtime; once renamed, the
+        refresh fails, or :meth:`_touch` finds the name gone after it, and the writer writes the
+        object again), then ``keep`` is asked about it as it is now: True puts it back (a writer
+        refreshed it before the rename).
+        """
+        path = self.path_for(oid)
+        if keep is None:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return 0
+            return size
+        moved = temp_name(path)
+        try:
+            os.rename(path, moved)
         except FileNotFoundError:
             return 0
-        return size
+        try:
+            st = os.stat(moved)
+            if keep(st):
+                os.rename(moved, path)  # same bytes if a writer wrote it again meanwhile
+                return 0
+            os.unlink(moved)
+        except BaseException:
+            if os.path.exists(moved):
+                os.rename(moved, path)
+            raise
+        return st.st_size
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        """Temp files in the shard folders: writes in progress, or left by a killed process."""
+        try:
+            shards = os.listdir(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for shard in sorted(shards):
+            if len(shard) != 2:
+                continue
+            try:
+                names = os.listdir(self.root / shard)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in sorted(names):
+                if name.endswith(".tmp"):
+                    yield self.root / shard / name
 
     def unsynced(self) -> list[Path]:
         """Files written with ``durable=False`` that :meth:`sync` has not made durable yet."""
@@ -224,14 +326,16 @@ class LooseObjects:
             OSError: a file or folder could not be synced; what is not durable yet is tried
                 again by the next call.
         """
-        with self._lock:
-            files, root_dirty = list(self._unsynced), self._root_dirty
-        if files:
-            fsync_all(files)
-            fsync_all(sorted({f.parent for f in files}), folders=True)
-        if root_dirty:
-            fsync_dir(self.root)
-        with self._lock:
-            for _ in files:
-                self._unsynced.popleft()
-            self._root_dirty = False
+        with self._sync_lock:
+            with self._lock:
+                files, root_dirty = list(self._unsynced), self._root_dirty
+            if files:
+                fsync_all(files)
+                fsync_all(sorted({f.parent for f in files}), folders=True)
+            if root_dirty:
+                fsync_dir(self.root)
+            with self._lock:
+                for _ in files:
+                    self._unsynced.popleft()
+                if root_dirty:
+                    self._root_dirty = False

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from mgit._dtypes import DTYPE_SIZES, FLOAT_DTYPES
 from mgit._fs import check_relpath
 from mgit.errors import CorruptObjectError, UnsafePathError
-from mgit._dtypes import DTYPE_SIZES, FLOAT_DTYPES
+from mgit.limits import name_problem, shape_problem, text_problem
 from mgit.objects.ids import hash_object, is_oid
 
 __all__ = [
@@ -42,8 +43,6 @@ RELATIONS: tuple[str, ...] = (
 
 # DTYPE_SIZES (safetensors dtype name -> element size) and FLOAT_DTYPES are re-exported from the
 # one dtype table, mgit._dtypes (public name: mgit.formats.dtypes).
-
-_MAX_DIMS = 64
 
 
 def canonical_json(value: Any) -> bytes:
@@ -98,13 +97,19 @@ def packed_content_id(dtype: str, shape: tuple[int, ...] | list[int], digest: st
 
 
 def _check_shape(kind: str, shape: Any) -> tuple[int, ...]:
-    if (
-        not isinstance(shape, list)
-        or len(shape) > _MAX_DIMS
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise _bad(kind, "bad shape")
+    # The limits the safetensors parser enforced when the tensor was imported (mgit.limits).
+    why = shape_problem(shape)
+    if why is not None:
+        raise _bad(kind, f"bad shape: it {why}")
     return tuple(shape)
+
+
+def _check_name(kind: str, name: str) -> str:
+    # The reader's rule: what an older mgit may have written (empty, NUL) still reads.
+    why = name_problem(name, strict=False)
+    if why is not None:
+        raise _bad(kind, f"tensor name {why}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -269,6 +274,7 @@ class TensorView:
         if not (isinstance(v, list) and len(v) == 5 and isinstance(v[0], str)):
             raise _bad("tree", "bad tensor view")
         name, idx, offset, shape, stride = v
+        _check_name("tree", name)
         for x in (idx, offset):
             if not isinstance(x, int) or isinstance(x, bool) or x < 0:
                 raise _bad("tree", "bad tensor view")
@@ -362,7 +368,7 @@ class FileEntry:
             isinstance(t, list) and len(t) == 2 and isinstance(t[0], str) for t in tensors_v
         ):
             raise _bad("tree", "bad tensor list")
-        tensors = tuple((t[0], TensorManifest.from_json(t[1])) for t in tensors_v)
+        tensors = tuple((_check_name("tree", t[0]), TensorManifest.from_json(t[1])) for t in tensors_v)
         if kind == "safetensors":
             header = v.get("header")
             if not isinstance(header, str) or not is_oid(header):
@@ -499,6 +505,9 @@ class Commit:
             isinstance(k, str) and isinstance(x, str) for k, x in meta.items()
         ):
             raise _bad("commit", "meta must map strings to strings")
+        for text in (model, author, message, *meta, *meta.values()):
+            if text_problem(text) is not None:
+                raise _bad("commit", "a text field is not valid UTF-8")
         recipe = v.get("recipe")
         if recipe is not None and not isinstance(recipe, dict):
             raise _bad("commit", "recipe must be an object")

@@ -31,6 +31,7 @@ import json
 import os
 import struct
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from mgit import codecs
 from mgit.codecs import choose as policy
 from mgit.codecs.choose import MAX_CHAIN_DEPTH
 from mgit._dtypes import DTYPE_SIZES
-from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError
+from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError
+from mgit._lockfile import LockHolder, holder_line, process_alive, read_holder
+from mgit.limits import MAX_HEADER
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 from mgit.objects.loose import LooseObjects
 
@@ -51,6 +54,11 @@ __all__ = [
     "DiskStore",
     "StoredHeader",
     "ChunkPut",
+    "MAX_CHUNK_SIZE",
+    "MAX_CONTENT",
+    "MARK_SLACK",
+    "max_stored_size",
+    "WriterMark",
 ]
 
 MAGIC = b"MGO\x01"
@@ -58,6 +66,31 @@ _KIND_CODE = {"chunk": b"c", "tensor": b"t", "tree": b"r", "commit": b"m"}
 _CODE_KIND = {v[0]: k for k, v in _KIND_CODE.items()}
 _MAX_META = 1 << 16
 _MAX_SIZE = 1 << 31
+
+#: The largest chunk size a repository may have (``mgit init --chunk-size``).
+MAX_CHUNK_SIZE = 64 << 20
+
+#: The largest content an object of each kind can have, whatever wrote it: a chunk is at most
+#: the largest chunk size or a whole safetensors header (stored as one chunk); trees and
+#: commits are JSON well under these. An object declaring more is refused before anything is
+#: decompressed or allocated for it (a 33 KB zstd frame can declare 1 GiB of zeros).
+MAX_CONTENT: dict[str, int] = {
+    "chunk": max(MAX_CHUNK_SIZE, MAX_HEADER),
+    "tensor": MAX_CHUNK_SIZE,
+    "tree": 256 << 20,
+    "commit": 16 << 20,
+}
+
+#: Seconds subtracted from a writer mark's time and from gc's start when gc decides which
+#: objects are too young to delete: file timestamps come from a coarser clock than time.time().
+MARK_SLACK = 2.0
+
+
+def max_stored_size(kind: str | None = None) -> int:
+    """The most bytes a stored object of ``kind`` (any kind: None) can take: its largest
+    content plus the worst case of the encodings (zstd's bound, the header, the meta)."""
+    content = max(MAX_CONTENT.values()) if kind is None else MAX_CONTENT[kind]
+    return content + content // 128 + (1 << 17) + _MAX_META + 9
 _CACHE_MAX_OBJ = 256 * 1024
 _CACHE_ENTRIES = 4096
 
@@ -116,6 +149,8 @@ def _parse_header(oid: str, data: bytes | memoryview) -> StoredHeader:
         raise CorruptObjectError(oid, "bad codec meta")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= _MAX_SIZE:
         raise CorruptObjectError(oid, "bad size")
+    if size > MAX_CONTENT[kind]:
+        raise ObjectTooLargeError(oid, size, MAX_CONTENT[kind])
     if base is not None and (not isinstance(base, str) or not is_oid(base) or base == oid):
         raise CorruptObjectError(oid, "bad base id")
     if not isinstance(depth, int) or not 0 <= depth <= MAX_CHAIN_DEPTH:
@@ -136,14 +171,41 @@ def _encode_file(kind: str, enc: codecs.Encoded, size: int, base: str | None, de
     return [MAGIC, _KIND_CODE[kind], struct.pack("<I", len(mb)), mb, enc.payload]
 
 
+@dataclass(frozen=True)
+class WriterMark:
+    """A writer's mark file (``<store>/../writers/<pid>.<hex>``) and what it says."""
+
+    path: Path
+    holder: LockHolder | None
+    #: True: the writer runs; False: provably gone; None: cannot tell (another host).
+    alive: bool | None
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class DiskStore:
-    """Objects in a sharded directory. Thread-safe; safe for several processes at once."""
+    """Objects in a sharded directory. Thread-safe; safe for several processes at once.
+
+    **Writers against gc.** Before its first object write or reuse, a store creates a writer
+    mark, ``writers/<pid>.<hex>`` beside the objects folder, naming its process and the time;
+    it is removed when the store is dropped (a killed process leaves one behind, which the next
+    writer or gc sees is dead and removes). ``gc`` keeps every object whose mtime is not older
+    than the oldest live mark (minus :data:`MARK_SLACK`), and reusing an object refreshes its
+    mtime, so an object a running writer has written or reused cannot be deleted before that
+    writer's ref points at it, however long it runs and whatever ``--prune`` says.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         #: The files (:mod:`mgit.objects.loose`): paths, write-once, listing, pending fsyncs.
         self.loose = LooseObjects(root)
         self._lock = threading.Lock()
+        self._mark: tuple[int, Path] | None = None  # (pid, path) of this store's writer mark
         # id -> (kind, content) of small non-chunk objects
         self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
 
@@ -162,24 +224,70 @@ class DiskStore:
 
     def _reuse(self, oid: str) -> bool:
         """True if the object exists; then refresh its mtime, so that ``gc`` (which only prunes
-        unreachable objects older than a grace period) cannot delete an object a commit in
-        progress has just decided to reuse."""
-        path = self.path_for(oid)
+        unreachable objects older than a grace period and than every live writer mark) cannot
+        delete an object a commit in progress has just decided to reuse."""
+        self.ensure_writer_mark()
+        return self.loose._touch(self.path_for(oid))
+
+    @property
+    def writers_dir(self) -> Path:
+        """Where writer marks live: ``writers/`` beside the objects folder."""
+        return self.root.parent / "writers"
+
+    def ensure_writer_mark(self) -> None:
+        """Create this store's writer mark if it has none yet (see the class docstring); on
+        the way, remove marks of writers that provably no longer run."""
+        mark = self._mark
+        pid = os.getpid()
+        if mark is not None and mark[0] == pid:
+            return
+        with self._lock:
+            if self._mark is not None and self._mark[0] == pid:
+                return
+            d = self.writers_dir
+            d.mkdir(parents=True, exist_ok=True)
+            for m in self.writer_marks():
+                if m.alive is False:
+                    _unlink_quietly(m.path)
+            path = d / f"{pid}.{os.urandom(4).hex()}"
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o644)
+            try:
+                os.write(fd, holder_line())
+            finally:
+                os.close(fd)
+            self._mark = (pid, path)
+            weakref.finalize(self, _unlink_quietly, path)
+
+    def release_writer_mark(self) -> None:
+        """Remove this store's writer mark (once whatever it wrote is referenced by a ref, or
+        given up); the next write creates a new one."""
+        with self._lock:
+            mark, self._mark = self._mark, None
+        if mark is not None and mark[0] == os.getpid():
+            _unlink_quietly(mark[1])
+
+    def writer_marks(self) -> list[WriterMark]:
+        """Every writer mark beside this store, with whether its writer still runs."""
         try:
-            os.utime(path, None)
-            return True
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return path.exists()
+            names = sorted(os.listdir(self.writers_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for name in names:
+            path = self.writers_dir / name
+            holder, _ino = read_holder(path)
+            alive = None if holder is None else process_alive(holder)
+            out.append(WriterMark(path, holder, alive))
+        return out
 
     def read_raw(self, oid: str) -> bytes:
         """The stored bytes of an object, unverified (for transfer; the receiver verifies).
 
         Raises:
             ObjectNotFoundError: absent.
+            CorruptObjectError: not a regular file, or larger than any object can be.
         """
-        return self.loose.read(oid)
+        return self.loose.read(oid, max_size=max_stored_size())
 
     def _read(self, oid: str) -> tuple[StoredHeader, memoryview]:
         """An object's parsed header and its payload (unverified).
@@ -201,6 +309,7 @@ class DiskStore:
 
     def header(self, oid: str) -> StoredHeader:
         """Read and parse only the header of a stored object."""
+        self.loose.check_regular(oid)  # a FIFO in its place would block open()
         try:
             with open(self.path_for(oid), "rb") as f:
                 head = f.read(4096)
@@ -247,6 +356,7 @@ class DiskStore:
 
     def _write_file(self, oid: str, parts: list[bytes]) -> bool:
         """Write an object's file once (not fsynced: see :meth:`sync`); False if present."""
+        self.ensure_writer_mark()
         return self.loose.write(oid, parts)
 
     def sync(self) -> None:
@@ -493,6 +603,21 @@ class DiskStore:
         h = _parse_header(oid, data)
         self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])
         return self._write_file(oid, [data])
+
+    def replace_raw(self, oid: str, data: bytes) -> None:
+        """Store an object received in its stored encoding after verifying it fully, over
+        whatever is in its place (a damaged copy: ``fsck --repair``). Durable on return.
+
+        Raises:
+            CorruptObjectError: the bytes do not decode to content with id ``oid``.
+            ObjectNotFoundError: a delta whose base is missing.
+        """
+        h = _parse_header(oid, data)
+        self._decode_verify(oid, h, memoryview(data)[h.payload_offset :])
+        with self._lock:
+            self._cache.pop(oid, None)
+        self.ensure_writer_mark()
+        self.loose.write(oid, [data], durable=True, replace=True)
 
     # -- reading ----------------------------------------------------------------------------
 

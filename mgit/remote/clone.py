@@ -10,7 +10,7 @@ from mgit.core import RepoCore
 from mgit.errors import UsageError
 from mgit.refs.store import HEADS
 from mgit.remote import negotiate
-from mgit.remote.config import check_remote_name, normalize_url, open_remote
+from mgit.remote.config import check_remote_name, normalize_url, open_remote, remote_timeout
 from mgit.remote.fetch import fetch
 from mgit.remote.results import DEFAULT_JOBS, CloneResult, TransferProgress
 
@@ -51,7 +51,7 @@ def clone(
 
     check_remote_name(remote_name)
     url = normalize_url(url, base)
-    transport = open_remote(url, create=False)
+    transport = open_remote(url, create=False, timeout=remote_timeout(None, None))
     heads, _tags = negotiate.split_remote_refs(
         transport.list_refs(), [model] if model is not None else None, where=transport.url
     )

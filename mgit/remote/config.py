@@ -1,7 +1,9 @@
 """Remotes in a repository's config (add, remove, list, resolve), and opening a remote store.
 
-A remote is ``{"remotes": {NAME: {"url": URL}}}`` in the repository's config; its
-remote-tracking refs are ``refs/remotes/NAME/<model>``. Opening a remote checks its store's
+A remote is ``{"remotes": {NAME: {"url": URL, "timeout": SECONDS}}}`` in the repository's
+config (``timeout``, optional: how long an unresponsive S3 endpoint is waited for, all retries
+together; ``MGIT_REMOTE_TIMEOUT`` overrides it, default 30); its remote-tracking refs are
+``refs/remotes/NAME/<model>``. Opening a remote checks its store's
 config with :mod:`mgit.format`, the one format version of repositories and bare stores.
 """
 
@@ -26,6 +28,7 @@ __all__ = [
     "list_remotes",
     "normalize_url",
     "open_remote",
+    "remote_timeout",
     "remove_remote",
     "resolve_remote",
     "split_remote_and_refs",
@@ -73,8 +76,42 @@ def list_remotes(repo: RepoCore) -> list[RemoteInfo]:
     ]
 
 
+def _check_timeout(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+        raise UsageError(
+            f"{where}: a timeout is a number of seconds above 0 (at most 86400), got {value!r}"
+        )
+    return float(value)
+
+
+def remote_timeout(repo: RepoCore | None, name: str | None) -> float | None:
+    """Seconds a remote may go unanswered: ``MGIT_REMOTE_TIMEOUT``, else the remote's
+    ``timeout`` setting, else None (the transport's default).
+
+    Raises:
+        UsageError: a value that is not a positive number of seconds.
+    """
+    env = os.environ.get("MGIT_REMOTE_TIMEOUT")
+    if env:
+        try:
+            return _check_timeout(float(env), "MGIT_REMOTE_TIMEOUT")
+        except ValueError:
+            raise UsageError(f"MGIT_REMOTE_TIMEOUT is not a number: {env!r}") from None
+    if repo is None or name is None:
+        return None
+    spec = (repo.config.get("remotes") or {}).get(name)
+    if isinstance(spec, dict) and spec.get("timeout") is not None:
+        return _check_timeout(spec["timeout"], f"remote {name}")
+    return None
+
+
 def add_remote(
-    repo: RepoCore, name: str, url: str, *, base: str | os.PathLike[str] | None = None
+    repo: RepoCore,
+    name: str,
+    url: str,
+    *,
+    base: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
 ) -> RemoteInfo:
     """Add a remote to the repository's config.
 
@@ -83,6 +120,8 @@ def add_remote(
         name: The remote's name (no ``/``).
         url: A path, ``file://`` URL or ``s3://bucket/prefix``.
         base: Folder a relative path is relative to (default: the current directory).
+        timeout: Seconds an unresponsive endpoint is waited for, all retries together
+            (default 30).
 
     Raises:
         InvalidRefNameError: A bad name.
@@ -90,6 +129,8 @@ def add_remote(
         RemoteError: An unsupported URL.
     """
     check_remote_name(name)
+    if timeout is not None:
+        timeout = _check_timeout(timeout, "--timeout")
     url = normalize_url(url, base)
     open_transport(url)  # validates the URL (no network access)
     cfg = dict(repo.config)
@@ -98,7 +139,7 @@ def add_remote(
         raise UsageError(
             f"remote {name} already exists", hint="remove it first, or pick another name"
         )
-    remotes[name] = {"url": url}
+    remotes[name] = {"url": url} if timeout is None else {"url": url, "timeout": timeout}
     cfg["remotes"] = remotes
     repo.write_config(cfg)
     return RemoteInfo(name, url)
@@ -186,15 +227,17 @@ def default_clone_dir(url: str, model: str | None = None) -> str:
     return name or "mgit-clone"
 
 
-def open_remote(url: str, *, create: bool) -> Transport:
+def open_remote(url: str, *, create: bool, timeout: float | None = None) -> Transport:
     """Open a remote store and check its format; with ``create``, make it if absent.
+
+    ``timeout``: seconds an unresponsive endpoint is waited for (see :func:`remote_timeout`).
 
     Raises:
         RemoteError: No store at ``url`` (and not ``create``), a damaged config, or (with
             ``create``) a repository with a working tree.
         UnsupportedFormatError: Another format version or hash.
     """
-    transport = open_transport(url)
+    transport = open_transport(url, timeout=timeout)
     cfg = transport.read_config()
     if cfg is None:
         if not create:

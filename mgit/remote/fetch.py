@@ -5,10 +5,20 @@ verified against its id as it arrives), downloads the chunks they need, and writ
 with :meth:`DiskStore.write_raw` (which decodes and verifies again) in dependency order; only
 after the store is synced does it move ``refs/remotes/<remote>/*``. A damaged or substituted
 object on the remote raises :class:`~mgit.errors.CorruptObjectError` and is never written.
+
+Memory. Nothing received is trusted to be small: an object larger than the largest object of
+its kind this format can hold (:func:`mgit.objects.store.max_stored_size`) is refused before
+its bytes are read, and one whose header declares more content than its kind can have
+(:data:`mgit.objects.store.MAX_CONTENT`) before anything is decompressed (a 33 KB zstd frame
+can declare 1 GiB of zeros). At most ``2 * jobs`` objects are downloaded at once, and the
+content they decode to is held under a byte budget of ``jobs`` times the repository's chunk
+size (16 MiB by default; an object larger than the budget is decoded alone), so a fetch holds
+about ``2 * jobs`` stored objects plus ``jobs * chunk_size`` decoded bytes, whatever it is sent.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from typing import Any
@@ -16,9 +26,10 @@ from typing import Any
 from mgit.core import RepoCore
 from mgit.errors import CorruptObjectError, ObjectNotFoundError, RefConflictError
 from mgit.objects.model import Commit, Tree
+from mgit.objects.store import max_stored_size
 from mgit.refs.store import REMOTES, TAGS, TESTS
 from mgit.remote import negotiate
-from mgit.remote.config import open_remote, resolve_remote
+from mgit.remote.config import open_remote, remote_timeout, resolve_remote
 from mgit.remote.protocol import Transport
 from mgit.remote.results import DEFAULT_JOBS, FetchResult, RefUpdate, TransferProgress
 
@@ -34,6 +45,31 @@ def _from_remote(exc: CorruptObjectError, url: str) -> CorruptObjectError:
         "Push the object again from a repository that has it intact"
     )
     return err
+
+
+class _ByteBudget:
+    """A counting semaphore over bytes: :meth:`take` waits until ``n`` bytes (at most the
+    whole budget: a larger request runs alone) fit under the budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = max(1, budget)
+        self.used = 0
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int) -> int:
+        n = min(max(n, 0), self.budget)
+        with self._cond:
+            while self.used + n > self.budget:
+                self._cond.wait()
+            self.used += n
+            self.peak = max(self.peak, self.used)
+        return n
+
+    def give(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
 
 
 class _Receiver:
@@ -53,12 +89,19 @@ class _Receiver:
         self.progress = progress
         self.objects = 0
         self.bytes = 0
+        #: Decoded bytes in flight: ``jobs`` chunks' worth (see the module docstring).
+        self.budget = _ByteBudget(
+            self.jobs * max(int(getattr(repo, "chunk_size", 0) or 0), 1 << 20)
+        )
 
-    def _get(self, oid: str) -> bytes:
-        return self.transport.get_object(oid)
+    def _get(self, oid: str, kind: str | None = None) -> bytes:
+        try:
+            return self.transport.get_object(oid, max_size=max_stored_size(kind))
+        except CorruptObjectError as exc:
+            raise _from_remote(exc, self.transport.url) from None
 
-    def _get_many(self, pool: ThreadPoolExecutor, oids: list[str]) -> dict[str, bytes]:
-        futures = {pool.submit(self._get, oid): oid for oid in oids}
+    def _get_many(self, pool: ThreadPoolExecutor, oids: list[str], kind: str) -> dict[str, bytes]:
+        futures = {pool.submit(self._get, oid, kind): oid for oid in oids}
         out: dict[str, bytes] = {}
         try:
             for fut in as_completed(futures):
@@ -77,7 +120,12 @@ class _Receiver:
 
     def _write(self, oid: str, data: bytes) -> int:
         try:
-            self.repo.store.write_raw(oid, data)
+            size = self.repo.store.parse_header(oid, data).size  # refuses oversized declarations
+            held = self.budget.take(size)
+            try:
+                self.repo.store.write_raw(oid, data)
+            finally:
+                self.budget.give(held)
         except CorruptObjectError as exc:
             raise _from_remote(exc, self.transport.url) from None
         return len(data)
@@ -92,7 +140,7 @@ class _Receiver:
             frontier = sorted({t for t in tips if t not in store})
             while frontier:
                 batch, frontier = frontier[:_COMMIT_BATCH], frontier[_COMMIT_BATCH:]
-                for oid, data in self._get_many(pool, batch).items():
+                for oid, data in self._get_many(pool, batch, "commit").items():
                     commit = Commit.from_bytes(self._decode(oid, data, "commit"))
                     commits[oid] = (data, commit)
                     for p in commit.parents:
@@ -104,7 +152,7 @@ class _Receiver:
             # 2. Trees (small; decoded and verified in memory; they hold the tensor manifests).
             tree_ids = sorted({c.tree for _, c in commits.values() if c.tree not in store})
             trees: dict[str, tuple[bytes, Tree]] = {}
-            for oid, data in self._get_many(pool, tree_ids).items():
+            for oid, data in self._get_many(pool, tree_ids, "tree").items():
                 trees[oid] = (data, Tree.from_bytes(self._decode(oid, data, "tree")))
             chunk_ids: set[str] = set()
             for _, tree in trees.values():
@@ -144,7 +192,7 @@ class _Receiver:
         window = self.jobs * 2
 
         def download(oid: str) -> tuple[str | None, bytes]:
-            data = self._get(oid)
+            data = self._get(oid, "chunk")
             try:
                 header = store.parse_header(oid, data)
             except CorruptObjectError as exc:
@@ -232,7 +280,7 @@ def fetch(
         RemoteError: The remote cannot be reached or holds no mgit store.
     """
     name, url = resolve_remote(repo, remote)
-    transport = open_remote(url, create=False)
+    transport = open_remote(url, create=False, timeout=remote_timeout(repo, name))
     remote_refs = transport.list_refs()
     heads, remote_tags = negotiate.split_remote_refs(remote_refs, models, where=transport.url)
     tips = set(heads.values())

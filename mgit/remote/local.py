@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mgit._fs import fsync_dir, temp_name
-from mgit._lockfile import LockFile, env_timeout
-from mgit.errors import InvalidRefNameError, RefConflictError, RemoteError
+from mgit._fs import fsync_dir, read_regular, temp_name
+from mgit._lockfile import LockFile, break_if_stale, env_timeout, read_holder
+from mgit.errors import (
+    InvalidRefNameError,
+    LockHeldError,
+    RefConflictError,
+    RemoteError,
+    UnreadableFileError,
+)
 from mgit.objects.loose import LooseObjects
 from mgit.remote.protocol import (
     encode_store_config,
@@ -69,9 +76,11 @@ class LocalTransport:
         """
         path = self.root / "config"
         try:
-            data = path.read_bytes()
+            data = read_regular(path, limit=1 << 20)  # never blocks on a FIFO
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except UnreadableFileError as exc:
+            raise RemoteError(f"cannot read {path}: {exc.reason}") from None
         except OSError as exc:
             raise RemoteError(f"cannot read {path}: {exc.strerror or exc}") from exc
         return parse_store_config(data, self.url)
@@ -140,9 +149,14 @@ class LocalTransport:
 
     def _read_ref_file(self, name: str, path: Path) -> str | None:
         try:
-            data = path.read_bytes()
+            data = read_regular(path, limit=4096)  # never blocks: a FIFO is refused
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+        except UnreadableFileError as exc:
+            raise RemoteError(
+                f"cannot read ref {name} on {self.url}: {path} is {exc.reason}",
+                hint="repair or delete the ref on the remote",
+            ) from None
         except OSError as exc:
             raise RemoteError(
                 f"cannot read ref {name} on {self.url}: {exc.strerror or exc}"
@@ -213,6 +227,28 @@ class LocalTransport:
                 f"cannot lock ref {name} on {self.url}: {exc.strerror or exc}"
             ) from exc
 
+    def check_ref_locks(self, names: Iterable[str]) -> None:
+        """Before a push uploads anything: wait (up to ``lock_timeout``, as a ref update
+        would) while a ref it will move is locked by a running process, and fail then; break
+        a lock whose holder provably no longer runs (with a warning).
+
+        Raises:
+            LockHeldError: a ref's lock is still held (or cannot be shown stale).
+        """
+        for name in names:
+            path = self._ref_path(name)
+            lock = path.with_name(path.name + ".lock")
+            deadline = time.monotonic() + self.lock_timeout
+            delay = _LOCK_POLL
+            while lock.exists() and break_if_stale(lock) is None:
+                if time.monotonic() >= deadline:
+                    holder, ino = read_holder(lock)
+                    if ino is None:
+                        break  # released just now
+                    raise LockHeldError(lock, holder=None if holder is None else str(holder))
+                time.sleep(delay)
+                delay = min(delay * 2, _LOCK_MAX_POLL)
+
     def update_ref(self, name: str, old: str | None, new: str | None) -> None:
         """Compare-and-swap ``name`` from ``old`` to ``new``.
 
@@ -277,16 +313,18 @@ class LocalTransport:
         """Return the subset of ``oids`` present in the store."""
         return {oid for oid in set(oids) if self._objects.exists(validate_oid(oid))}
 
-    def get_object(self, oid: str) -> bytes:
+    def get_object(self, oid: str, *, max_size: int | None = None) -> bytes:
         """Return the stored bytes of ``oid``.
 
         Raises:
             ObjectNotFoundError: The store does not hold it.
+            CorruptObjectError: Its file is not a regular file (a FIFO would hang the reader).
+            ObjectTooLargeError: It is larger than ``max_size`` (refused before it is read).
             RemoteError: It cannot be read.
         """
         validate_oid(oid)
         try:
-            return self._objects.read(oid, context=self.url)
+            return self._objects.read(oid, context=self.url, max_size=max_size)
         except OSError as exc:
             raise RemoteError(
                 f"cannot read object {oid} on {self.url}: {exc.strerror or exc}"

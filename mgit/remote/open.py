@@ -16,7 +16,7 @@ from mgit.remote.protocol import Transport
 __all__ = ["open_transport"]
 
 
-def open_transport(url: str) -> Transport:
+def open_transport(url: str, *, timeout: float | None = None) -> Transport:
     """Open the transport a remote URL names.
 
     Args:
@@ -25,6 +25,9 @@ def open_transport(url: str) -> Transport:
             ``s3://bucket/prefix``. For S3, the endpoint comes from ``MGIT_S3_ENDPOINT_URL``,
             ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, and credentials and region from
             the usual AWS environment variables and config files.
+
+        timeout: For S3, seconds an unresponsive endpoint is waited for, all retries together
+            (default ``mgit.remote.s3.DEFAULT_TIMEOUT``).
 
     Returns:
         A :class:`LocalTransport` or an ``S3Transport``.
@@ -41,7 +44,7 @@ def open_transport(url: str) -> Transport:
 
         if not parts.netloc:
             raise RemoteError(f"no bucket in remote URL {url!r}", hint="use s3://BUCKET/PREFIX")
-        return S3Transport(parts.netloc, unquote(parts.path).strip("/"))
+        return S3Transport(parts.netloc, unquote(parts.path).strip("/"), timeout=timeout)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise RemoteError(f"file URL with a host is not supported: {url!r}")

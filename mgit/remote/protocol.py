@@ -183,8 +183,10 @@ class Transport(Protocol):
         """Return the subset of ``oids`` the store holds."""
         ...
 
-    def get_object(self, oid: str) -> bytes:
-        """Return an object's stored bytes; ObjectNotFoundError if absent."""
+    def get_object(self, oid: str, *, max_size: int | None = None) -> bytes:
+        """Return an object's stored bytes; ObjectNotFoundError if absent; an
+        :class:`~mgit.errors.ObjectTooLargeError` when larger than ``max_size``, refused
+        before the bytes are read."""
         ...
 
     def put_object(self, oid: str, data: bytes) -> None:

@@ -22,7 +22,7 @@ from mgit.lineage import graph as dag
 from mgit.reach import commit_objects, objects_to_send, parents_first
 from mgit.refs.store import HEADS, TESTS
 from mgit.remote import negotiate
-from mgit.remote.config import open_remote, resolve_remote
+from mgit.remote.config import open_remote, remote_timeout, resolve_remote
 from mgit.remote.fetch import _Receiver, merge_notes, update_tracking
 from mgit.remote.negotiate import short_ref
 from mgit.remote.protocol import Transport
@@ -242,7 +242,7 @@ def push(
         iter_refs=repo.refs.iter_refs,
     )
     if transport is None:
-        transport = open_remote(url, create=True)
+        transport = open_remote(url, create=True, timeout=remote_timeout(repo, name))
     remote_refs = transport.list_refs()
     updates, rejected = negotiate.plan_updates(
         local, remote_refs, force=force, known=repo.store, parents=repo.parents_of
@@ -258,6 +258,11 @@ def push(
         )
     moving = [u for u in updates if u.status != "up-to-date"]
     sent = nbytes = already = 0
+    check_locks = getattr(transport, "check_ref_locks", None)
+    if moving and check_locks is not None:
+        # A ref lock held by a running push (or one that cannot be shown stale) fails the push
+        # now, before anything is uploaded; one left by a killed push is broken, with a warning.
+        check_locks([u.ref for u in moving])
     if moving:
         exclude = {o for r, o in remote_refs.items() if r != TESTS and o in repo.store}
         wanted = objects_to_send(repo, [u.new for u in moving if u.new is not None], exclude)

@@ -19,18 +19,33 @@ Guarantees, and what they rest on:
   conditional PUT that must fail); a server that ignores the condition is refused with a
   :class:`~mgit.errors.RemoteError` rather than risk a lost update. Conditional DELETE is
   newer on some servers; a server that ignores it makes ref deletion last-writer-wins.
+- **An unresponsive endpoint** (one that accepts connections and never answers) fails within
+  ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT`, 30; per remote: ``mgit remote add NAME
+  URL --timeout S``, or ``MGIT_REMOTE_TIMEOUT``): each of at most :data:`ATTEMPTS` tries gets
+  an equal share of it as its connect and read timeout (read: the longest silence, not the
+  whole transfer), and every retry says so on stderr (a
+  :class:`~mgit.errors.RemoteRetryWarning`). botocore's own retries are off: these are them.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mgit.errors import InvalidRefNameError, ObjectNotFoundError, RefConflictError, RemoteError
+from mgit.errors import (
+    InvalidRefNameError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    RefConflictError,
+    RemoteError,
+    RemoteRetryWarning,
+)
 from mgit.objects.ids import is_oid
 from mgit.remote.protocol import (
     encode_store_config,
@@ -41,7 +56,27 @@ from mgit.remote.protocol import (
     validate_ref_name,
 )
 
-__all__ = ["S3Transport", "s3_endpoint_from_env"]
+__all__ = ["ATTEMPTS", "DEFAULT_TIMEOUT", "S3Transport", "s3_endpoint_from_env"]
+
+#: Seconds an S3 request may go unanswered, all its tries together, unless configured.
+DEFAULT_TIMEOUT = 30.0
+#: Tries of one request (a connection error, a timeout, a 5xx or throttling answer is retried).
+ATTEMPTS = 3
+# Answers worth another try: the server is busy or failed, not the request.
+_RETRY_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
 
 _ENDPOINT_ENV = ("MGIT_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -104,6 +139,15 @@ def _session(boto3: Any) -> Any:
     return _SESSIONS[key]
 
 
+class _Retry(Exception):
+    """A failure worth another try; ``error`` is what to raise when no try is left."""
+
+    def __init__(self, reason: str, error: RemoteError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
 class _Expected(Exception):
     """An S3 answer the caller handles itself (not found, precondition failed, conflict)."""
 
@@ -122,6 +166,8 @@ class S3Transport:
         endpoint_url: The server's URL; default from :func:`s3_endpoint_from_env`.
         client: A ready boto3 S3 client (tests); built from the environment otherwise.
         max_workers: Parallel requests for listing refs and checking objects.
+        timeout: Seconds a request may go unanswered, all tries together (default
+            :data:`DEFAULT_TIMEOUT`).
 
     Raises:
         RemoteError: boto3 is not installed.
@@ -135,6 +181,7 @@ class S3Transport:
         endpoint_url: str | None = None,
         client: Any = None,
         max_workers: int = 8,
+        timeout: float | None = None,
     ) -> None:
         try:
             import boto3  # type: ignore[import-untyped]
@@ -149,6 +196,9 @@ class S3Transport:
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint_url = endpoint_url or s3_endpoint_from_env()
         self.max_workers = max(1, max_workers)
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else max(0.1, float(timeout))
+        # Each try gets an equal share, with room left for the back-off between tries.
+        self._attempt_timeout = self.timeout / (ATTEMPTS + 0.5)
         self._botocore_exc = botocore.exceptions
         if client is None:
             s3_options: dict[str, Any] = {}
@@ -156,9 +206,9 @@ class S3Transport:
                 # Custom servers (MinIO, moto, Ceph) expect path-style addressing.
                 s3_options["addressing_style"] = os.environ.get("MGIT_S3_ADDRESSING_STYLE", "path")
             config = botocore.config.Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=120,
+                retries={"total_max_attempts": 1, "mode": "standard"},  # _call retries
+                connect_timeout=self._attempt_timeout,
+                read_timeout=self._attempt_timeout,
                 max_pool_connections=max(10, self.max_workers * 2),
                 s3=s3_options or None,
             )
@@ -177,7 +227,28 @@ class S3Transport:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def _call(self, op: str, key: str | None, **kwargs: Any) -> Any:
-        """Call ``client.<op>``; map failures to RemoteError or :class:`_Expected`."""
+        """Call ``client.<op>``, trying again (up to :data:`ATTEMPTS` times, within
+        ``timeout`` seconds in all) after a connection error, a timeout or a busy server;
+        map failures to RemoteError or :class:`_Expected`."""
+        deadline = time.monotonic() + self.timeout
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._call_once(op, key, **kwargs)
+            except _Retry as retry:
+                backoff = 0.1 * 2**attempt
+                left = deadline - time.monotonic()
+                if attempt == ATTEMPTS or left < backoff + min(self._attempt_timeout, 1.0):
+                    raise retry.error from retry.error.__cause__
+                warnings.warn(
+                    RemoteRetryWarning(
+                        f"{self.url}: {retry.reason}; retrying ({attempt + 1}/{ATTEMPTS})"
+                    ),
+                    stacklevel=2,
+                )
+                time.sleep(backoff)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once(self, op: str, key: str | None, **kwargs: Any) -> Any:
         exc_mod = self._botocore_exc
         if key is not None:
             kwargs["Key"] = key
@@ -187,6 +258,11 @@ class S3Transport:
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code in _RETRY_CODES or status in _RETRY_CODES:
+                raise _Retry(
+                    f"S3 {op} answered {code or status}",
+                    self._client_error(code, status, str(err.get("Message", "")), op, key),
+                ) from None
             if code in _NOT_FOUND or (status == "404" and code not in ("NoSuchBucket",)):
                 raise _Expected("not_found", code) from None
             if code in _PRECONDITION or status == "412":
@@ -206,10 +282,34 @@ class S3Transport:
             exc_mod.ReadTimeoutError,
         ) as exc:
             where = self.endpoint_url or "the AWS S3 endpoint"
-            raise RemoteError(
-                f"cannot connect to S3 at {where} for {self.url}",
-                hint="check the endpoint (MGIT_S3_ENDPOINT_URL) and the network",
-            ) from exc
+            hint = (
+                "check the endpoint (MGIT_S3_ENDPOINT_URL) and the network; the time "
+                "allowed is the remote's timeout ('mgit remote add NAME URL --timeout S', "
+                "or MGIT_REMOTE_TIMEOUT)"
+            )
+            if isinstance(exc, exc_mod.EndpointConnectionError) and not isinstance(
+                exc, exc_mod.ConnectTimeoutError
+            ):
+                # Refused or no such host: nothing listens there, another try will not help.
+                raise RemoteError(
+                    f"cannot connect to S3 at {where} for {self.url}",
+                    hint="check the endpoint (MGIT_S3_ENDPOINT_URL) and the network",
+                ) from exc
+            silent = isinstance(exc, (exc_mod.ReadTimeoutError, exc_mod.ConnectTimeoutError))
+            why = (
+                f"no answer within {self._attempt_timeout:.3g} s" if silent else "connection closed"
+            )
+            error = RemoteError(
+                f"cannot reach S3 at {where} for {self.url}: "
+                + (
+                    f"no answer within {self.timeout:g} s"
+                    if silent
+                    else "the connection keeps closing"
+                ),
+                hint=hint,
+            )
+            error.__cause__ = exc
+            raise _Retry(f"S3 {op}: {why}", error) from exc
         except exc_mod.BotoCoreError as exc:
             raise RemoteError(f"S3 request to {self.url} failed: {exc}") from exc
 
@@ -230,18 +330,29 @@ class S3Transport:
         detail = f": {message}" if message else ""
         return RemoteError(f"S3 {op}{what} on {self.url} failed ({code or status}){detail}")
 
-    def _get(self, rel: str) -> tuple[bytes, str] | None:
-        """Return (body, etag) of a key, or None if it does not exist."""
+    def _get(
+        self, rel: str, *, max_size: int | None = None, oid: str = ""
+    ) -> tuple[bytes, str] | None:
+        """Return (body, etag) of a key, or None if it does not exist; a body larger than
+        ``max_size`` is refused before it is read (by its Content-Length) or past the limit."""
         try:
             resp = self._call("get_object", self._key(rel))
         except _Expected as exp:
             if exp.kind == "not_found":
                 return None
             raise RemoteError(f"S3 GET {rel} on {self.url} failed ({exp.code})") from None
+        body_stream = resp["Body"]
+        length = resp.get("ContentLength")
+        if max_size is not None and isinstance(length, int) and length > max_size:
+            body_stream.close()
+            raise ObjectTooLargeError(oid or rel, length, max_size, what="stored bytes")
         try:
-            body = resp["Body"].read()
+            body = body_stream.read() if max_size is None else body_stream.read(max_size + 1)
         except Exception as exc:  # a connection dropped mid-body
             raise RemoteError(f"reading {rel} from {self.url} failed: {exc}") from exc
+        if max_size is not None and len(body) > max_size:
+            body_stream.close()
+            raise ObjectTooLargeError(oid or rel, len(body), max_size, what="stored bytes")
         return body, str(resp.get("ETag", ""))
 
     def _list(self, rel_prefix: str) -> Iterator[str]:
@@ -497,14 +608,15 @@ class S3Transport:
             present |= found
         return present
 
-    def get_object(self, oid: str) -> bytes:
+    def get_object(self, oid: str, *, max_size: int | None = None) -> bytes:
         """Return the stored bytes of ``oid``.
 
         Raises:
             ObjectNotFoundError: The store does not hold it.
+            ObjectTooLargeError: It is larger than ``max_size`` (refused before it is read).
             RemoteError: The request failed.
         """
-        got = self._get(object_path(validate_oid(oid)))
+        got = self._get(object_path(validate_oid(oid)), max_size=max_size, oid=oid)
         if got is None:
             raise ObjectNotFoundError(oid, context=self.url)
         return got[0]

@@ -20,8 +20,9 @@ from typing import Any
 
 import xxhash
 
-from mgit._fs import atomic_write
+from mgit._fs import atomic_write, check_relpath, open_regular, read_regular
 from mgit._lockfile import LockFile
+from mgit.errors import CorruptIndexError, UnreadableFileError, UnsafePathError
 
 __all__ = ["Snapshot", "Index", "file_xxh", "snapshot", "index_lock"]
 
@@ -66,15 +67,25 @@ class Snapshot:
 
     @classmethod
     def from_json(cls, v: dict[str, Any]) -> Snapshot:
-        """From JSON."""
+        """From JSON.
+
+        Raises:
+            TypeError, KeyError, ValueError: not a snapshot.
+        """
+        if not isinstance(v, dict) or not isinstance(v.get("xxh"), str):
+            raise TypeError("not a snapshot")
         return cls(int(v["size"]), int(v["mtime_ns"]), str(v["xxh"]), int(v.get("ctime_ns", 0)),
                    int(v.get("ino", 0)), int(v.get("taken_ns", 0)))
 
 
 def file_xxh(path: Path) -> str:
-    """XXH3-128 of a file, streamed."""
+    """XXH3-128 of a file, streamed (a regular file only: opened without blocking).
+
+    Raises:
+        UnreadableFileError: not a regular file, or unreadable.
+    """
     h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         while True:
             block = f.read(_BLOCK)
             if not block:
@@ -87,6 +98,20 @@ def snapshot(path: Path) -> Snapshot:
     """Stat and checksum a file."""
     st = path.stat()
     return Snapshot.of(st, file_xxh(path))
+
+
+def _index_path(p: Any) -> str:
+    """A path key of the index: a valid relative path.
+
+    Raises:
+        TypeError, ValueError: not one.
+    """
+    if not isinstance(p, str):
+        raise TypeError("a path is not a string")
+    try:
+        return check_relpath(p)
+    except UnsafePathError:
+        raise ValueError(f"bad path {p!r}") from None
 
 
 @contextmanager
@@ -109,18 +134,33 @@ class Index:
 
     @classmethod
     def load(cls, mgit_dir: Path) -> Index:
-        """Read ``.mgit/index`` (empty when absent)."""
+        """Read ``.mgit/index`` (empty when absent; read without blocking).
+
+        Raises:
+            CorruptIndexError: not a regular file, or valid JSON of another shape than an index.
+        """
+        path = mgit_dir / "index"
         try:
-            v = json.loads((mgit_dir / "index").read_text(encoding="utf-8"))
+            v = json.loads(read_regular(path).decode("utf-8"))
         except FileNotFoundError:
             return cls()
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            return cls()  # the index is a cache of the working tree; a bad one is rebuilt
-        staged = {
-            p: (Snapshot.from_json(s) if s is not None else None)
-            for p, s in v.get("staged", {}).items()
-        }
-        cache = {p: Snapshot.from_json(s) for p, s in v.get("cache", {}).items()}
+        except UnreadableFileError as e:
+            raise CorruptIndexError(path, e.reason) from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
+            return cls()  # not JSON at all (a torn or garbage file): the cache is rebuilt
+        if not isinstance(v, dict):
+            raise CorruptIndexError(path, f"valid JSON, but a {type(v).__name__}, not an index object")
+        staged_v, cache_v = v.get("staged", {}), v.get("cache", {})
+        if not isinstance(staged_v, dict) or not isinstance(cache_v, dict):
+            raise CorruptIndexError(path, "valid JSON, but its 'staged' or 'cache' is not an object")
+        try:
+            staged = {
+                _index_path(p): (Snapshot.from_json(s) if s is not None else None)
+                for p, s in staged_v.items()
+            }
+            cache = {_index_path(p): Snapshot.from_json(s) for p, s in cache_v.items()}
+        except (TypeError, KeyError, ValueError, OverflowError) as e:
+            raise CorruptIndexError(path, f"valid JSON, but an entry is not a snapshot ({e})") from None
         return cls(staged, cache)
 
     def save(self, mgit_dir: Path) -> None:

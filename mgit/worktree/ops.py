@@ -7,14 +7,21 @@ value; ``Repository.add/status/checkout`` delegate here.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgit._fs import check_relpath, safe_join
+from mgit._fs import check_not_in_mgit_dir, check_relpath, file_kind, safe_join
 from mgit.core import RepoCore
-from mgit.errors import DirtyWorkingTreeError, InvalidRefNameError, UnsafePathError, UsageError
+from mgit.errors import (
+    DirtyWorkingTreeError,
+    InvalidRefNameError,
+    UnreadableEntryError,
+    UnsafePathError,
+    UsageError,
+)
 from mgit.materialize import write_file
 from mgit.objects.model import Tree
 from mgit.refs.store import HEADS
@@ -101,18 +108,22 @@ class StatusResult:
 
 
 def add(
-    core: RepoCore, paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False
+    core: RepoCore, paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False,
+    skip_unreadable: bool = False,
 ) -> AddResult:
     """Stage files (or every file under folders) for the next commit.
 
     Files identical to HEAD's are not staged; tracked files missing under a given folder
     are staged for removal. Symlinks are followed when they resolve inside the model folder or,
     in a Hugging Face hub cache snapshot, into that cache repository's ``blobs/``; any symlink
-    (linked folders too) with ``follow_symlinks``. Files under a folder that cannot be added
-    (dangling symlinks, not regular files) are left out and listed in ``skipped``.
+    (linked folders too) with ``follow_symlinks``. An entry that cannot be added (unreadable,
+    not a regular file, a dangling or looping symlink, a symlinked folder) is an error, unless
+    ``skip_unreadable``: then it is left out and listed in ``skipped`` (see
+    :mod:`mgit.worktree.scan`).
 
     Raises:
         UsageError: a path that matches no file, or a single path that cannot be added.
+        UnreadableEntryError: an entry that cannot be added (without ``skip_unreadable``).
         UnsafePathError: a path outside the model folder or a symlink pointing outside it.
     """
     core.need_worktree()
@@ -138,9 +149,15 @@ def add(
                 found = {rel: res[rel]} if rel in res else {}
                 why = [w for w in why if w.path == rel]
             elif full.is_dir():
-                found = scan(core.root, under=rel, strict=True, follow_symlinks=follow_symlinks, skipped=why)
+                found = scan(core.root, under=rel, strict=True, follow_symlinks=follow_symlinks,
+                             skipped=why, skip_unreadable=skip_unreadable)
             else:
                 found = {}
+                kind = _special_kind(full)
+                if rel and kind is not None:  # a FIFO, a socket, a device named on its own
+                    if not skip_unreadable:
+                        raise UnreadableEntryError(rel, f"not a regular file ({kind})")
+                    why = [Skipped(rel, f"not a regular file ({kind})")]
             skipped.extend(why)
             tracked = {
                 t for t in set(head_tree.files) | set(index.staged)
@@ -148,6 +165,8 @@ def add(
             }
             if not found and not tracked:
                 if len(why) == 1 and why[0].path == rel:
+                    if skip_unreadable:
+                        continue
                     raise UsageError(f"cannot add {rel}: {why[0].reason}")
                 raise UsageError(f"path did not match any file: {p}")
             for frel, fpath in found.items():
@@ -244,6 +263,8 @@ def checkout(core: RepoCore, ref: str, *, force: bool = False) -> CheckoutResult
         RefNotFoundError: unknown REF.
     """
     core.need_worktree()
+    # The working tree's files never land in a repository folder (a worktree nested in a .mgit).
+    check_not_in_mgit_dir(core.root, action="checkout")
     oid = core.resolve(ref)
     try:
         target_model = ref if core.refs.read(HEADS + ref) is not None else None
@@ -348,7 +369,7 @@ def _check_no_symlinked_folder(root: Path, rel: str, blobs: Path | None = None) 
             err.hint = "-L/--follow-symlinks follows it"
             raise err
         if cur.is_symlink():
-            target = cur.resolve()
+            target = Path(os.path.realpath(cur))  # never raises on a loop (add reports it)
             if target.is_relative_to(root.resolve()) or (blobs is not None and target.is_relative_to(blobs)):
                 continue
             if not target.exists():
@@ -356,6 +377,18 @@ def _check_no_symlinked_folder(root: Path, rel: str, blobs: Path | None = None) 
             err = UnsafePathError(rel, "symlink points outside the model folder")
             err.hint = "-L/--follow-symlinks follows it"
             raise err
+
+
+def _special_kind(path: Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder nor a symlink
+    (a FIFO, a socket, a device), else None."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+        return None
+    return file_kind(mode)
 
 
 def _parent(rel: str) -> str:

@@ -1,6 +1,22 @@
 """Scanning a model folder: which files a version holds (``.mgitignore``, symlinks), and which
 files it skips and why.
 
+The one rule for what import and add accept: regular files (each opened later without blocking,
+its type checked on the open descriptor: :func:`mgit._fs.open_regular`), the symlinked files
+described below read as their targets. Anything else under the folder (a FIFO, a socket, a
+device, an unreadable file or folder, a dangling or looping symlink, a symlinked folder without
+``-L``) is an error that names it (:class:`mgit.errors.UnreadableEntryError`), unless an ignore
+rule leaves it out or the caller asks to skip such entries (``skip_unreadable``: ``mgit import
+--skip-unreadable`` / ``mgit add --skip-unreadable``), which then lists them. ``status`` lists
+them without failing.
+
+A symlinked folder is not followed by default: git does not follow one either (it stores the
+link, which mgit cannot), following one that points inside the folder would store its files
+twice under two names, and one pointing outside would import whatever it leads to. So it is an
+error with a hint, and ``-L`` follows it, with loop detection (a folder that links to one of its
+own ancestors is refused as a symlink loop). A Hugging Face hub cache snapshot has only
+symlinked *files* (into ``blobs/``), which are followed.
+
 A symlink is followed when it resolves inside the folder, when the folder is (inside) a Hugging
 Face hub cache snapshot and the link resolves into that cache repository's ``blobs/`` (every
 file of a snapshot is such a link), or when the caller asks to follow links
@@ -12,15 +28,17 @@ symlink, a symlinked folder, something that is not a regular file, an unreadable
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgit._fs import check_relpath
-from mgit.errors import UnsafePathError, UsageError
+from mgit._fs import check_relpath, file_kind, read_regular
+from mgit.errors import UnreadableEntryError, UnreadableFileError, UnsafePathError
 
 __all__ = ["scan", "folder_bytes", "hub_blobs", "IGNORE_FILE", "Skipped", "FollowSymlinks"]
 
@@ -44,10 +62,20 @@ class Skipped:
 
 
 def _ignore_patterns(root: Path) -> list[str]:
+    """The patterns of ``root/.mgitignore`` (read without blocking: a FIFO is refused).
+
+    Raises:
+        UnreadableFileError: ``.mgitignore`` is not a regular UTF-8 text file.
+    """
+    path = root / IGNORE_FILE
     try:
-        lines = (root / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+        data = read_regular(path)
     except FileNotFoundError:
         return []
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UnreadableFileError(path, "not UTF-8 text") from None
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
@@ -77,7 +105,7 @@ def _inside(path: Path, folder: Path | None) -> bool:
 def hub_blobs(root: Path, real: Path | None = None) -> Path | None:
     """The ``blobs/`` folder when ``root`` is (in) a Hugging Face hub cache snapshot, else None
     (:func:`mgit.hf.cache_blobs_dir`, loaded only for a path that has a ``snapshots`` part)."""
-    real = real if real is not None else root.resolve()
+    real = real if real is not None else Path(os.path.realpath(root))
     if "snapshots" not in Path(os.path.abspath(root)).parts and "snapshots" not in real.parts:
         return None
     from mgit.hf import cache_blobs_dir
@@ -87,13 +115,20 @@ def hub_blobs(root: Path, real: Path | None = None) -> Path | None:
 
 class _Walk:
     def __init__(
-        self, root: Path, strict: bool, follow: FollowSymlinks, skipped: list[Skipped] | None
+        self,
+        root: Path,
+        strict: bool,
+        follow: FollowSymlinks,
+        skipped: list[Skipped] | None,
+        skip_unreadable: bool = False,
     ) -> None:
         self.root = root
-        self.root_real = root.resolve()
+        self.root_real = Path(os.path.realpath(root))
         self.blobs = hub_blobs(root, self.root_real)
         self.patterns = _ignore_patterns(root)
         self.strict = strict
+        self.skip_unreadable = skip_unreadable
+        self.problems: list[Skipped] = []
         self.follow = follow
         self.skipped = skipped
         self.out: dict[str, Path] = {}
@@ -102,21 +137,37 @@ class _Walk:
         if self.skipped is not None:
             self.skipped.append(Skipped(rel, reason))
 
+    def problem(self, rel: str, reason: str) -> None:
+        """An entry that cannot be taken: an error when strict (import, add; raised once the
+        walk is over, naming them all), unless the caller asked to skip such entries; else
+        listed in ``skipped``."""
+        if self.strict and not self.skip_unreadable:
+            self.problems.append(Skipped(rel, reason))
+        else:
+            self.skip(rel, reason)
+
+    def raise_problems(self) -> None:
+        if not self.problems:
+            return
+        first, rest = self.problems[0], self.problems[1:]
+        more = ""
+        if rest:
+            names = ", ".join(p.path for p in rest[:5]) + (", ..." if len(rest) > 5 else "")
+            more = f" (and {len(rest)} more: {names})"
+        raise UnreadableEntryError(first.path, first.reason + more)
+
     def _follows(self, rel: str) -> bool:
         return self.follow(rel) if callable(self.follow) else bool(self.follow)
 
     def link_ok(self, full: Path, rel: str, *, is_dir: bool) -> bool:
         """Whether to follow the symlink ``full`` (skipping it with a reason, or raising when
         strict, if not)."""
-        target = full.resolve()
-        if not target.exists():
-            self.skip(rel, f"dangling symlink: {os.readlink(full)} does not exist")
-            return False
+        target = Path(os.path.realpath(full))  # the link resolves: the caller stat'ed through it
         if self._follows(rel):
             return True
         if is_dir:
             if _inside(target, self.root_real):
-                self.skip(rel, "symlinked folder (not followed)")
+                self.problem(rel, "symlinked folder (not followed; -L follows it)")
                 return False
         elif _inside(target, self.root_real) or _inside(target, self.blobs):
             return True
@@ -127,9 +178,10 @@ class _Walk:
 
     def walk(self, dirpath: Path, rel_dir: str, stack: frozenset[Path]) -> None:
         try:
-            entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
+            with os.scandir(dirpath) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            self.skip(rel_dir or ".", f"unreadable folder ({e.strerror or e})")
+            self.problem(rel_dir or ".", f"unreadable folder ({e.strerror or e})")
             return
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
@@ -138,16 +190,16 @@ class _Walk:
             full = dirpath / e.name
             try:
                 is_link = e.is_symlink()
-                is_dir = e.is_dir()  # follows a link
-            except OSError:
-                self.skip(rel, "unreadable")
+                mode = os.stat(full).st_mode  # follows a link
+            except OSError as exc:
+                self.problem(rel, _stat_failure(full, exc))
                 continue
-            if is_dir:
+            if stat.S_ISDIR(mode):
                 if is_link and not self.link_ok(full, rel, is_dir=True):
                     continue
-                real = full.resolve()
+                real = Path(os.path.realpath(full))
                 if real in stack:
-                    self.skip(rel, "symlink loop")
+                    self.problem(rel, "symlink loop")
                     continue
                 self.walk(full, rel, stack | {real})
                 continue
@@ -156,25 +208,31 @@ class _Walk:
             try:
                 check_relpath(rel)
             except UnsafePathError:
-                if self.strict:
+                if self.strict and not self.skip_unreadable:
                     raise
                 self.skip(rel, "unsafe file name")
                 continue
             if is_link and not self.link_ok(full, rel, is_dir=False):
                 continue
-            try:
-                regular = full.is_file()
-            except OSError:
-                regular = False
-            if not regular:
-                self.skip(rel, "not a regular file")
+            if not stat.S_ISREG(mode):
+                self.problem(rel, f"not a regular file ({file_kind(mode)})")
                 continue
             if not _readable(full):
-                if self.strict:
-                    raise UsageError(f"cannot read {rel}: permission denied")
-                self.skip(rel, "unreadable (permission denied)")
+                self.problem(rel, "unreadable (permission denied)")
                 continue
             self.out[rel] = full
+
+
+def _stat_failure(full: Path, exc: OSError) -> str:
+    """Why an entry could not be stat'ed through: a dangling or looping symlink, or unreadable."""
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(full):
+        try:
+            return f"dangling symlink: {os.readlink(full)} does not exist"
+        except OSError:
+            return "dangling symlink"
+    return f"unreadable ({exc.strerror or exc})"
 
 
 def _unsafe(rel: str, target: Path) -> UnsafePathError:
@@ -190,6 +248,7 @@ def scan(
     strict: bool = False,
     follow_symlinks: FollowSymlinks = False,
     skipped: list[Skipped] | None = None,
+    skip_unreadable: bool = False,
 ) -> dict[str, Path]:
     """Files of a model folder as ``{relative posix path: path}``, without ``.mgit``.
 
@@ -199,20 +258,26 @@ def scan(
     Args:
         root: the folder.
         under: only files under this relative folder.
-        strict: raise on a symlink pointing outside ``root`` or an unreadable file (else it is
-            skipped).
+        strict: raise on a symlink pointing outside ``root``, and on any entry that cannot be
+            taken (see the module docstring; else it is skipped).
         follow_symlinks: follow every symlink (True), or those whose relative path this
             predicate accepts.
         skipped: when given, each path left out (other than ignored ones) is appended with the
             reason (:class:`Skipped`), in path order.
+        skip_unreadable: (strict) skip the entries that cannot be taken instead of raising
+            (they are appended to ``skipped``).
 
     Raises:
         UnsafePathError: (strict) a symlink that points outside the folder.
-        UsageError: (strict) an unreadable file.
+        UnreadableEntryError: (strict, without ``skip_unreadable``) an entry that cannot be
+            taken: unreadable, not a regular file, a dangling or looping symlink, a symlinked
+            folder not followed.
+        UnreadableFileError: ``.mgitignore`` is not a regular UTF-8 text file.
     """
-    w = _Walk(root, strict, follow_symlinks, skipped)
+    w = _Walk(root, strict, follow_symlinks, skipped, skip_unreadable)
     start = root / under if under else root
-    w.walk(start, under, frozenset({start.resolve()}))
+    w.walk(start, under, frozenset({Path(os.path.realpath(start))}))
+    w.raise_problems()
     return w.out
 
 

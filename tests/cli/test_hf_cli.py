@@ -89,7 +89,10 @@ def test_status_and_add_in_a_snapshot(cache: Path, capsys: pytest.CaptureFixture
     assert st["untracked"] == ["config.json", "model.safetensors", "tokenizer/vocab.txt"]
     assert [s["path"] for s in st["skipped"]] == ["partial.bin"]
     assert st["skipped"][0]["reason"].startswith("dangling symlink")
-    out = ok(capsys, snap, "add", ".")
+    # an entry that cannot be added is an error naming it, unless --skip-unreadable (issue #16)
+    code, out, err = run_main(capsys, snap, "add", ".")
+    assert code != 0 and "partial.bin: dangling symlink" in err and "--skip-unreadable" in err
+    out = ok(capsys, snap, "add", "--skip-unreadable", ".")
     assert "staged   model.safetensors" in out and "skipped  partial.bin: dangling symlink" in out
     st = js(capsys, snap, "status")
     assert st["staged"]["new"] == ["config.json", "model.safetensors", "tokenizer/vocab.txt"]
@@ -141,7 +144,9 @@ def test_import_follow_symlinks(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code, out, err = run_main(capsys, root, "import", str(src), "--model", "m", "-m", "m")
     assert code == 1 and err.startswith("mgit: error: unsafe path model.safetensors: symlink points outside")
     assert "-L" in err and list_objects(root / ".mgit") == before
-    out = ok(capsys, root, "import", "-L", str(src), "--model", "m", "-m", "m")
+    code, out, err = run_main(capsys, root, "import", "-L", str(src), "--model", "m", "-m", "m")
+    assert code != 0 and "cannot read broken: dangling symlink" in err
+    out = ok(capsys, root, "import", "-L", "--skip-unreadable", str(src), "--model", "m", "-m", "m")
     assert "skipped broken: dangling symlink" in out
     ok(capsys, root, "export", "m", str(tmp_path / "out"))
     assert (tmp_path / "out" / "model.safetensors").read_bytes() == weights.read_bytes()

@@ -21,8 +21,9 @@ PKG = ROOT / "mgit"
 #: there is no cycle.
 RANKS: list[tuple[str, ...]] = [
     ("mgit.errors",),
-    ("mgit._syscalls", "mgit._planes"),  # the optional C modules
-    ("mgit._fs", "mgit._paths", "mgit._dtypes"),
+    ("mgit._syscalls", "mgit._planes", "mgit._diffstats"),  # the optional C modules
+    # limits: the one table of input limits; _text: control characters escaped for output
+    ("mgit._fs", "mgit._paths", "mgit._dtypes", "mgit.limits", "mgit._text"),
     ("mgit._lockfile", "mgit._pool", "mgit._alloc"),
     ("mgit.formats",),
     ("mgit.codecs", "mgit.hf"),  # hf: hub cache paths, model cards, adapter configs (pure)
@@ -30,18 +31,21 @@ RANKS: list[tuple[str, ...]] = [
     ("mgit.refs", "mgit.lineage"),
     ("mgit.format", "mgit.revspec", "mgit.reach"),
     ("mgit.core",),
-    ("mgit.pairing", "mgit.lifecycle.notes"),  # notes: refs/tests storage, which remote carries
+    ("mgit.pairing", "mgit.lifecycle.notes", "mgit.lineage_index"),  # notes: refs/tests storage, which remote carries
     ("mgit.ingest", "mgit.materialize", "mgit.diff", "mgit.worktree.index", "mgit.worktree.scan"),
     ("mgit.sources",),
     ("mgit.tensors",),
-    ("mgit.guess",),
+    ("mgit.guess", "mgit.cache"),  # cache: read_file, materialized folders (issue #17)
     (
         "mgit.commit", "mgit.worktree.ops", "mgit.history", "mgit.maintenance", "mgit.branches",
         "mgit.remote",
     ),
     ("mgit.lifecycle",),  # tests, bisect, rebase, merge: built on commit, history, worktree
-    ("mgit.remote.pull", "mgit.remote.clone"),
+    ("mgit.remote.pull", "mgit.remote.clone", "mgit.remote.repair"),
+    ("mgit.adapters", "mgit.checkpoints"),  # LoRA merge; commits from memory (issue #17)
     ("mgit.repo",),
+    ("mgit.transformers",),  # from_pretrained(REF): opens a Repository by path (issue #17)
+    ("mgit.integrations",),  # the Trainer callback, built on mgit.transformers and checkpoints
     ("mgit",),  # the package itself: its lazy ``Repository``
     ("mgit.cli", "mgit.commands"),
     ("mgit.__main__",),

@@ -78,7 +78,10 @@ def test_commit_replaces_the_target_atomically(tmp_path: Path) -> None:
     lock.write(b"new")
     lock.write(memoryview(b"\n"))
     assert target.read_bytes() == b"old\n"  # nothing visible before commit
-    inode = lock.lock_path.stat().st_ino
+    # The content goes to a temp file beside the target (the lock file names its holder).
+    temps = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(temps) == 1
+    inode = temps[0].stat().st_ino
     lock.commit()
     assert target.read_bytes() == b"new\n"
     assert target.stat().st_ino == inode  # renamed, not copied

@@ -6,6 +6,7 @@ import os
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,42 @@ def test_durable_write(loose: LooseObjects, monkeypatch: pytest.MonkeyPatch) -> 
     synced.clear()
     loose.sync()
     assert synced == []  # nothing left to do
+
+
+def test_concurrent_syncs(loose: LooseObjects, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads that write and sync at once (a rebase cascade's ``-j``): no sync fails, and when
+    a thread's sync returns, every file it wrote before is durable, even one another thread's
+    sync took out of the queue and is still fsyncing."""
+    import time
+
+    from mgit.objects import loose as loose_mod
+
+    durable: set[str] = set()
+    real = loose_mod.fsync_all
+
+    def slow_fsync(paths: Any, **kw: Any) -> None:
+        time.sleep(0.002)  # widen the window between taking files out and their fsync
+        real(paths, **kw)
+        durable.update(str(p) for p in paths)
+
+    monkeypatch.setattr(loose_mod, "fsync_all", slow_fsync)
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(40):
+                oid = f"{t:02x}{i:062x}"
+                loose.write(oid, f"{t}-{i}".encode())
+                loose.sync()
+                if str(loose.path_for(oid)) not in durable:
+                    raise AssertionError(f"{oid} not durable after sync returned")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert loose.unsynced() == []

@@ -70,7 +70,7 @@ class MemoryTransport:
         with self._lock:
             return {o for o in oids if validate_oid(o) in self.objects}
 
-    def get_object(self, oid: str) -> bytes:
+    def get_object(self, oid: str, *, max_size: int | None = None) -> bytes:
         with self._lock:
             try:
                 return self.objects[oid]
