@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,24 +33,65 @@ from mgit.objects.model import FileEntry, ParentLink, TensorManifest, Tree
 if TYPE_CHECKING:
     import numpy as np
 
+    from mgit.lifecycle.arith import Streamed
+    from mgit.lifecycle.slices import TensorReader
+
 __all__ = [
-    "METHODS", "MergeResult", "RedoResult", "merge", "redo", "merge_config", "recipe_yaml",
-    "config_to_args", "SHAPE_KEYS",
+    "METHODS",
+    "SHAPE_KEYS",
+    "MergeResult",
+    "RedoResult",
+    "config_to_args",
+    "merge",
+    "merge_config",
+    "recipe_yaml",
+    "redo",
 ]
 
 METHODS = ("linear", "slerp", "task-arithmetic", "ties", "dare-linear", "dare-ties")
 _NEEDS_BASE = ("task-arithmetic", "ties", "dare-linear", "dare-ties")
-_NORMALIZE_DEFAULT = {"linear": True, "task-arithmetic": False, "ties": True, "dare-linear": False,
-                      "dare-ties": True, "slerp": False}
+_NORMALIZE_DEFAULT = {
+    "linear": True,
+    "task-arithmetic": False,
+    "ties": True,
+    "dare-linear": False,
+    "dare-ties": True,
+    "slerp": False,
+}
 #: config.json keys whose difference changes tensor shapes.
 SHAPE_KEYS = (
-    "hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "max_position_embeddings", "type_vocab_size", "n_embd",
-    "n_layer", "n_head", "d_model", "num_layers", "ffn_dim", "embedding_size", "num_labels",
+    "hidden_size",
+    "num_hidden_layers",
+    "vocab_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "d_model",
+    "num_layers",
+    "ffn_dim",
+    "embedding_size",
+    "num_labels",
 )
-_DTYPE_NAMES = {"float32": "F32", "fp32": "F32", "float16": "F16", "fp16": "F16", "bfloat16": "BF16",
-                "bf16": "BF16", "float64": "F64", "fp64": "F64", "F32": "F32", "F16": "F16",
-                "BF16": "BF16", "F64": "F64"}
+_DTYPE_NAMES = {
+    "float32": "F32",
+    "fp32": "F32",
+    "float16": "F16",
+    "fp16": "F16",
+    "bfloat16": "BF16",
+    "bf16": "BF16",
+    "float64": "F64",
+    "fp64": "F64",
+    "F32": "F32",
+    "F16": "F16",
+    "BF16": "BF16",
+    "F64": "F64",
+}
 _YAML_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 RECIPE_FORMAT = 1
 
@@ -68,9 +110,15 @@ class MergeResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
-        return {"commit": self.commit.to_json(), "recipe": self.recipe, "merged": self.merged,
-                "kept": self.kept, "dropped": self.dropped, "partial": self.partial,
-                "new_stored_bytes": self.new_stored_bytes}
+        return {
+            "commit": self.commit.to_json(),
+            "recipe": self.recipe,
+            "merged": self.merged,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "partial": self.partial,
+            "new_stored_bytes": self.new_stored_bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -84,8 +132,12 @@ class RedoResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
-        return {"commit": self.commit, "identical": self.identical, "differing": self.differing,
-                "checked": self.checked}
+        return {
+            "commit": self.commit,
+            "identical": self.identical,
+            "differing": self.differing,
+            "checked": self.checked,
+        }
 
 
 def _version() -> str:
@@ -115,14 +167,17 @@ def _check_params(recipe: dict[str, Any]) -> None:
     w = recipe["weights"]
     if len(w) != n:
         raise UsageError(f"{len(w)} weights for {n} inputs: give one --weight per input (or none)")
-    if any(not isinstance(x, (int, float)) or x != x for x in w):
+    if any(not isinstance(x, (int, float)) or math.isnan(x) for x in w):
         raise UsageError("weights must be numbers")
     d = recipe["density"]
-    if method in ("ties", "dare-linear", "dare-ties"):
-        if any(not isinstance(x, (int, float)) or not (0.0 < x <= 1.0) for x in d):
-            raise UsageError("--density must be in (0, 1]")
+    if method in ("ties", "dare-linear", "dare-ties") and any(
+        not isinstance(x, (int, float)) or not (0.0 < x <= 1.0) for x in d
+    ):
+        raise UsageError("--density must be in (0, 1]")
     if recipe["dtype"] is not None and recipe["dtype"] not in _YAML_NAMES:
-        raise UsageError(f"unknown --dtype {recipe['dtype']}: use float32, float16, bfloat16 or float64")
+        raise UsageError(
+            f"unknown --dtype {recipe['dtype']}: use float32, float16, bfloat16 or float64"
+        )
 
 
 def _norm_dtype(dt: str | None) -> str | None:
@@ -134,9 +189,20 @@ def _norm_dtype(dt: str | None) -> str | None:
 
 
 def make_recipe(
-    core: RepoCore, refs: Sequence[str], *, method: str, base: str | None, weights: Sequence[float] | None,
-    density: float | Sequence[float] | None, lam: float | None, seed: int | None, dtype: str | None,
-    only: Sequence[str] | None, t: float | None, normalize: bool | None, strict: bool,
+    core: RepoCore,
+    refs: Sequence[str],
+    *,
+    method: str,
+    base: str | None,
+    weights: Sequence[float] | None,
+    density: float | Sequence[float] | None,
+    lam: float | None,
+    seed: int | None,
+    dtype: str | None,
+    only: Sequence[str] | None,
+    t: float | None,
+    normalize: bool | None,
+    strict: bool,
 ) -> dict[str, Any]:
     """The recipe of a merge (refs resolved to commit ids; defaults filled in), validated."""
     n = len(refs)
@@ -144,7 +210,11 @@ def make_recipe(
         raise UsageError(f"unknown merge method {method!r}: use one of {', '.join(METHODS)}")
     if n < 2:
         raise UsageError("merge needs at least two inputs")
-    dens = list(density) if isinstance(density, (list, tuple)) else [density if density is not None else 1.0] * n
+    dens = (
+        list(density)
+        if isinstance(density, (list, tuple))
+        else [density if density is not None else 1.0] * n
+    )
     if len(dens) != n:
         raise UsageError(f"{len(dens)} densities for {n} inputs")
     recipe: dict[str, Any] = {
@@ -178,7 +248,9 @@ def _st_files(tree: Tree, oid: str) -> dict[str, FileEntry]:
         if e.kind == "safetensors" and e.tensors:
             out[path] = e
         elif e.tensors:
-            raise UsageError(f"merge reads safetensors files only: {path} of {oid[:12]} holds tensors in another format")
+            raise UsageError(
+                f"merge reads safetensors files only: {path} of {oid[:12]} holds tensors in another format"
+            )
     return out
 
 
@@ -204,8 +276,11 @@ class _Index:
         self._strip = strip_head_prefix
 
     def get(self, file: str, name: str) -> TensorManifest | None:
-        return (self.by_key.get((file, name)) or self.by_name.get(name)
-                or self.by_stripped.get(self._strip(name)))
+        return (
+            self.by_key.get((file, name))
+            or self.by_name.get(name)
+            or self.by_stripped.get(self._strip(name))
+        )
 
 
 def _read_json(core: RepoCore, tree: Tree, path: str) -> Any:
@@ -229,6 +304,15 @@ class _Plan:
     dropped: list[str]
     partial: list[str]
     overrides: dict[str, FileEntry]
+    slice_elements: int = 0  # elements per slice (a multiple of mergemath.SUM_BLOCK)
+    select_limit: int = 0  # keys TIES' threshold select may hold per input
+
+    def __post_init__(self) -> None:
+        from mgit.lifecycle.mergemath import SUM_BLOCK
+
+        step = self.slice_elements or SLICE_ELEMENTS
+        self.slice_elements = max(SUM_BLOCK, step - step % SUM_BLOCK)
+        self.select_limit = max(1, self.select_limit or SELECT_LIMIT)
 
 
 def _plan(core: RepoCore, recipe: dict[str, Any]) -> _Plan:
@@ -240,7 +324,9 @@ def _plan(core: RepoCore, recipe: dict[str, Any]) -> _Plan:
     bidx = _Index(base_tree, recipe["base"]) if base_tree is not None else None
     cfgs = [(r, _read_json(core, t, "config.json")) for r, t in zip(recipe["input_refs"], trees)]
     if base_tree is not None:
-        cfgs.append((recipe["base_ref"] or recipe["base"][:12], _read_json(core, base_tree, "config.json")))
+        cfgs.append(
+            (recipe["base_ref"] or recipe["base"][:12], _read_json(core, base_tree, "config.json"))
+        )
     first_ref, first_cfg = cfgs[0]
     for ref, cfg in cfgs[1:]:
         if isinstance(first_cfg, dict) and isinstance(cfg, dict):
@@ -248,7 +334,8 @@ def _plan(core: RepoCore, recipe: dict[str, Any]) -> _Plan:
                 if first_cfg.get(k) != cfg.get(k):
                     raise UsageError(
                         f"config.json differs in {k}: {first_cfg.get(k)!r} ({first_ref}) vs {cfg.get(k)!r} ({ref});"
-                        " the models do not have the same shapes")
+                        " the models do not have the same shapes"
+                    )
     strict, only = recipe["strict"], recipe["only"]
     merge: set[tuple[str, str]] = set()
     partial: list[str] = []
@@ -261,7 +348,8 @@ def _plan(core: RepoCore, recipe: dict[str, Any]) -> _Plan:
         for o in others:
             if o is not None and (o.shape != m.shape or o.dtype != m.dtype):
                 raise UsageError(
-                    f"tensor {name} differs across inputs: {m.dtype}{list(m.shape)} vs {o.dtype}{list(o.shape)}")
+                    f"tensor {name} differs across inputs: {m.dtype}{list(m.shape)} vs {o.dtype}{list(o.shape)}"
+                )
         if any(o is None for o in others):
             if strict:
                 raise UsageError(f"tensor {name} is missing from some inputs (--strict)")
@@ -269,15 +357,19 @@ def _plan(core: RepoCore, recipe: dict[str, Any]) -> _Plan:
             continue
         if not is_floating_point(m.dtype):
             continue
-        if only and not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(key, g) for g in only):
+        if only and not any(
+            fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(key, g) for g in only
+        ):
             continue
         merge.add((file, name))
     dropped = []
     for ix in idx[1:]:
-        for (file, name) in ix.by_key:
+        for file, name in ix.by_key:
             if first.get(file, name) is None and f"{file}:{name}" not in dropped:
                 if strict:
-                    raise UsageError(f"tensor {name} of {file} is missing from the first input (--strict)")
+                    raise UsageError(
+                        f"tensor {name} of {file} is missing from the first input (--strict)"
+                    )
                 dropped.append(f"{file}:{name}")
     overrides: dict[str, FileEntry] = {}
     if base_tree is not None:
@@ -288,55 +380,134 @@ def _plan(core: RepoCore, recipe: dict[str, Any]) -> _Plan:
     return _Plan(recipe, recipe["inputs"][0], idx, bidx, merge, sorted(dropped), partial, overrides)
 
 
-# -- computing one tensor -----------------------------------------------------------------------
+# -- computing one tensor, slice by slice ----------------------------------------------------------
+
+#: Elements of each input read and combined at a time (a multiple of
+#: :data:`mgit.lifecycle.mergemath.SUM_BLOCK`): 2 MiB per float64 work array, an fp32 chunk
+#: (4 MiB) in four slices (decoded once). The result does not depend on it (tested).
+SLICE_ELEMENTS = 1 << 18
+#: At most this many magnitude keys of a task vector are held by TIES' threshold select.
+SELECT_LIMIT = 1 << 20
 
 
-def _compute(core: RepoCore, plan: _Plan, file: str, name: str) -> np.ndarray | None:
-    """The merged tensor ``file:name`` in float64, or None to keep the first input's bytes."""
+def _compute(core: RepoCore, plan: _Plan, file: str, name: str) -> np.ndarray | Streamed | None:
+    """The merged tensor ``file:name``: a float64 array when it fits in one slice, else a
+    :class:`~mgit.lifecycle.arith.Streamed` value computed slice by slice; None to keep the
+    first input's bytes."""
     import numpy as np
 
-    from mgit.materialize import tensor_array
+    from mgit.lifecycle.arith import Streamed
+    from mgit.lifecycle.slices import TensorReader
 
     if (file, name) not in plan.merge:
         return None
 
-    def load(ix: _Index) -> np.ndarray:
+    def reader(ix: _Index) -> TensorReader:
         m = ix.get(file, name)
         assert m is not None
-        return np.asarray(tensor_array(core.store, m), dtype=np.float64)
+        return TensorReader(core.store, m)
 
-    with np.errstate(all="ignore"):  # NaN/inf in the weights propagate as IEEE says
-        return _combine(plan, file, name, [load(ix) for ix in plan.idx],
-                        load(plan.base) if plan.base is not None else None)
+    readers = [reader(ix) for ix in plan.idx]
+    base = reader(plan.base) if plan.base is not None else None
+    m0 = readers[0].manifest
+    pieces = _pieces(plan, file, name, readers, base)
+    if readers[0].numel > plan.slice_elements:
+        return Streamed(pieces)
+    out = list(pieces)
+    return (out[0] if out else np.zeros(0)).reshape(m0.shape)
 
 
-def _combine(plan: _Plan, file: str, name: str, xs: list[np.ndarray], base: np.ndarray | None) -> np.ndarray:
+def _pieces(
+    plan: _Plan, file: str, name: str, readers: list[TensorReader], base: TensorReader | None
+) -> Iterator[np.ndarray]:
+    """The merged tensor as float64 slices of ``plan.slice_elements`` elements, in order.
+
+    Every method is elementwise once its whole-tensor quantities are known, and those take
+    passes of their own over the slices: TIES' top-k thresholds
+    (:func:`~mgit.lifecycle.mergemath.top_thresholds`, exact) and slerp's dot products
+    (:func:`~mgit.lifecycle.mergemath.slerp_sums`). DARE's masks are cut from each input's
+    whole-tensor mask (:func:`~mgit.lifecycle.mergemath.dare_mask`). So the slices give the
+    tensor the whole-tensor functions of :mod:`mgit.lifecycle.mergemath` give, bit for bit.
+    """
+    import numpy as np
+
     from mgit.lifecycle import mergemath as mm
+    from mgit.lifecycle.slices import slice_ranges
 
     r = plan.recipe
-    method, w = r["method"], r["weights"]
-    if method == "linear":
-        return mm.linear(xs, w, r["normalize"])
+    method, w, norm, lam = r["method"], r["weights"], r["normalize"], r["lambda"]
+    n = readers[0].numel
+    ranges = list(slice_ranges(n, plan.slice_elements))
+    whole = len(ranges) == 1
+    held: dict[tuple[int, int], tuple[list[np.ndarray], np.ndarray | None]] = {}
+
+    def load(a: int, b: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """float64 copies of each input's (and the base's) slice; a one-slice tensor is read
+        once for all passes (the last pass may change the arrays in place)."""
+        if (a, b) in held:
+            return held[(a, b)]
+        with np.errstate(all="ignore"):  # NaN payloads of the inputs kept as they are
+            xs = [rd.read(a, b).astype(np.float64) for rd in readers]
+            bs = base.read(a, b).astype(np.float64) if base is not None else None
+        if whole:
+            held[(a, b)] = (xs, bs)
+        return xs, bs
+
+    # NaN/inf in the weights propagate as IEEE says. No errstate block spans a yield: the
+    # generator may be resumed on another worker thread (errstate is a context variable).
+    coefs: tuple[float, float] = (1.0, 0.0)
+    thresholds: list[tuple[int, int] | None] = [None] * len(readers)
     if method == "slerp":
-        return mm.slerp(xs[0], xs[1], r["t"])
-    assert base is not None
-    tvs = xs
-    for x in tvs:  # task vectors, in place: a few tensors alive, not twice as many
-        x -= base
-    if method == "task-arithmetic":
-        merged = mm.linear(tvs, w, r["normalize"])
+        with np.errstate(all="ignore"):
+            coefs = mm.slerp_coefs(
+                mm.slerp_sums((xs[0], xs[1]) for xs, _ in (load(a, b) for a, b in ranges)), r["t"]
+            )
     elif method == "ties":
-        for tv, d in zip(tvs, r["density"]):
-            mm.trim_top(tv, d, inplace=True)
-        merged = mm.ties_merge(tvs, w, r["normalize"])
-    else:
-        for i, (tv, d) in enumerate(zip(tvs, r["density"])):
-            mm.dare_drop(tv, d, mm.rng_for(r["seed"], file, name, i), inplace=True)
-        merged = mm.linear(tvs, w, r["normalize"]) if method == "dare-linear" else mm.ties_merge(tvs, w, r["normalize"])
-    del tvs
-    merged *= r["lambda"]
-    merged += base
-    return merged
+        ks = [int(float(d) * n) for d in r["density"]]
+
+        def scan() -> Iterator[list[np.ndarray]]:
+            for a, b in ranges:
+                xs, bs = load(a, b)
+                yield [mm.magnitude_keys(x - bs) for x in xs]
+
+        with np.errstate(all="ignore"):
+            thresholds = mm.top_thresholds(scan, n, ks, plan.select_limit)
+    seen = [0] * len(readers)  # per input: entries at its TIES threshold met so far
+    for a, b in ranges:
+        xs, bs = load(a, b)
+        with np.errstate(all="ignore"):
+            if method == "linear":
+                merged = mm.linear(xs, w, norm)
+            elif method == "slerp":
+                merged = coefs[0] * xs[0] + coefs[1] * xs[1]
+            else:
+                assert bs is not None
+                tvs = xs
+                for x in tvs:  # task vectors, in place
+                    x -= bs
+                if method == "task-arithmetic":
+                    merged = mm.linear(tvs, w, norm)
+                elif method == "ties":
+                    for i, tv in enumerate(tvs):
+                        seen[i] = mm.trim_slice(tv, thresholds[i], seen[i])
+                    merged = mm.ties_merge(tvs, w, norm)
+                else:
+                    for i, (tv, d) in enumerate(zip(tvs, r["density"])):
+                        if float(d) < 1.0:  # densities are in (0, 1]
+                            mm.dare_apply(
+                                tv, d, mm.dare_mask(r["seed"], file, name, i, a, b - a, d)
+                            )
+                    merged = (
+                        mm.linear(tvs, w, norm)
+                        if method == "dare-linear"
+                        else mm.ties_merge(tvs, w, norm)
+                    )
+                del tvs
+                merged *= lam
+                merged += bs
+        del xs, bs
+        held.clear()
+        yield merged
 
 
 def _out_dtype(plan: _Plan, file: str, name: str, m: TensorManifest) -> str:
@@ -348,11 +519,24 @@ def _out_dtype(plan: _Plan, file: str, name: str, m: TensorManifest) -> str:
 
 
 def merge(
-    core: RepoCore, refs: Sequence[str], *, model: str, message: str, method: str, base: str | None = None,
-    weights: Sequence[float] | None = None, density: float | Sequence[float] | None = None,
-    lam: float | None = None, seed: int | None = None, dtype: str | None = None,
-    only: Sequence[str] | None = None, t: float | None = None, normalize: bool | None = None,
-    strict: bool = False, meta: dict[str, str] | None = None, lookahead: int = 1,
+    core: RepoCore,
+    refs: Sequence[str],
+    *,
+    model: str,
+    message: str,
+    method: str,
+    base: str | None = None,
+    weights: Sequence[float] | None = None,
+    density: float | Sequence[float] | None = None,
+    lam: float | None = None,
+    seed: int | None = None,
+    dtype: str | None = None,
+    only: Sequence[str] | None = None,
+    t: float | None = None,
+    normalize: bool | None = None,
+    strict: bool = False,
+    meta: dict[str, str] | None = None,
+    lookahead: int = 1,
 ) -> MergeResult:
     """Merge ``refs`` into a new version of ``model`` (see the module docstring).
 
@@ -364,30 +548,71 @@ def merge(
     check_name(model, what="model name")
     if not message:
         raise UsageError("give -m MSG: the commit message")
-    recipe = make_recipe(core, refs, method=method, base=base, weights=weights, density=density, lam=lam,
-                         seed=seed, dtype=dtype, only=only, t=t, normalize=normalize, strict=strict)
+    recipe = make_recipe(
+        core,
+        refs,
+        method=method,
+        base=base,
+        weights=weights,
+        density=density,
+        lam=lam,
+        seed=seed,
+        dtype=dtype,
+        only=only,
+        t=t,
+        normalize=normalize,
+        strict=strict,
+    )
     return _write(core, recipe, model=model, message=message, meta=meta, lookahead=lookahead)
 
 
-def _write(core: RepoCore, recipe: dict[str, Any], *, model: str, message: str,
-           meta: dict[str, str] | None, lookahead: int = 1) -> MergeResult:
+def _write(
+    core: RepoCore,
+    recipe: dict[str, Any],
+    *,
+    model: str,
+    message: str,
+    meta: dict[str, str] | None,
+    lookahead: int = 1,
+    first: ParentLink | None = None,
+    update_ref: bool = True,
+) -> MergeResult:
+    """Compute and commit a merge. ``first``: a parent placed before the inputs (a redone
+    merge's previous version, relation ``version``: the delta base); ``update_ref=False``
+    writes the commit without moving the line (the rebase cascade gates it first)."""
     from mgit.lifecycle.arith import write_version
 
     plan = _plan(core, recipe)
-    parents: list[ParentLink] = []
+    parents: list[ParentLink] = [first] if first is not None else []
     for oid in recipe["inputs"]:
         if all(p.oid != oid for p in parents):
             parents.append(ParentLink(oid, "merge"))
     got: list[Any] = []
     info = write_version(
-        core, model=model, message=message, parents=parents, base_ref=plan.template,
-        tensors=lambda f, n, m: _compute(core, plan, f, n), meta={"merge_method": recipe["method"], **(meta or {})},
-        recipe=recipe, dtype=lambda f, n, m: _out_dtype(plan, f, n, m), files_override=plan.overrides,
-        lookahead=lookahead, on_stats=got.append,
+        core,
+        model=model,
+        message=message,
+        parents=parents,
+        base_ref=plan.template,
+        tensors=lambda f, n, m: _compute(core, plan, f, n),
+        meta={"merge_method": recipe["method"], **(meta or {})},
+        recipe=recipe,
+        dtype=lambda f, n, m: _out_dtype(plan, f, n, m),
+        files_override=plan.overrides,
+        lookahead=lookahead,
+        on_stats=got.append,
+        update_ref=update_ref,
     )
     total = sum(len(ix.by_key) for ix in plan.idx[:1])
-    return MergeResult(info, recipe, len(plan.merge), total - len(plan.merge), plan.dropped, plan.partial,
-                       got[0].new_bytes if got else 0)
+    return MergeResult(
+        info,
+        recipe,
+        len(plan.merge),
+        total - len(plan.merge),
+        plan.dropped,
+        plan.partial,
+        got[0].new_bytes if got else 0,
+    )
 
 
 def redo(core: RepoCore, ref: str) -> RedoResult:
@@ -397,13 +622,16 @@ def redo(core: RepoCore, ref: str) -> RedoResult:
     Raises:
         UsageError: ``ref`` is not a merge made by ``mgit merge``.
     """
-    from mgit.lifecycle.arith import _tensor_out, build_header
-    from mgit.materialize import tensor_bytes
+    from mgit.lifecycle.arith import build_header, out_pieces, stored_slices
 
     oid = core.resolve(ref)
     c = core.read_commit(oid)
     recipe = c.recipe
-    if not isinstance(recipe, dict) or recipe.get("method") not in METHODS or "inputs" not in recipe:
+    if (
+        not isinstance(recipe, dict)
+        or recipe.get("method") not in METHODS
+        or "inputs" not in recipe
+    ):
         raise UsageError(f"{ref} is not a merge made by 'mgit merge' (it has no merge recipe)")
     if recipe.get("format") != RECIPE_FORMAT:
         raise UsageError(f"{ref}: unknown merge recipe format {recipe.get('format')!r}")
@@ -438,18 +666,41 @@ def redo(core: RepoCore, ref: str) -> RedoResult:
             if v is None and want_dt[name] == m.dtype:
                 same = gm.content_id == m.content_id
             else:
-                from mgit.materialize import tensor_array
-
-                v = tensor_array(core.store, m) if v is None else v
-                same = bytes(_tensor_out(v, m, want_dt[name], name)) == bytes(tensor_bytes(core.store, gm))
+                v = stored_slices(core.store, m) if v is None else v
+                same = _same_bytes(out_pieces(v, m, want_dt[name], name), gm, want_dt[name], core)
             if not same:
                 differing.append(f"{path}:{name}")
     return RedoResult(oid, not differing, differing, checked)
 
 
+def _same_bytes(pieces: Iterator[Any], stored: TensorManifest, dtype: str, core: RepoCore) -> bool:
+    """Whether the recomputed bytes (in pieces) are those of the stored tensor, read slice by
+    slice alongside."""
+    from mgit.lifecycle.slices import TensorReader
+
+    if stored.dtype != dtype:
+        return False
+    reader = TensorReader(core.store, stored)
+    at = 0
+    for piece in pieces:
+        n = len(piece) // stored.itemsize
+        if at + n > stored.numel or bytes(reader.read_bytes(at, at + n)) != bytes(piece):
+            return False
+        at += n
+    return at == stored.numel
+
+
 # -- YAML recipes -------------------------------------------------------------------------------
 
-_TOP_KEYS = {"merge_method", "models", "base_model", "parameters", "dtype", "slices", "tokenizer_source"}
+_TOP_KEYS = {
+    "merge_method",
+    "models",
+    "base_model",
+    "parameters",
+    "dtype",
+    "slices",
+    "tokenizer_source",
+}
 _MODEL_KEYS = {"model", "parameters"}
 _MODEL_PARAMS = {"weight", "density"}
 _GLOBAL_PARAMS = {"lambda", "normalize", "t", "density", "weight", "seed", "strict", "only"}
@@ -480,23 +731,39 @@ def config_to_args(text: str) -> dict[str, Any]:
         raise UsageError("merge config: models must be a list of {model: REF}")
     params = doc.get("parameters") or {}
     if not isinstance(params, dict) or set(params) - _GLOBAL_PARAMS:
-        raise UsageError(f"merge config: unsupported parameters {sorted(set(params) - _GLOBAL_PARAMS)}")
+        raise UsageError(
+            f"merge config: unsupported parameters {sorted(set(params) - _GLOBAL_PARAMS)}"
+        )
     refs, weights, dens = [], [], []
     for item in models:
-        if not isinstance(item, dict) or not isinstance(item.get("model"), str) or set(item) - _MODEL_KEYS:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("model"), str)
+            or set(item) - _MODEL_KEYS
+        ):
             raise UsageError("merge config: each models entry is {model: REF, parameters: {...}}")
         p = item.get("parameters") or {}
         if not isinstance(p, dict) or set(p) - _MODEL_PARAMS:
-            raise UsageError(f"merge config: unsupported model parameters {sorted(set(p) - _MODEL_PARAMS)}")
+            raise UsageError(
+                f"merge config: unsupported model parameters {sorted(set(p) - _MODEL_PARAMS)}"
+            )
         refs.append(item["model"])
         weights.append(p.get("weight", params.get("weight", 1.0)))
         dens.append(p.get("density", params.get("density", 1.0)))
     base = doc.get("base_model")
     only = params.get("only")
     return {
-        "refs": refs, "method": method, "base": base, "weights": weights, "density": dens,
-        "lam": params.get("lambda"), "t": params.get("t"), "normalize": params.get("normalize"),
-        "seed": params.get("seed"), "dtype": doc.get("dtype"), "strict": bool(params.get("strict", False)),
+        "refs": refs,
+        "method": method,
+        "base": base,
+        "weights": weights,
+        "density": dens,
+        "lam": params.get("lambda"),
+        "t": params.get("t"),
+        "normalize": params.get("normalize"),
+        "seed": params.get("seed"),
+        "dtype": doc.get("dtype"),
+        "strict": bool(params.get("strict", False)),
         "only": [only] if isinstance(only, str) else only,
     }
 
@@ -515,7 +782,9 @@ def read_config_file(path: Any) -> str:
         raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def merge_config(core: RepoCore, text: str, *, model: str, message: str, **over: Any) -> MergeResult:
+def merge_config(
+    core: RepoCore, text: str, *, model: str, message: str, **over: Any
+) -> MergeResult:
     """``merge`` from a mergekit YAML recipe (``over``: keyword arguments that win)."""
     args = config_to_args(text)
     args.update({k: v for k, v in over.items() if v is not None})
