@@ -55,18 +55,21 @@ from mgit.refs.store import HEADS
 if TYPE_CHECKING:
     import numpy as np
 
+    from mgit.lifecycle.arith import Streamed
+    from mgit.lifecycle.slices import TensorReader
+
 __all__ = [
+    "STRATEGIES",
+    "TOKENIZER_FILES",
+    "FileStep",
     "RebaseError",
     "RebasePlan",
     "RebaseResult",
     "TensorStep",
-    "FileStep",
-    "TOKENIZER_FILES",
-    "STRATEGIES",
-    "rebase",
-    "plan_replay",
-    "find_oldbase",
     "ancestors",
+    "find_oldbase",
+    "plan_replay",
+    "rebase",
 ]
 
 STRATEGIES = ("replay", "recipe")
@@ -75,6 +78,8 @@ TOKENIZER_FILES = frozenset(
     {"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "merges.txt"}
 )
 _FLOATS = ("F64", "F32", "F16", "BF16")
+#: A sharded checkpoint's index (Hugging Face: ``model.safetensors.index.json``).
+INDEX_SUFFIX = ".safetensors.index.json"
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ class RebasePlan:
     file_out: dict[str, FileEntry | None] = field(default_factory=dict)
     # safetensors output: path -> [(name, source)], source ("newbase"|"model"|"replay", n, o, m)
     layout: dict[str, list[tuple[str, tuple[Any, ...]]]] = field(default_factory=dict)
+    # shard indexes (``*.safetensors.index.json``) rebuilt from the layout: path -> (NEWBASE's, MODEL's)
+    indexes: dict[str, tuple[FileEntry, FileEntry]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Tensors per action."""
@@ -156,6 +163,13 @@ class RebaseResult:
     commit: CommitInfo | None = None
     failed_tests: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: With ``fallback``: why the first strategy did not do (this result is the fallback's).
+    fell_back: str | None = None
+
+    @property
+    def strategy(self) -> str:
+        """The strategy that produced this result."""
+        return self.plan.strategy
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
@@ -163,6 +177,7 @@ class RebaseResult:
             "status": self.status, "plan": self.plan.to_json(),
             "commit": self.commit.to_json() if self.commit else None,
             "failed_tests": list(self.failed_tests), "seconds": round(self.seconds, 3),
+            "fell_back": self.fell_back,
         }
 
 
@@ -318,10 +333,14 @@ def plan_replay(core: RepoCore, plan: RebasePlan, *, ours: bool = False, theirs:
         for path in sorted(set(t_old.files) | set(t_new.files)):
             if _is_tokenizer(path) and _key(t_old.files.get(path)) != _key(t_new.files.get(path)):
                 plan.refusals.append(f"tokenizer file {path} differs between OLDBASE and NEWBASE")
-    # files that are not safetensors: three-way by checksum
+    # files that are not safetensors: three-way by checksum; shard indexes are rebuilt
     others = {p for t in (t_old, t_new, t_mod) for p, e in t.files.items() if e.kind != "safetensors"}
     for path in sorted(others):
         b, n, m = (_other(t, path) for t in (t_old, t_new, t_mod))
+        if path.endswith(INDEX_SUFFIX) and (n is not None and m is not None):
+            plan.files.append(FileStep(path, "regenerated", "from the rebased shards"))
+            plan.indexes[path] = (n, m)
+            continue
         if _key(m) == _key(b):
             take, out = "newbase", n
         elif _key(n) == _key(b):
@@ -330,6 +349,10 @@ def plan_replay(core: RepoCore, plan: RebasePlan, *, ours: bool = False, theirs:
             take, out = "both", m
         else:
             take = "conflict"
+            if any(e is not None and e.kind == "torchzip" for e in (n, m)):
+                plan.refusals.append(f"{path}: a torch checkpoint changed by MODEL and by NEWBASE; replay "
+                                     "computes on safetensors files only (use --strategy recipe, or store "
+                                     "the models as safetensors)")
             if ours:
                 out = m
             elif theirs:
@@ -352,11 +375,78 @@ def _other(tree: Tree, path: str) -> FileEntry | None:
 # -- replay writing ----------------------------------------------------------------------------
 
 
-def _read_array(core: RepoCore, m: TensorManifest) -> np.ndarray:
-    """One stored tensor (replay's only read of tensor data for arithmetic: tests count calls)."""
-    from mgit.materialize import tensor_array
+def _file_bytes(core: RepoCore, e: FileEntry) -> bytes:
+    return b"".join(core.store.get(oid, kind="chunk") for oid in e.chunks)
 
-    return tensor_array(core.store, m)
+
+def shard_index(core: RepoCore, plan: RebasePlan, path: str, n_entry: FileEntry, m_entry: FileEntry) -> bytes:
+    """The shard index at ``path`` for the rebased layout: NEWBASE's index (MODEL's keys where
+    NEWBASE lacks them) with ``weight_map`` listing every tensor of the shards either index
+    names, and ``metadata.total_size`` their bytes; written the way transformers writes it
+    (sorted keys, indent 2, a final newline).
+
+    Raises:
+        RebaseError: an index that is not a JSON object with a ``weight_map``.
+    """
+    import json
+
+    from mgit.objects.model import DTYPE_SIZES
+
+    docs = []
+    for e in (n_entry, m_entry):
+        try:
+            v = json.loads(_file_bytes(core, e))
+        except ValueError:
+            v = None
+        if not isinstance(v, dict) or not isinstance(v.get("weight_map"), dict):
+            raise RebaseError(f"{path}: not a shard index (a JSON object with a weight_map)")
+        docs.append(v)
+    folder = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    shards = sorted({str(f) for d in docs for f in d["weight_map"].values()})
+    weight_map: dict[str, str] = {}
+    total = 0
+    for shard in shards:
+        for name, src in plan.layout.get(folder + shard, []):
+            m = src[1]
+            weight_map[name] = shard
+            size = DTYPE_SIZES[m.dtype]
+            for d in m.shape:
+                size *= d
+            total += size
+    out = {**docs[1], **docs[0]}
+    meta = out.get("metadata")
+    out["metadata"] = {**(meta if isinstance(meta, dict) else {}), "total_size": total}
+    out["weight_map"] = dict(sorted(weight_map.items()))
+    return (json.dumps(out, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _reader(core: RepoCore, m: TensorManifest) -> TensorReader:
+    """A slice reader of one stored tensor: replay's only way to read tensor data (tests
+    count calls)."""
+    from mgit.lifecycle.slices import TensorReader
+
+    return TensorReader(core.store, m)
+
+
+def _raw(x: np.ndarray) -> memoryview:
+    import numpy as np
+
+    return memoryview(np.ascontiguousarray(x).reshape(-1).view(np.uint8))
+
+
+def _stream(core: RepoCore, src: tuple[Any, ...]) -> Streamed:
+    """A layout source's value, slice by slice (``SLICE_ELEMENTS`` at a time: memory is a few
+    slices and one chunk per input, whatever the tensor's size)."""
+    from mgit.lifecycle.arith import SLICE_ELEMENTS, Streamed
+    from mgit.lifecycle.slices import slice_ranges
+
+    if src[0] == "model":
+        r = _reader(core, src[1])
+        return Streamed(r.read(a, b) for a, b in slice_ranges(r.numel, SLICE_ELEMENTS))
+    _, n, o, m = src
+    rn, ro, rm = _reader(core, n), _reader(core, o), _reader(core, m)
+    return Streamed(replay_values(rn.read(a, b), ro.read(a, b), rm.read(a, b), n.dtype)
+                    for a, b in slice_ranges(n.numel, SLICE_ELEMENTS))
 
 
 def replay_values(n: np.ndarray, o: np.ndarray, m: np.ndarray, dtype: str) -> np.ndarray:
@@ -386,10 +476,6 @@ def _write_replay(core: RepoCore, plan: RebasePlan, *, message: str, meta: dict[
     t_mod = core.commit_tree(plan.model_commit)
     by_key = {(path, name): src for path, items in plan.layout.items() for name, src in items}
 
-    def value(src: tuple[Any, ...]) -> np.ndarray:
-        _, n, o, m = src
-        return replay_values(_read_array(core, n), _read_array(core, o), _read_array(core, m), n.dtype)
-
     override: dict[str, Any] = dict(plan.file_out)
     rewritten: set[str] = set()
     tmp = core.mgit_dir / "tmp"
@@ -412,7 +498,7 @@ def _write_replay(core: RepoCore, plan: RebasePlan, *, message: str, meta: dict[
         metadata = header_metadata(core.store, src_entry) if src_entry is not None else None
         write_safetensors_file(out, [
             (name, src[1].dtype, tuple(src[1].shape),
-             (lambda s=src: value(s).reshape(-1).view("u1").data) if src[0] == "replay"
+             (lambda s=src: (_raw(x) for x in _stream(core, s).pieces)) if src[0] == "replay"
              else (lambda s=src: tensor_bytes(core.store, s[1])))
             for name, src in items
         ], metadata)
@@ -421,16 +507,27 @@ def _write_replay(core: RepoCore, plan: RebasePlan, *, message: str, meta: dict[
     for path, e in t_new.files.items():  # NEWBASE's safetensors files left with no tensor
         if e.kind == "safetensors" and e.tensors and path not in plan.layout:
             override[path] = None
+    import json
 
-    def tensors(path: str, name: str, m: TensorManifest) -> np.ndarray | None:
+    for path, (n_entry, m_entry) in plan.indexes.items():
+        data = shard_index(core, plan, path, n_entry, m_entry)
+        for e in (n_entry, m_entry):
+            if json.loads(_file_bytes(core, e)) == json.loads(data):
+                override[path] = e  # what one side's index says: its bytes, exactly
+                break
+        else:
+            out = tmp / f"rebase-{os.getpid()}-{len(temps)}.json"
+            temps.append(out)
+            out.write_bytes(data)
+            override[path] = out
+
+    def tensors(path: str, name: str, m: TensorManifest) -> Streamed | None:
         if path in rewritten:
             return None
         src = by_key.get((path, name))
         if src is None or src[0] == "newbase":
             return None
-        if src[0] == "model":
-            return _read_array(core, src[1])
-        return value(src)
+        return _stream(core, src)
 
     try:
         return write_version(
@@ -493,6 +590,7 @@ def rebase(
     onto: str,
     from_: str | None = None,
     strategy: str = "replay",
+    fallback: str | None = None,
     dry_run: bool = False,
     ours: bool = False,
     theirs: bool = False,
@@ -503,12 +601,44 @@ def rebase(
 ) -> RebaseResult:
     """Rebase MODEL onto NEWBASE (see the module docstring).
 
+    Every verdict is recorded as an attempt (:mod:`mgit.lifecycle.rebase_attempts`); a rerun
+    of a gate-failed job whose version is still there only re-runs the gate on it.
+    ``fallback="recipe"``: when ``replay`` is refused or its gate fails, retrain by the
+    recorded recipe instead (the result says so in ``fell_back``).
+
     Raises:
         RebaseError: refused (shapes, dtypes, tokenizer, conflicts, no recipe, recipe failed),
             MODEL not the tip of its line, no OLDBASE.
         UsageError: bad options.
     """
+    if fallback not in (None, "recipe"):
+        raise UsageError(f"unknown --fallback {fallback!r}", hint="the one fallback is: recipe")
+    if fallback is not None and strategy != "replay":
+        raise UsageError("--fallback recipe applies to --strategy replay")
+    kw: dict[str, Any] = {"onto": onto, "from_": from_, "dry_run": dry_run, "ours": ours, "theirs": theirs,
+                          "force": force, "tests": tests, "timeout": timeout, "on_test": on_test}
+    try:
+        first = _rebase_once(core, model, strategy=strategy, **kw)
+    except RebaseError as exc:
+        if fallback is None or dry_run:
+            raise
+        why = str(exc)
+    else:
+        if fallback is None or first.status != "gate-failed":
+            return first
+        why = "tests failed: " + ", ".join(first.failed_tests)
+    r = _rebase_once(core, model, strategy=fallback, **kw)
+    r.fell_back = why
+    return r
+
+
+def _rebase_once(
+    core: RepoCore, model: str, *, onto: str, from_: str | None, strategy: str, dry_run: bool, ours: bool,
+    theirs: bool, force: bool, tests: bool, timeout: float, on_test: Callable[[Any], None] | None,
+) -> RebaseResult:
     import time
+
+    from mgit.lifecycle import rebase_attempts as att
 
     t0 = time.perf_counter()
     if ours and theirs:
@@ -517,6 +647,56 @@ def rebase(
     if plan.oldbase == plan.newbase and strategy == "replay":
         return RebaseResult(plan, "up-to-date", seconds=time.perf_counter() - t0)
     rec = find_recipe(core, plan.model_commit)
+    key = att.job_key(plan.model_commit, plan.newbase, strategy, rec)
+
+    def attempt(status: str, **kw: Any) -> att.Attempt:
+        return att.Attempt(key=key, model=plan.model, model_commit=plan.model_commit, onto=plan.newbase,
+                           base=plan.oldbase, strategy=strategy, status=status, tip=plan.tip,
+                           seconds=time.perf_counter() - t0, **kw)
+
+    try:
+        _refuse(core, plan, rec, strategy, ours=ours, theirs=theirs, force=force)
+    except RebaseError as exc:
+        if not dry_run:
+            att.record(core, attempt("failed", error=str(exc)))
+        raise
+    if dry_run:
+        return RebaseResult(plan, "dry-run", seconds=time.perf_counter() - t0)
+    assert plan.tip is not None
+    before = att.load(core).get(key)
+    if (before is not None and before.status == "gate-failed" and before.commit is not None
+            and before.tip == plan.tip and before.commit in core.store):
+        info = core.commit_info(before.commit)  # the job's version is written: only gate it again
+    else:
+        try:
+            info = _write(core, plan, rec, strategy, timeout)
+        except RebaseError as exc:
+            att.record(core, attempt("failed", error=str(exc)))
+            raise
+    failed: list[str] = []
+    if tests:
+        from mgit.lifecycle.testing import gate
+
+        def seen(r: Any) -> None:
+            if not r.passed:
+                failed.append(r.test if hasattr(r, "test") else str(r))
+            if on_test is not None:
+                on_test(r)
+
+        if not gate(core, on_result=seen)(info.oid):
+            att.keep_version(core, plan.model, info.oid)
+            att.record(core, attempt("gate-failed", commit=info.oid, failed_tests=failed or ["?"],
+                                     error="tests failed: " + ", ".join(failed or ["?"])))
+            return RebaseResult(plan, "gate-failed", info, failed or ["?"], time.perf_counter() - t0)
+    core.refs.update_many([(HEADS + plan.model, plan.tip, info.oid)], message=f"rebase: {info.message}")
+    att.drop_version(core, plan.model)
+    att.record(core, attempt("rebased", commit=info.oid))
+    return RebaseResult(plan, "rebased", info, seconds=time.perf_counter() - t0)
+
+
+def _refuse(core: RepoCore, plan: RebasePlan, rec: dict[str, Any] | None, strategy: str, *, ours: bool,
+            theirs: bool, force: bool) -> None:
+    """Plan the replay and raise what refuses the rebase (nothing is written)."""
     if strategy == "replay":
         plan_replay(core, plan, ours=ours, theirs=theirs, force=force)
         if plan.refusals:
@@ -531,8 +711,11 @@ def rebase(
     elif rec is None:
         raise RebaseError(f"{plan.model} has no recipe to re-run",
                           hint="record one with 'mgit commit/import --recipe CMD', or use --strategy replay")
-    if dry_run:
-        return RebaseResult(plan, "dry-run", seconds=time.perf_counter() - t0)
+
+
+def _write(core: RepoCore, plan: RebasePlan, rec: dict[str, Any] | None, strategy: str,
+           timeout: float) -> CommitInfo:
+    """Write the rebased version (objects durable; the line does not move)."""
     meta = {"rebased_from": plan.model_commit, "rebased_onto": plan.newbase, "rebased_base": plan.oldbase}
     recipe: dict[str, Any] = {**(rec or {}), "rebase": {
         "strategy": strategy, "model": plan.model_commit, "from": plan.oldbase, "onto": plan.newbase}}
@@ -540,27 +723,12 @@ def rebase(
     parents = [ParentLink(plan.tip, "version"), ParentLink(plan.newbase, plan.relation)]
     message = f"rebase {plan.model} onto {core.model_of(plan.newbase)}@{plan.newbase[:12]} ({strategy})"
     if strategy == "replay":
-        info = _write_replay(core, plan, message=message, meta=meta, recipe=recipe, parents=parents)
-    else:
-        from mgit.lifecycle.rebase_recipe import run_recipe
+        return _write_replay(core, plan, message=message, meta=meta, recipe=recipe, parents=parents)
+    from mgit.lifecycle.rebase_recipe import run_recipe
 
-        assert rec is not None
-        info = run_recipe(core, plan, rec, message=message, meta=meta, recipe=recipe, parents=parents,
-                          timeout=timeout)
-    failed: list[str] = []
-    if tests:
-        from mgit.lifecycle.testing import gate
-
-        def seen(r: Any) -> None:
-            if not r.passed:
-                failed.append(r.test if hasattr(r, "test") else str(r))
-            if on_test is not None:
-                on_test(r)
-
-        if not gate(core, on_result=seen)(info.oid):
-            return RebaseResult(plan, "gate-failed", info, failed or ["?"], time.perf_counter() - t0)
-    core.refs.update_many([(HEADS + plan.model, plan.tip, info.oid)], message=f"rebase: {message}")
-    return RebaseResult(plan, "rebased", info, seconds=time.perf_counter() - t0)
+    assert rec is not None
+    return run_recipe(core, plan, rec, message=message, meta=meta, recipe=recipe, parents=parents,
+                      timeout=timeout)
 
 
 def resolve_many(core: RepoCore, refs: Sequence[str]) -> list[str]:

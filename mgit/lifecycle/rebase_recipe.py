@@ -21,7 +21,7 @@ from typing import Any
 from mgit.core import CommitInfo, RepoCore
 from mgit.objects.model import FileEntry, ParentLink
 
-__all__ = ["run_recipe", "expand"]
+__all__ = ["expand", "run_recipe"]
 
 
 def expand(cmd: str, *, parent_dir: str, out_dir: str, seed: str) -> str:
@@ -51,7 +51,7 @@ def run_recipe(core: RepoCore, plan: Any, rec: dict[str, Any], *, message: str,
         export(core, plan.newbase, parent_dir)
         cmd = expand(rec["cmd"], parent_dir=str(parent_dir), out_dir=str(out_dir), seed=seed)
         env = dict(os.environ, MGIT_PARENT_DIR=str(parent_dir), MGIT_OUT_DIR=str(out_dir), MGIT_SEED=seed)
-        proc = subprocess.Popen(cmd, shell=True, env=env, stdin=subprocess.DEVNULL,  # noqa: S602
+        proc = subprocess.Popen(cmd, shell=True, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)

@@ -3,7 +3,7 @@ safetensors file whose tensor *list* differs from the base version's file (a tas
 added to ``model.safetensors``, a tensor MODEL removed).
 
 :func:`write_safetensors_file` streams one such file tensor by tensor (each tensor's bytes
-produced and dropped one at a time: peak memory is one tensor); the file then goes through
+produced and dropped one at a time, a replayed one slice by slice); the file then goes through
 ``write_version``'s ``files_override`` into the normal ingest path. Every other file is
 rebuilt by ``write_version`` itself, and all rounding is :func:`mgit.lifecycle.arith.cast_rne`.
 """
@@ -42,8 +42,9 @@ def header_metadata(store: DiskStore, entry: FileEntry) -> dict[str, str] | None
     return dict(meta) if isinstance(meta, dict) else None
 
 
-#: One tensor of an output file: name, dtype, shape, and a callable giving its bytes.
-OutTensor = tuple[str, str, tuple[int, ...], Callable[[], "bytes | bytearray | memoryview"]]
+#: One tensor of an output file: name, dtype, shape, and a callable giving its bytes (whole, or
+#: an iterable of pieces in order: a streamed tensor).
+OutTensor = tuple[str, str, tuple[int, ...], Callable[[], "bytes | bytearray | memoryview | Iterable[memoryview]"]]
 
 
 def write_safetensors_file(path: Path, tensors: Iterable[OutTensor], metadata: dict[str, str] | None) -> None:
@@ -76,7 +77,11 @@ def write_safetensors_file(path: Path, tensors: Iterable[OutTensor], metadata: d
         f.write(hb)
         for (name, _, _, produce), n in zip(items, sizes):
             data = produce()
-            if len(data) != n:
-                raise UsageError(f"internal error: tensor {name} has {len(data)} bytes, expected {n}")
-            f.write(data)
-            del data
+            pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+            got = 0
+            for piece in pieces:
+                got += len(piece)
+                f.write(piece)
+            del data, pieces
+            if got != n:
+                raise UsageError(f"internal error: tensor {name} has {got} bytes, expected {n}")

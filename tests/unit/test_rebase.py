@@ -124,8 +124,8 @@ def test_unchanged_tensors_take_newbase_bits_without_reading(tmp_path: Path, mak
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     repo, t = _lineage(tmp_path, make_repo)
     read: list[str] = []
-    real = rb._read_array
-    monkeypatch.setattr(rb, "_read_array", lambda core, m: (read.append(m.content_id), real(core, m))[1])
+    real = rb._reader
+    monkeypatch.setattr(rb, "_reader", lambda core, m: (read.append(m.content_id), real(core, m))[1])
     res = repo.rebase("ft", onto="base")
     plan = res.plan
     unchanged = {s.name for s in plan.tensors if s.action == "newbase"}
@@ -346,20 +346,6 @@ def test_cascade_with_failure_and_resume(tmp_path: Path, make_repo: Any) -> None
     assert out["layer.1.weight"].tobytes() == _state(repo, "base")["layer.1.weight"].tobytes()
     res3 = cascade(repo, "base~1", onto="base")
     assert all(s.status == "up-to-date" for s in res3.steps) and res3.ok
-
-
-def test_cascade_ray_absent_is_a_clear_error(tmp_path: Path, make_repo: Any) -> None:
-    try:
-        import ray  # noqa: F401
-        pytest.skip("ray is installed")
-    except ImportError:
-        pass
-    from mgit.errors import UsageError
-    from mgit.lifecycle.rebase_cascade import cascade
-
-    repo = _cascade_lineage(tmp_path, make_repo)
-    with pytest.raises(UsageError, match="ray"):
-        cascade(repo, "base~1", onto="base", executor="ray")
 
 
 RECIPE = (
