@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ class Repository(RepoCore):
         check: str | None = None,
         allow_empty: bool = False,
         progress: Callable[[int], None] | None = None,
-        recipe: str | None = None,
+        recipe: str | Mapping[str, Any] | None = None,
     ) -> CommitResult:
         """Commit the staged changes of the working tree.
 
@@ -150,7 +150,8 @@ class Repository(RepoCore):
         progress: Callable[[int], None] | None = None,
         follow_symlinks: bool = False,
         hf_cache: str | None = None,
-        recipe: str | None = None,
+        recipe: str | Mapping[str, Any] | None = None,
+        skip_unreadable: bool = False,
     ) -> CommitResult:
         """Commit a model folder from elsewhere as the next version of ``model``.
 
@@ -161,11 +162,14 @@ class Repository(RepoCore):
         ``follow_symlinks``. ``hf_cache="ORG/NAME[@REV]"`` (with ``folder`` None) imports a
         snapshot of the local Hugging Face cache, recording ``hf_repo``, ``hf_revision`` and
         the model card's header; a PEFT adapter folder is an ``adapter`` of the base model its
-        config names (see :func:`mgit.commit.import_folder`).
+        config names (see :func:`mgit.commit.import_folder`). An entry of the folder that
+        cannot be imported (unreadable, a FIFO, a dangling link...) is an error, unless
+        ``skip_unreadable``: then it is left out and listed in the result's ``skipped``.
 
         Raises:
             UsageError: the folder is missing or empty, or the snapshot is not in the cache.
             UnsafePathError: a symlink pointing outside the folder.
+            UnreadableEntryError: an entry that cannot be imported (without ``skip_unreadable``).
             InvalidModelFileError: a malformed safetensors file or ``adapter_config.json``.
         """
         from mgit import commit as c
@@ -173,16 +177,21 @@ class Repository(RepoCore):
         return c.import_folder(self, folder, model=model, message=message, parent=parent,
                                relation=relation, meta=meta, eps=eps, check=check,
                                guess_parent=guess_parent, progress=progress,
-                               follow_symlinks=follow_symlinks, hf_cache=hf_cache, recipe=recipe)
+                               follow_symlinks=follow_symlinks, hf_cache=hf_cache, recipe=recipe,
+                               skip_unreadable=skip_unreadable)
 
     # -- working tree (mgit.worktree.ops) -----------------------------------------------------
 
-    def add(self, paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False) -> AddResult:
+    def add(
+        self, paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False,
+        skip_unreadable: bool = False,
+    ) -> AddResult:
         """Stage files (or every file under folders) for the next commit (``follow_symlinks``:
-        through any symlink, linked folders too)."""
+        through any symlink, linked folders too; ``skip_unreadable``: leave out, and list,
+        entries that cannot be added instead of failing)."""
         from mgit.worktree import ops
 
-        return ops.add(self, paths, follow_symlinks=follow_symlinks)
+        return ops.add(self, paths, follow_symlinks=follow_symlinks, skip_unreadable=skip_unreadable)
 
     def status(self) -> StatusResult:
         """Staged, modified, deleted and untracked files."""
@@ -226,10 +235,17 @@ class Repository(RepoCore):
 
         return tensors.load_tensor(self, ref, name, file=file, torch=torch)
 
-    def load_state_dict(self, ref: str, *, file: str | None = None, torch: bool = False) -> dict[str, Any]:
+    def load_state_dict(self, ref: str, *, file: str | None = None, torch: bool = False,
+                        merged: bool = False, base: str | None = None) -> dict[str, Any]:
         """Tensors of REF as numpy arrays (bf16/fp8 via ml_dtypes) or torch tensors, by key
         (:meth:`tensors`); ``file``: one file's or component folder's, by name. Raises
-        :class:`~mgit.errors.NoTensorsError` when there are none."""
+        :class:`~mgit.errors.NoTensorsError` when there are none. ``merged``: REF is a LoRA
+        adapter; its base model's tensors with the adapter merged in (``base``: that base
+        instead of the adapter's parent; see :mod:`mgit.adapters`)."""
+        if merged:
+            from mgit import adapters
+
+            return adapters.merged_state_dict(self, ref, base=base, torch=torch)
         from mgit import tensors
 
         return tensors.load_state_dict(self, ref, file=file, torch=torch)
@@ -376,15 +392,31 @@ class Repository(RepoCore):
     # -- rebase (mgit.lifecycle.rebase) -------------------------------------------------------
 
     def rebase(self, model: str, *, onto: str, from_: str | None = None, strategy: str = "replay",
-               dry_run: bool = False, ours: bool = False, theirs: bool = False, force: bool = False,
-               tests: bool = True) -> Any:
+               fallback: str | None = None, dry_run: bool = False, ours: bool = False, theirs: bool = False,
+               force: bool = False, tests: bool = True, timeout: float = 3600.0) -> Any:
         """Re-apply MODEL's derivation from OLDBASE (``from_``, default its ancestor on NEWBASE's
-        line) onto NEWBASE as a new version of MODEL's line, gated by the stored tests (see
-        :mod:`mgit.lifecycle.rebase`); returns a ``RebaseResult``."""
+        line) onto NEWBASE as a new version of MODEL's line, gated by the stored tests;
+        ``fallback="recipe"`` retrains by the recorded recipe when replay is refused or fails
+        its tests (see :mod:`mgit.lifecycle.rebase`); returns a ``RebaseResult``."""
         from mgit.lifecycle import rebase as rb
 
-        return rb.rebase(self, model, onto=onto, from_=from_, strategy=strategy, dry_run=dry_run,
-                         ours=ours, theirs=theirs, force=force, tests=tests)
+        return rb.rebase(self, model, onto=onto, from_=from_, strategy=strategy, fallback=fallback,
+                         dry_run=dry_run, ours=ours, theirs=theirs, force=force, tests=tests, timeout=timeout)
+
+    def rebase_cascade(self, old: str, *, onto: str, **kw: Any) -> Any:
+        """Rebase every model derived from OLD onto NEWBASE, upstreams first (``strategy``,
+        ``fallback``, ``jobs``, ``executor``, ``dry_run``, ``tests``, ``only``, ``skip``...; see
+        :mod:`mgit.lifecycle.rebase_cascade`); returns a ``CascadeResult``."""
+        from mgit.lifecycle.rebase_cascade import cascade
+
+        return cascade(self, old, onto=onto, **kw)
+
+    def rebase_status(self) -> Any:
+        """The last rebase cascade and the latest rebase attempt of each model
+        (:mod:`mgit.lifecycle.rebase_attempts`); returns a ``RebaseStatus``."""
+        from mgit.lifecycle.rebase_attempts import status
+
+        return status(self)
 
     # -- merge (mgit.lifecycle.merge) ---------------------------------------------------------
 
@@ -410,3 +442,70 @@ class Repository(RepoCore):
         if method is None:
             raise UsageError("give --method (linear, slerp, task-arithmetic, ties, dare-linear, dare-ties)")
         return mg.merge(self, list(refs or []), model=model, message=message, method=method, **kw)
+
+    # -- integrations (mgit.cache, mgit.adapters, mgit.checkpoints) -------------------------------
+
+    def read_file(self, ref: str, path: str) -> bytes:
+        """The bytes of one file of REF, from the store (nothing written; see
+        :func:`mgit.cache.read_file`). Raises :class:`~mgit.errors.PathNotFoundError`."""
+        from mgit import cache
+
+        return cache.read_file(self, ref, path)
+
+    def model_config(self, ref: str, path: str = "config.json") -> dict[str, Any]:
+        """REF's ``config.json`` parsed (``self.config`` is the repository's own config).
+        Raises :class:`~mgit.errors.PathNotFoundError`, or
+        :class:`~mgit.errors.InvalidModelFileError` when it is not a JSON object."""
+        from mgit import cache
+
+        return cache.read_config(self, ref, path)
+
+    def materialize(self, ref: str, *, include: str | Iterable[str] | None = None,
+                    exclude: str | Iterable[str] | None = None) -> Path:
+        """A cached, read-only folder of REF's files (globs ``include``/``exclude``), built
+        once and shared between versions file by file (see :mod:`mgit.cache`)."""
+        from mgit import cache
+
+        return cache.materialize(self, ref, include=include, exclude=exclude)
+
+    def clean_cache(self, *, keep: Iterable[str] | None = None, min_age: float = 3600.0,
+                    dry_run: bool = False) -> Any:
+        """Drop cached folders of unreachable versions (older than ``min_age`` seconds) and
+        cached files no folder uses; returns a :class:`mgit.cache.CacheCleanResult`."""
+        from mgit import cache
+
+        return cache.clean_cache(self, keep=None if keep is None else set(keep), min_age=min_age,
+                                 dry_run=dry_run)
+
+    def export_merged(self, ref: str, directory: str | os.PathLike[str], *, base: str | None = None,
+                      force: bool = False) -> ExportResult:
+        """Export the LoRA adapter REF merged into its base model as plain weights
+        (``mgit export --merge-adapter``; see :mod:`mgit.adapters`)."""
+        from mgit import adapters
+
+        return adapters.export_merged(self, ref, directory, base=base, force=force)
+
+    def commit_state_dict(self, state_dict: Any, *, model: str, message: str,
+                          parent: str | Sequence[str] | None = None, relation: str | None = None,
+                          meta: dict[str, str] | None = None, files: dict[str, bytes] | None = None,
+                          files_from: str | None = None, filename: str = "model.safetensors",
+                          metadata: dict[str, str] | None = None) -> CommitResult:
+        """Commit tensors from memory (torch, any dtype, or numpy) as the next version of
+        ``model``, plus ``files`` (path -> bytes) and, with ``files_from``, that version's other
+        files; the tensor file is what ``safetensors.torch.save_file`` would write (see
+        :mod:`mgit.checkpoints`)."""
+        from mgit import checkpoints
+
+        return checkpoints.commit_state_dict(self, state_dict, model=model, message=message, parent=parent,
+                                             relation=relation, meta=meta, files=files, files_from=files_from,
+                                             filename=filename, metadata=metadata)
+
+    def commit_checkpoint(self, folder: str | os.PathLike[str], *, model: str, message: str,
+                          parent: str | Sequence[str] | None = None, relation: str | None = None,
+                          meta: dict[str, str] | None = None) -> CommitResult:
+        """Commit a Trainer checkpoint folder's model files (its optimizer, scheduler and RNG
+        state left out) as the next version of ``model`` (see :mod:`mgit.checkpoints`)."""
+        from mgit import checkpoints
+
+        return checkpoints.commit_checkpoint(self, folder, model=model, message=message, parent=parent,
+                                             relation=relation, meta=meta)
