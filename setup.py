@@ -5,6 +5,7 @@ still succeeds, and mgit uses a Python equivalent.
 
 - ``mgit._planes``: byte-plane and delta kernels for the lossless codecs (else numpy).
 - ``mgit._syscalls`` (Linux): ``sync_file_range`` and ``mallopt`` (else ctypes).
+- ``mgit._diffstats``: the one-pass statistics of ``mgit diff`` (else numpy).
 """
 
 import sys
@@ -24,7 +25,10 @@ class _BuildExt(build_ext):
         super().build_extensions()
 
 
-_EXTENSIONS = [Extension("mgit._planes", ["mgit/_planes.c"], optional=True)]
+_EXTENSIONS = [
+    Extension("mgit._planes", ["mgit/_planes.c"], optional=True),
+    Extension("mgit._diffstats", ["mgit/_diffstats.c"], optional=True),
+]
 if sys.platform.startswith("linux"):
     _EXTENSIONS.append(Extension("mgit._syscalls", ["mgit/_syscalls.c"], optional=True))
 

@@ -12,15 +12,18 @@ model plus milliseconds per candidate.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mgit import lineage_index
 from mgit.formats.dtypes import DTYPE_SIZES
 from mgit.formats.names import pair
 from mgit.formats.safetensors import UnknownDtypeError, read_header
+from mgit.lineage_index import chunk_key, layout_key
 from mgit.objects.chunking import tensor_chunk_ids
 from mgit.objects.ids import Oid
 from mgit.objects.model import TensorManifest, tensor_chunk_size
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["Candidate", "guess_parents"]
 
 _SAMPLED_TENSORS = 2
+#: Up to this many versions, every one is scored (exactly the full ranking); above it, the
+#: lineage index picks the candidates.
+SCAN_ALL_BELOW = 256
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,12 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {
-            "oid": self.oid, "model": self.model, "score": round(self.score, 4),
+            "oid": self.oid,
+            "model": self.model,
+            "score": round(self.score, 4),
             "identical_fraction": round(self.identical_fraction, 4),
-            "paired_fraction": round(self.paired_fraction, 4), "seconds": round(self.seconds, 4),
+            "paired_fraction": round(self.paired_fraction, 4),
+            "seconds": round(self.seconds, 4),
         }
 
 
@@ -79,7 +88,11 @@ def _scan_folder(folder: Path, chunk_size: int) -> list[_NewTensor]:
         with open(path, "rb") as f:
             for spec in header.tensors:
                 chunks = tensor_chunk_ids(f, spec, chunk_size)
-                out.append(_NewTensor(spec.name, spec.dtype, spec.shape, spec.nbytes, chunks, path, spec.start))
+                out.append(
+                    _NewTensor(
+                        spec.name, spec.dtype, spec.shape, spec.nbytes, chunks, path, spec.start
+                    )
+                )
     return out
 
 
@@ -98,49 +111,88 @@ def _closeness(new: bytes, old: bytes, itemsize: int) -> float:
 def guess_parents(repo: RepoCore, folder: str | Path, *, limit: int = 5) -> list[Candidate]:
     """Rank the stored model versions by closeness to the model in ``folder``.
 
+    In a repository of more than :data:`SCAN_ALL_BELOW` versions with the lineage index
+    (:mod:`mgit.lineage_index`), only likely candidates are scored: the versions holding one
+    of the folder's tensor chunks (the index's inverted index: chunk -> versions); when none of
+    them shares half of the bytes (a full finetune shares no chunk), also the versions whose
+    tensors have the folder's layout (dtypes and shapes); then, while fewer than ``limit`` are
+    scored, the newest of the others. Otherwise every version is scored.
+
     Returns:
-        Up to ``limit`` candidates, best first (empty when the repository has no commits or the
-        folder has no safetensors tensors).
+        Up to ``limit`` candidates, best first (ties: the newest, then by id); empty when the
+        repository has no commits or the folder has no safetensors tensors.
     """
     tensors = _scan_folder(Path(folder), repo.chunk_size)
     total = sum(t.nbytes for t in tensors) or 1
+    ix = lineage_index.load(repo)
     out: list[Candidate] = []
-    for oid in all_commits(repo):
-        t0 = time.perf_counter()
-        manifests = tensor_manifests(repo, oid)
-        identical = paired = 0
-        changed: list[tuple[int, _NewTensor, TensorManifest]] = []
-        pairs = pair([t.name for t in tensors], manifests)
-        for t in tensors:
-            pname = pairs.get(t.name)
-            if pname is None:
-                continue
-            m = manifests[pname]
-            if m.dtype != t.dtype or m.shape != t.shape or m.chunk_size != tensor_chunk_size(t.dtype, repo.chunk_size):
-                continue
-            paired += t.nbytes
-            same = sum(
-                min(m.chunk_size, t.nbytes - i * m.chunk_size)
-                for i, (a, b) in enumerate(zip(t.chunks, m.data_ids)) if a == b
-            )
-            identical += same
-            if same < t.nbytes and m.chunks:
-                changed.append((t.nbytes - same, t, m))
-        close_bytes = 0.0
-        changed.sort(key=lambda x: -x[0])
-        sampled = changed[:_SAMPLED_TENSORS]
-        if sampled:
-            fracs = []
-            for _, t, m in sampled:
-                first, start, end = m.segments()[0]
-                old = repo.store.get(first, kind="chunk")[start:end]
-                with open(t.path, "rb") as f:
-                    f.seek(t.start)
-                    new = f.read(len(old))
-                fracs.append(_closeness(new, old, DTYPE_SIZES[t.dtype]))
-            close_bytes = float(np.mean(fracs)) * sum(c[0] for c in changed)
-        score = (identical + close_bytes) / total
-        c = repo.read_commit(oid)
-        out.append(Candidate(oid, c.model, score, identical / total, paired / total, time.perf_counter() - t0))
-    out.sort(key=lambda c: (-c.score, -repo.read_commit(c.oid).time))
+    if ix is None:
+        for oid in sorted(all_commits(repo)):
+            out.append(_score(repo, oid, repo.read_commit(oid).model, tensors, total))
+        times = {c.oid: repo.read_commit(c.oid).time for c in out}
+    else:
+        scored: set[int] = set()
+
+        def score(cands: Iterable[int]) -> None:
+            for i in cands:
+                if i not in scored:
+                    scored.add(i)
+                    out.append(_score(repo, ix.oids[i], ix.model_name(i), tensors, total))
+
+        if ix.n <= SCAN_ALL_BELOW or not tensors:
+            score(range(ix.n))
+        else:
+            score(sorted(ix.with_chunks(chunk_key(c) for t in tensors for c in t.chunks)))
+            if not out or max(c.identical_fraction for c in out) < 0.5:
+                score(sorted(ix.with_layout(layout_key((t.dtype, t.shape) for t in tensors))))
+            if len(out) < limit:
+                score([i for i in ix.order if i not in scored][: limit - len(out)])
+        times = {c.oid: ix.time[ix.pos[c.oid]] for c in out}
+    out.sort(key=lambda c: (-c.score, -times[c.oid], c.oid))
     return out[:limit]
+
+
+def _score(
+    repo: RepoCore, oid: str, model: str, tensors: list[_NewTensor], total: int
+) -> Candidate:
+    """How close version ``oid`` is to the folder's ``tensors`` (``total`` bytes)."""
+    t0 = time.perf_counter()
+    manifests = tensor_manifests(repo, oid)
+    identical = paired = 0
+    changed: list[tuple[int, _NewTensor, TensorManifest]] = []
+    pairs = pair([t.name for t in tensors], manifests)
+    for t in tensors:
+        pname = pairs.get(t.name)
+        if pname is None:
+            continue
+        m = manifests[pname]
+        if (
+            m.dtype != t.dtype
+            or m.shape != t.shape
+            or m.chunk_size != tensor_chunk_size(t.dtype, repo.chunk_size)
+        ):
+            continue
+        paired += t.nbytes
+        same = sum(
+            min(m.chunk_size, t.nbytes - i * m.chunk_size)
+            for i, (a, b) in enumerate(zip(t.chunks, m.data_ids))
+            if a == b
+        )
+        identical += same
+        if same < t.nbytes and m.chunks:
+            changed.append((t.nbytes - same, t, m))
+    close_bytes = 0.0
+    changed.sort(key=lambda x: -x[0])
+    sampled = changed[:_SAMPLED_TENSORS]
+    if sampled:
+        fracs = []
+        for _, t, m in sampled:
+            first, start, end = m.segments()[0]
+            old = repo.store.get(first, kind="chunk")[start:end]
+            with open(t.path, "rb") as f:
+                f.seek(t.start)
+                new = f.read(len(old))
+            fracs.append(_closeness(new, old, DTYPE_SIZES[t.dtype]))
+        close_bytes = float(np.mean(fracs)) * sum(c[0] for c in changed)
+    score = (identical + close_bytes) / total
+    return Candidate(oid, model, score, identical / total, paired / total, time.perf_counter() - t0)

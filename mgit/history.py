@@ -5,15 +5,32 @@ Functions take a :class:`mgit.core.RepoCore` and only read.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mgit import lineage_index
 from mgit.core import CommitInfo, RepoCore, check_relation
 from mgit.errors import UsageError
 from mgit.lineage import graph as dag
+from mgit.lineage_index import LineageIndex
 from mgit.reach import all_commits
+from mgit.refs.store import HEADS, TAGS
 
-__all__ = ["ModelInfo", "FileInfo", "ShowResult", "show", "log", "is_ancestor", "models", "lineage", "find", "line_versions"]
+__all__ = [
+    "FileInfo",
+    "LogView",
+    "ModelInfo",
+    "ShowResult",
+    "find",
+    "is_ancestor",
+    "line_versions",
+    "lineage",
+    "log",
+    "log_view",
+    "models",
+    "show",
+]
 
 
 @dataclass(frozen=True)
@@ -33,9 +50,14 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {
-            "name": self.name, "head": self.head, "versions": self.versions,
-            "derived_from": self.derived_from, "relation": self.relation,
-            "logical_bytes": self.logical_bytes, "time": self.time, "message": self.message,
+            "name": self.name,
+            "head": self.head,
+            "versions": self.versions,
+            "derived_from": self.derived_from,
+            "relation": self.relation,
+            "logical_bytes": self.logical_bytes,
+            "time": self.time,
+            "message": self.message,
             "current": self.current,
         }
 
@@ -62,7 +84,9 @@ class ShowResult:
         """JSON value: the commit's fields plus ``files`` (path -> kind, size, tensors) and
         ``logical_bytes``."""
         data = self.commit.to_json()
-        data["files"] = {f.path: {"kind": f.kind, "size": f.size, "tensors": f.tensors} for f in self.files}
+        data["files"] = {
+            f.path: {"kind": f.kind, "size": f.size, "tensors": f.tensors} for f in self.files
+        }
         data["logical_bytes"] = self.logical_bytes
         return data
 
@@ -75,17 +99,67 @@ def show(core: RepoCore, ref: str) -> ShowResult:
     return ShowResult(info, files, tree.logical_bytes)
 
 
-def log(core: RepoCore, ref: str | None = None, *, all: bool = False, limit: int | None = None) -> list[CommitInfo]:
-    """Commits reachable from REF (default HEAD; ``all``: from every ref), newest first,
-    children before parents."""
+@dataclass(frozen=True)
+class LogView:
+    """What ``log`` lists, ready to stream: the commit ids in order and how to read each.
+
+    Attributes:
+        oids: the commits, newest first, every child before its parents.
+        members: the same commits, for membership tests (a parent outside has no graph line).
+        info: a commit id -> its :class:`CommitInfo` (read on demand).
+        model_of: a commit id (listed or a parent of one) -> its model line.
+    """
+
+    oids: Sequence[str]
+    members: Container[str]
+    info: Callable[[str], CommitInfo]
+    model_of: Callable[[str], str]
+    #: Model lines and their latest commits, and tags, as read for this listing.
+    model_heads: dict[str, str]
+    tags: dict[str, str]
+
+
+def log_view(core: RepoCore, ref: str | None = None, *, all: bool = False) -> LogView:
+    """The commits ``log`` lists (see :func:`log`), with nothing read but the order: from the
+    lineage index when it is usable (the ``--all`` order is precomputed there), else from the
+    commit objects."""
+    ix = lineage_index.load(core)
+    if ix is not None:
+        if all:
+            return _view(core, ix, [ix.oids[i] for i in ix.order], ix.pos)
+        i = ix.pos.get(core.resolve(ref or "HEAD"))
+        if i is not None:
+            order = [ix.oids[k] for k in ix.topo_order(ix.ancestors([i]))]
+            return _view(core, ix, order, set(order))
     if all:
         commits = all_commits(core)
     else:
         commits = dag.ancestors([core.resolve(ref or "HEAD")], core.parents_of)
     order = dag.topo_order(commits, core.parents_of, core.commit_time_of)
-    if limit is not None:
-        order = order[:limit]
-    return [core.commit_info(c) for c in order]
+    return LogView(order, commits, core.commit_info, core.model_of, core.model_heads(), core.tags())
+
+
+def _view(core: RepoCore, ix: LineageIndex, order: list[str], members: Container[str]) -> LogView:
+    pos = ix.pos
+
+    def model_of(oid: str) -> str:
+        i = pos.get(oid)
+        return ix.model_name(i) if i is not None else core.model_of(oid)
+
+    snap = ix.snapshot
+    return LogView(
+        order, members, lambda oid: ix.info(pos[oid]), model_of, snap.under(HEADS), snap.under(TAGS)
+    )
+
+
+def log(
+    core: RepoCore, ref: str | None = None, *, all: bool = False, limit: int | None = None
+) -> list[CommitInfo]:
+    """Commits reachable from REF (default HEAD; ``all``: from every ref), newest first,
+    children before parents (ties: newest first, then by id)."""
+    view = log_view(core, ref, all=all)
+    order = view.oids if limit is None else view.oids[:limit]
+    return [view.info(c) for c in order]
 
 
 def is_ancestor(core: RepoCore, a: str, b: str) -> bool:
@@ -95,6 +169,37 @@ def is_ancestor(core: RepoCore, a: str, b: str) -> bool:
 
 def models(core: RepoCore) -> list[ModelInfo]:
     """Every model line with its latest version and the model it derives from."""
+    ix = lineage_index.load(core)
+    if ix is None:
+        return _models_from_objects(core)
+    heads = ix.snapshot.under(HEADS)
+    out = []
+    current = core.head_model
+    for name, tip in heads.items():
+        i = ix.pos[tip]
+        line = _line_ix(ix, i, model=name)
+        first = line[-1]
+        ps = ix.parents(first)
+        src = ps[0] if ps else None
+        out.append(
+            ModelInfo(
+                name=name,
+                head=tip,
+                versions=len(line),
+                derived_from=f"{ix.model_name(src)}@{ix.oids[src][:12]}"
+                if src is not None
+                else None,
+                relation=ix.parent_links(first)[0][1] if src is not None else None,
+                logical_bytes=ix.lbytes[i],
+                time=ix.time[i],
+                message=ix.record(i)[1],
+                current=name == current,
+            )
+        )
+    return out
+
+
+def _models_from_objects(core: RepoCore) -> list[ModelInfo]:
     out = []
     current = core.head_model
     for name, tip in core.model_heads().items():
@@ -104,13 +209,33 @@ def models(core: RepoCore) -> list[ModelInfo]:
         derived = f"{core.read_commit(src.oid).model}@{src.oid[:12]}" if src is not None else None
         out.append(
             ModelInfo(
-                name=name, head=tip, versions=len(line), derived_from=derived,
+                name=name,
+                head=tip,
+                versions=len(line),
+                derived_from=derived,
                 relation=src.relation if src else None,
-                logical_bytes=core.read_tree(c.tree).logical_bytes, time=c.time,
-                message=c.message, current=name == current,
+                logical_bytes=core.read_tree(c.tree).logical_bytes,
+                time=c.time,
+                message=c.message,
+                current=name == current,
             )
         )
     return out
+
+
+def _line_ix(ix: LineageIndex, i: int, *, model: str | None = None) -> list[int]:
+    """:func:`line_versions` on the index."""
+    out = [i]
+    seen = {i}
+    cur = i
+    while True:
+        line = model or ix.model_name(cur)
+        nxt = [p for p in ix.parents(cur) if ix.model_name(p) == line]
+        if not nxt or nxt[0] in seen:
+            return out
+        cur = nxt[0]
+        out.append(cur)
+        seen.add(cur)
 
 
 def lineage(core: RepoCore, ref: str | None = None, *, direction: str | None = None) -> Any:
@@ -124,6 +249,61 @@ def lineage(core: RepoCore, ref: str | None = None, *, direction: str | None = N
     """
     import networkx as nx
 
+    if ref is not None and direction not in (None, "ancestors", "descendants"):
+        raise UsageError(f"unknown direction {direction!r}")
+    ix = lineage_index.load(core)
+    oid = core.resolve(ref) if ref is not None else None
+    if ix is None or (oid is not None and oid not in ix.pos):
+        return _lineage_from_objects(core, ref, direction=direction)
+    chosen: Iterable[int]
+    if oid is None:
+        chosen = range(ix.n)
+    else:
+        i = ix.pos[oid]
+        if direction == "ancestors":
+            chosen = ix.ancestors([i])
+        elif direction == "descendants":
+            chosen = {i} | ix.descendants(i)
+        else:
+            chosen = ix.ancestors([i]) | ix.descendants(i)
+    members = sorted(chosen, key=ix.oids.__getitem__)  # node order as from the objects: by id
+    heads: dict[str, list[str]] = {}
+    for name, h in ix.snapshot.under(HEADS).items():
+        heads.setdefault(h, []).append(name)
+    tags: dict[str, list[str]] = {}
+    for name, t in ix.snapshot.under(TAGS).items():
+        tags.setdefault(t, []).append(name)
+    g: Any = nx.DiGraph()
+    oids = ix.oids
+    for c in members:
+        author, message, meta, _tree, _recipe, lossy = ix.record(c)
+        o = oids[c]
+        g.add_node(
+            o,
+            model=ix.model_name(c),
+            short=o[:12],
+            message=message,
+            author=author,
+            time=ix.time[c],
+            meta=dict(meta),
+            tags=tags.get(o, []),
+            heads=heads.get(o, []),
+            lossy=lossy is not None,
+            logical_bytes=ix.lbytes[c],
+        )
+    inside = set(members)
+    for c in members:
+        for k, (p, rel) in enumerate(ix.parent_links(c)):
+            if ix.pos[p] in inside:
+                g.add_edge(p, oids[c], relation=rel, index=k)
+    return g
+
+
+def _lineage_from_objects(
+    core: RepoCore, ref: str | None = None, *, direction: str | None = None
+) -> Any:
+    import networkx as nx
+
     commits = all_commits(core)
     if ref is not None:
         oid = core.resolve(ref)
@@ -133,7 +313,9 @@ def lineage(core: RepoCore, ref: str | None = None, *, direction: str | None = N
         elif direction == "descendants":
             commits = {oid} | dag.descendants(oid, commits, core.parents_of)
         elif direction is None:
-            commits = dag.ancestors([oid], core.parents_of) | dag.descendants(oid, commits, core.parents_of)
+            commits = dag.ancestors([oid], core.parents_of) | dag.descendants(
+                oid, commits, core.parents_of
+            )
         else:
             raise UsageError(f"unknown direction {direction!r}")
     heads: dict[str, list[str]] = {}
@@ -143,14 +325,22 @@ def lineage(core: RepoCore, ref: str | None = None, *, direction: str | None = N
     for name, oid in core.tags().items():
         tags.setdefault(oid, []).append(name)
     g: Any = nx.DiGraph()
-    for c in commits:
+    for c in sorted(commits):
         cm = core.read_commit(c)
         g.add_node(
-            c, model=cm.model, short=c[:12], message=cm.message, author=cm.author, time=cm.time,
-            meta=dict(cm.meta), tags=tags.get(c, []), heads=heads.get(c, []),
-            lossy=cm.lossy is not None, logical_bytes=core.read_tree(cm.tree).logical_bytes,
+            c,
+            model=cm.model,
+            short=c[:12],
+            message=cm.message,
+            author=cm.author,
+            time=cm.time,
+            meta=dict(cm.meta),
+            tags=tags.get(c, []),
+            heads=heads.get(c, []),
+            lossy=cm.lossy is not None,
+            logical_bytes=core.read_tree(cm.tree).logical_bytes,
         )
-    for c in commits:
+    for c in sorted(commits):
         for i, p in enumerate(core.read_commit(c).parents):
             if p.oid in commits:
                 g.add_edge(p.oid, c, relation=p.relation, index=i)
@@ -166,7 +356,7 @@ def find(
     derived_from: str | None = None,
     all_versions: bool = False,
 ) -> list[CommitInfo]:
-    """Model versions matching every filter given.
+    """Model versions matching every filter given, newest first (ties: by model, then id).
 
     Args:
         core: the repository.
@@ -178,13 +368,53 @@ def find(
     """
     if relation is not None:
         check_relation(relation)
-    cands = all_commits(core) if all_versions else set(core.model_heads().values())
-    anc_of: str | None = core.resolve(derived_from) if derived_from else None
     want = dict(meta or {})
     if task is not None:
         want["task"] = task
+    ix = lineage_index.load(core)
+    if ix is None:
+        return _find_from_objects(core, want, relation, derived_from, all_versions)
+    heads = ix.snapshot.under(HEADS)
+    cands = range(ix.n) if all_versions else sorted({ix.pos[t] for t in heads.values()})
+    below: set[int] | None = None
+    if derived_from:
+        a = ix.pos.get(core.resolve(derived_from))
+        below = ix.descendants(a) if a is not None else set()
     out = []
     for c in cands:
+        if below is not None and c not in below:
+            continue
+        versions = [c] if all_versions else _line_ix(ix, c)
+        if want and not _meta_matches_ix(ix, versions, want):
+            continue
+        if relation is not None and not any(
+            r == relation for v in versions for _, r in ix.parent_links(v)
+        ):
+            continue
+        out.append(ix.info(c))
+    out.sort(key=lambda i: (-i.time, i.model, i.oid))
+    return out
+
+
+def _meta_matches_ix(ix: LineageIndex, versions: list[int], want: dict[str, str]) -> bool:
+    for k, v in want.items():
+        found = next((ix.record(c)[2][k] for c in versions if k in ix.record(c)[2]), None)
+        if found != v:
+            return False
+    return True
+
+
+def _find_from_objects(
+    core: RepoCore,
+    want: dict[str, str],
+    relation: str | None,
+    derived_from: str | None,
+    all_versions: bool,
+) -> list[CommitInfo]:
+    cands = all_commits(core) if all_versions else set(core.model_heads().values())
+    anc_of: str | None = core.resolve(derived_from) if derived_from else None
+    out = []
+    for c in sorted(cands):
         if want and not _meta_matches(core, c, want, all_versions):
             continue
         if relation is not None and not _has_relation(core, c, relation, all_versions):
@@ -192,7 +422,7 @@ def find(
         if anc_of is not None and (c == anc_of or not is_ancestor(core, anc_of, c)):
             continue
         out.append(core.commit_info(c))
-    out.sort(key=lambda i: (-i.time, i.model))
+    out.sort(key=lambda i: (-i.time, i.model, i.oid))
     return out
 
 
@@ -216,7 +446,9 @@ def _meta_matches(core: RepoCore, oid: str, want: dict[str, str], exact: bool) -
     sets it again."""
     versions = [oid] if exact else line_versions(core, oid)
     for k, v in want.items():
-        found = next((core.read_commit(c).meta[k] for c in versions if k in core.read_commit(c).meta), None)
+        found = next(
+            (core.read_commit(c).meta[k] for c in versions if k in core.read_commit(c).meta), None
+        )
         if found != v:
             return False
     return True

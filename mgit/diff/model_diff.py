@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 
+from mgit._pool import WorkerPool
 from mgit.diff.files import FILE_STATUSES, FileDiff, LayoutChange, diff_files, layout_changes
 from mgit.diff.groups import (
     STATUSES,
@@ -41,20 +43,27 @@ from mgit.diff.lora import LoraDiff, diff_lora, find_adapter, lora_factors
 from mgit.diff.names import DEFAULT_HEAD_PREFIXES, ROOT_GROUP, block_of, module_of, pair_tensors
 from mgit.diff.quant import DequantSource, QuantInfo
 from mgit.diff.schema import JSON_SCHEMA_DOC
-from mgit.diff.source import TensorInfo, TensorSource, is_float_dtype, is_int_dtype
+from mgit.diff.source import TensorInfo, TensorSource, is_float_dtype, is_int_dtype, numpy_dtype
 from mgit.diff.stats import DEFAULT_RANK_RTOL, TensorStats, compute_stats
+from mgit.diff.stream import (
+    PieceReader,
+    Scheduler,
+    blas_single_threaded,
+    current_progress,
+    default_workers,
+)
 
 __all__ = [
-    "Status",
+    "JSON_SCHEMA_DOC",
+    "SCHEMA_VERSION",
     "STATUSES",
-    "TensorDiff",
-    "GroupSummary",
     "DiffSummary",
+    "GroupSummary",
     "ModelDiff",
+    "Status",
+    "TensorDiff",
     "diff_models",
     "summarize_groups",
-    "SCHEMA_VERSION",
-    "JSON_SCHEMA_DOC",
 ]
 
 Status = Literal["added", "removed", "changed", "unchanged", "dtype_changed", "shape_changed"]
@@ -359,6 +368,7 @@ class _Side:
         self.view: Any = DequantSource(source, self.raw) if dequantize else source
         self.infos: dict[str, TensorInfo] = self.view.tensors() if dequantize else self.raw
         self.quantized = self.view.quantized if dequantize else 0
+        self.reader = PieceReader(source)
 
     def quant(self, key: str) -> QuantInfo | None:
         return self.view.quant(key) if isinstance(self.view, DequantSource) else None
@@ -393,6 +403,8 @@ def diff_models(
     progress: ProgressFn | None = None,
     dequantize: bool = True,
     adapters: bool = True,
+    workers: int | None = None,
+    progress_bytes: Callable[[int, int], None] | None = None,
 ) -> ModelDiff:
     """Compare every tensor and every file of two model versions.
 
@@ -410,11 +422,16 @@ def diff_models(
         pair_prefixes: Pair names that differ by a task-head prefix
             (``embeddings.x`` / ``bert.embeddings.x``) instead of reporting removed + added.
         prefixes: The task-head prefixes used for pairing.
-        progress: Called as ``progress(name, i, total)`` before each tensor pair is examined.
+        progress: Called as ``progress(name, i, total)`` for each tensor pair in order, as
+            its examination starts.
         dequantize: Recognise quantized layouts and compare dequantized values
             (:mod:`mgit.diff.quant`).
         adapters: Measure a PEFT LoRA adapter on one side against the other side's weights
             (:mod:`mgit.diff.lora`).
+        workers: Threads comparing values (default: every core, ``MGIT_THREADS``); see
+            :mod:`mgit.diff.stream` for how the work is cut and what memory it holds.
+        progress_bytes: Called as ``(bytes read, bytes to read)`` as the values are read
+            (default: the callback of an enclosing :func:`mgit.diff.stream.progress_to`).
 
     Returns:
         The diff.
@@ -428,9 +445,36 @@ def diff_models(
         'changed'
     """
     sa, sb = _Side(a, dequantize), _Side(b, dequantize)
+    nworkers = max(1, workers if workers is not None else default_workers())
+    with WorkerPool(nworkers) as pool, blas_single_threaded():
+        report = progress_bytes if progress_bytes is not None else current_progress()
+        sched = Scheduler(pool, nworkers, rank=rank, rank_rtol=rank_rtol, progress_bytes=report)
+        entries, loaded = _walk_pairs(
+            sa, sb, sched, rank, rank_rtol, pair_prefixes, prefixes, progress
+        )
+    entries.sort(key=lambda t: t.name)
+    lora = _adapter_diff(sa, sb, rank_rtol) if adapters else None
+    files = diff_files(a, b, sa.raw, sb.raw, entries)
+    layout = layout_changes(sa.raw, sb.raw, entries)
+    return _assemble(a.label, b.label, entries, sa, sb, loaded, files, layout, lora)
+
+
+def _walk_pairs(
+    sa: _Side,
+    sb: _Side,
+    sched: Scheduler,
+    rank: bool,
+    rank_rtol: float,
+    pair_prefixes: bool,
+    prefixes: Sequence[str],
+    progress: ProgressFn | None,
+) -> tuple[list[TensorDiff], int]:
+    """Classify every pair; hand the ones whose values must be compared to ``sched``."""
     infos_a, infos_b = sa.infos, sb.infos
     pairs = pair_tensors(infos_a, infos_b, prefixes=prefixes if pair_prefixes else ())
     entries: list[TensorDiff] = []
+    todo: list[tuple[int, str, str, TensorDiff, str]] = []  # entry index, keys, base, status
+    pending: list[tuple[int, TensorDiff, str, bool]] = []  # entry index, base, status, streamed
     loaded = 0
     total = len(pairs)
     for i, (na, nb) in enumerate(pairs):
@@ -486,14 +530,60 @@ def diff_models(
             entries.append(replace(base, status=status))
             continue
         loaded += 1
-        entries.append(
-            _compare_loaded(sa, sb, na, nb, base, status, rank=rank, rank_rtol=rank_rtol)
-        )
-    entries.sort(key=lambda t: t.name)
-    lora = _adapter_diff(sa, sb, rank_rtol) if adapters else None
-    files = diff_files(a, b, sa.raw, sb.raw, entries)
-    layout = layout_changes(sa.raw, sb.raw, entries)
-    return _assemble(a.label, b.label, entries, sa, sb, loaded, files, layout, lora)
+        todo.append((len(entries), na, nb, base, status))
+        entries.append(base)
+    # The whole amount first, so that a progress bar's total is known from the start.
+    sched.plan_bytes(sum(_nbytes(infos_a[na]) + _nbytes(infos_b[nb]) for _, na, nb, _, _ in todo))
+    for idx, na, nb, base, status in todo:
+        streamed = _submit(sa, sb, na, nb, base, status, sched, rank, rank_rtol)
+        pending.append((idx, base, status, streamed))
+    for (idx, base, status, streamed), res in zip(pending, sched.results(), strict=True):
+        if not streamed:
+            entries[idx] = res
+        elif not res.same_bytes:
+            entries[idx] = replace(base, status=status, stats=res.stats, error=res.error)
+    return entries, loaded
+
+
+def _submit(
+    sa: _Side,
+    sb: _Side,
+    na: str,
+    nb: str,
+    base: TensorDiff,
+    status: str,
+    sched: Scheduler,
+    rank: bool,
+    rank_rtol: float,
+) -> bool:
+    """Hand one pair to the scheduler: chunk by chunk when both sides are cut alike (same
+    dtype and shape, neither quantized), else whole. Returns whether it was streamed."""
+    ia, ib = sa.infos[na], sb.infos[nb]
+    nbytes = _nbytes(ia) + _nbytes(ib)
+    if status == "changed" and base.quant_a is None and base.quant_b is None:
+        pa = sa.reader.pieces(na) if na in sa.raw else None
+        pb = sb.reader.pieces(nb) if nb in sb.raw and pa is not None else None
+        if (
+            pa is not None
+            and pb is not None
+            and len(pa) == len(pb)
+            and all(x.nbytes == y.nbytes for x, y in zip(pa, pb, strict=True))
+            and sum(x.nbytes for x in pa) == _nbytes(ia)
+        ):
+            sched.stream(pa, pb, ia.dtype, ia.shape, is_float=is_float_dtype(ia.dtype))
+            return True
+    sched.whole(
+        partial(_compare_loaded, sa, sb, na, nb, base, status, rank=rank, rank_rtol=rank_rtol),
+        nbytes,
+    )
+    return False
+
+
+def _nbytes(info: TensorInfo) -> int:
+    try:
+        return info.numel * numpy_dtype(info.dtype).itemsize
+    except ValueError:
+        return info.numel
 
 
 def _bare(key: str, info: TensorInfo) -> str | None:

@@ -97,13 +97,15 @@ infinite are written as null):
 | `raw_codes_compared` | bool         | one side holds integer codes whose scales were not recognised, compared with the other side's floats: the numbers do not measure a change of weights |
 | `rank`              | object or null | for 2-D float tensors (below), else null        |
 
-`rank` (singular values `s1 ≥ s2 ≥ …` of `D = b − a`): `effective` (int: number of `s_i >
-rtol·s1`, the numerical rank; a merged rank-r LoRA gives r), `energy99` (int: smallest k with
-`s1² + … + sk² ≥ 0.99·‖D‖²`), `lower_bound` (bool: the randomized sketch was too small, the true
-values are at least these), `method` (`exact`: eigenvalues of the Gram matrix in float64;
-`randomized`: randomized range finder with `sketch` columns and one power iteration, for big
-matrices), `rtol` (float, default 0.01), `sketch` (int: singular values computed),
-`singular_values` (up to 8 largest, floats).
+`rank` (singular values `s1 ≥ s2 ≥ …` of `D = b − a`; all-zero rows of `D` dropped first):
+`effective` (int: number of `s_i > rtol·s1`, the numerical rank; a merged rank-r LoRA gives r),
+`energy99` (int: smallest k with `s1² + … + sk² ≥ 0.99·‖D‖²`), `effective_min`,
+`effective_max` (int: the true numerical rank lies in this interval, a guaranteed bound; both
+equal `effective` when exact), `lower_bound` (bool: `effective_max > effective`, the sketch did
+not see the end of the spectrum), `method` (`exact`: eigenvalues of the Gram matrix in float64,
+when the smaller side of `D` is at most 512 or `m·n·min(m, n) ≤ 5·10⁸`; `randomized`:
+randomized range finder with `sketch` columns, for bigger matrices), `rtol` (float, default
+0.01), `sketch` (int: singular values computed), `singular_values` (up to 8 largest, floats).
 
 Each `groups[]` / `blocks[]` / `components[]` object: `name` (module or block path; `(root)`
 for top-level tensors; prefixed with the component folder, `unet/down_blocks.0`, when the

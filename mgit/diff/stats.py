@@ -1,91 +1,68 @@
 """Statistics of the difference between two versions of one tensor.
 
-Everything is computed in float64, block by block, so a tensor is never copied whole into
-float64: memory stays at the two input arrays plus a block of about a million elements.
+Everything is computed in float64, block by block (:class:`StatsAccumulator`), so a tensor is
+never copied whole into float64: memory stays at the input blocks plus a few float64 blocks of
+64 Ki elements (which stay in the CPU's cache). Blocks can be fed in any grouping (one chunk
+of a stored tensor at a time, from several threads, merged in order afterwards) and give the
+same numbers as the whole arrays up to the order of float64 additions.
 
 Non-finite values (NaN, +-inf) never raise: an element where either side is non-finite is
 left out of the norms, the maximum and the cosine, counted in ``nonfinite_a`` /
 ``nonfinite_b``, and counted as changed unless both sides hold the same value (NaN on both
 sides counts as equal). In the rank estimate such an element's difference is taken as 0.
 
-Effective rank of a 2-D difference ``D = b - a`` (``m x n``, singular values
-``s_1 >= s_2 >= ...``):
-
-- ``effective``: the numerical rank, the number of singular values with
-  ``s_i > rtol * s_1`` (``rtol`` = 0.01 by default). A merged LoRA of rank r gives r (as long
-  as rounding noise of the stored dtype stays below 1% of ``s_1``); a full finetune gives a
-  large number.
-- ``energy99``: the smallest k with ``s_1^2 + ... + s_k^2 >= 0.99 * ||D||_F^2``.
-
-The singular values are exact (eigenvalues of the Gram matrix ``D^T D`` or ``D D^T``,
-accumulated in float64 over blocks) when ``m * n * min(m, n)`` is within a flop budget, and
-otherwise estimated by a randomized range finder (Halko, Martinsson and Tropp 2011) with a
-sketch of ``l`` columns (at most 64, fewer for huge matrices so the cost stays bounded: about
-``8 * m * n * l <= 4e10`` flops) and one power iteration. The exact path is taken when
-``m * n * min(m, n) <= 2e9`` (every matrix of BERT-base; a 30522 x 384 embedding goes
-randomized). When every one of the ``l`` estimated values passes the threshold, the true
-rank is at least the reported one and ``lower_bound`` is true.
+The effective rank of a 2-D difference is :func:`mgit.diff.rank.rank_of_delta` (exact when
+the smaller dimension is at most 512, else a randomized sketch with a reported error bound).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from mgit.diff.rank import (
+    DEFAULT_RANK_RTOL,
+    EXACT_CHEAP_MACS,
+    EXACT_FALLBACK_MACS,
+    EXACT_MAX_DIM,
+    MAX_SKETCH,
+    RankEstimate,
+    rank_of_delta,
+)
+
 __all__ = [
-    "RankEstimate",
-    "TensorStats",
     "DEFAULT_RANK_RTOL",
+    "RankEstimate",
+    "StatsAccumulator",
+    "TensorStats",
+    "as_float_blocks",
     "compute_stats",
     "estimate_rank",
+    "wants_rank",
 ]
 
-#: Relative singular-value threshold of the numerical (``effective``) rank.
-DEFAULT_RANK_RTOL = 0.01
-#: Energy fraction of the ``energy99`` rank.
-ENERGY_FRACTION = 0.99
-
-_BLOCK_ELEMS = 1 << 20
-_EXACT_FLOP_BUDGET = 2e9
-_RANDOMIZED_FLOP_BUDGET = 4e10
-_POWER_ITERS = 1
-_MAX_SKETCH = 64
-_MIN_SKETCH = 8
-_TOP_SINGULAR_VALUES = 8
+#: Elements per float64 block: 512 KiB per array, so a block's temporaries stay in cache.
+BLOCK_ELEMS = 1 << 16
 
 
-@dataclass(frozen=True)
-class RankEstimate:
-    """Effective rank of a 2-D difference (see the module docstring for the definitions).
+def _native() -> Any:
+    """The one-pass C kernel (setup.py builds it when a compiler is there), or ``None``: not
+    built, or ``MGIT_NO_NATIVE=1`` (the numpy code below then runs, as for the codecs)."""
+    if os.environ.get("MGIT_NO_NATIVE", "") not in ("", "0"):
+        return None
+    try:
+        from mgit import _diffstats
+    except ImportError:  # pragma: no cover - depends on the build
+        return None
+    return _diffstats
 
-    Attributes:
-        effective: Number of singular values above ``rtol`` times the largest.
-        energy99: Smallest number of singular values holding 99% of the squared norm.
-        lower_bound: True if the sketch was too small to see the end of the spectrum, so
-            the true values are at least the reported ones.
-        method: ``"exact"`` or ``"randomized"``.
-        rtol: The relative threshold used for ``effective``.
-        sketch: Number of singular values computed (``min(m, n)`` when exact).
-        singular_values: The largest singular values (at most 8), descending.
-    """
 
-    effective: int
-    energy99: int
-    lower_bound: bool
-    method: str
-    rtol: float
-    sketch: int
-    singular_values: tuple[float, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (see ``JSON_SCHEMA_DOC``)."""
-        d = asdict(self)
-        d["singular_values"] = [_json_float(x) for x in self.singular_values]
-        return d
+#: :mod:`mgit._diffstats`, or ``None``. Tests may set it to ``None`` to force numpy.
+_C = _native()
 
 
 @dataclass(frozen=True)
@@ -147,16 +124,230 @@ def _json_float(x: float | None) -> float | None:
     return float(x)
 
 
-def _flat_blocks(a: np.ndarray, b: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield matching float64 blocks of the flattened arrays."""
-    fa = a.reshape(-1)
-    fb = b.reshape(-1)
-    for start in range(0, fa.size, _BLOCK_ELEMS):
-        stop = min(start + _BLOCK_ELEMS, fa.size)
-        yield (
-            np.asarray(fa[start:stop], dtype=np.float64),
-            np.asarray(fb[start:stop], dtype=np.float64),
+def as_float_blocks(x: np.ndarray) -> np.ndarray:
+    """A 1-D array's values as float32 or float64 (bfloat16 widened exactly by a bit shift,
+    integers and other floats cast to float64); float32 and float64 arrays are returned as
+    they are."""
+    dt = x.dtype
+    if dt == np.float32 or dt == np.float64:
+        return x
+    if dt.name == "bfloat16":
+        out: np.ndarray = (x.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        return out
+    if dt == np.float16:
+        return x.astype(np.float32)
+    return x.astype(np.float64)
+
+
+def _c_code(dt: np.dtype[Any]) -> str:
+    """The element code of :mod:`mgit._diffstats` for a dtype (``""``: not handled there)."""
+    if dt == np.float32:
+        return "f"
+    if dt == np.float64:
+        return "d"
+    if dt.name == "bfloat16":
+        return "b"
+    return ""
+
+
+def _c_out(d_out: np.ndarray) -> np.ndarray:
+    if not d_out.flags.c_contiguous or not d_out.flags.writeable:
+        raise ValueError("d_out must be a writable contiguous float32 array")
+    return d_out
+
+
+class StatsAccumulator:
+    """Running sums of :class:`TensorStats` over blocks of two flattened arrays.
+
+    Feed matching 1-D pieces with :meth:`add` (or :meth:`add_same` for a piece known to be
+    byte-identical on both sides), combine accumulators of consecutive pieces with
+    :meth:`merge`, and read the statistics with :meth:`result`.
+    """
+
+    __slots__ = (
+        "changed",
+        "dot",
+        "finite_pairs",
+        "max_abs",
+        "nonfinite_a",
+        "nonfinite_b",
+        "numel",
+        "ss_a",
+        "ss_b",
+        "ss_d",
+        "sum_abs",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        """Start from zero elements."""
+        self.numel = 0
+        self.ss_a = self.ss_b = self.ss_d = self.dot = self.sum_abs = self.max_abs = 0.0
+        self.changed = self.nonfinite_a = self.nonfinite_b = self.finite_pairs = 0
+
+    def add(self, xa: np.ndarray, xb: np.ndarray, d_out: np.ndarray | None = None) -> None:
+        """Add one piece: matching 1-D arrays of any numeric dtypes.
+
+        Args:
+            xa: The piece of a.
+            xb: The same elements of b.
+            d_out: If given, a 1-D float array of the same length that receives ``b - a``
+                (0 where either side is not finite), for the rank estimate.
+        """
+        if xa.shape != xb.shape:
+            raise ValueError(f"shapes differ: {xa.shape} vs {xb.shape}")
+        self.numel += int(xa.size)
+        ca, cb = _c_code(xa.dtype), _c_code(xb.dtype)
+        if _C is not None and ca and cb and (d_out is None or d_out.dtype == np.float32):
+            self._add_sums(
+                _C.pair_stats(
+                    np.ascontiguousarray(xa), ca, np.ascontiguousarray(xb), cb,
+                    None if d_out is None else _c_out(d_out),
+                )
+            )  # fmt: skip
+            return
+        for s in range(0, xa.size, BLOCK_ELEMS):
+            e = s + BLOCK_ELEMS
+            a = as_float_blocks(xa[s:e]).astype(np.float64)
+            b = as_float_blocks(xb[s:e]).astype(np.float64)
+            self._add_block(a, b, None if d_out is None else d_out[s:e])
+
+    def _add_sums(
+        self, t: tuple[float, float, float, float, float, float, int, int, int, int]
+    ) -> None:
+        self.ss_a += t[0]
+        self.ss_b += t[1]
+        self.ss_d += t[2]
+        self.dot += t[3]
+        self.sum_abs += t[4]
+        self.max_abs = max(self.max_abs, t[5])
+        self.changed += t[6]
+        self.nonfinite_a += t[7]
+        self.nonfinite_b += t[8]
+        self.finite_pairs += t[9]
+
+    def _add_block(self, a: np.ndarray, b: np.ndarray, d_out: np.ndarray | None) -> None:
+        with np.errstate(all="ignore"):
+            ss_a = float(np.dot(a, a))
+            ss_b = float(np.dot(b, b))
+            # A finite sum of squares means every element is finite (NaN and inf propagate):
+            # the masks below are only needed for the rare block that holds one.
+            if not (math.isfinite(ss_a) and math.isfinite(ss_b)):
+                self._add_nonfinite(a, b, d_out)
+                return
+            d = b - a
+            if d_out is not None:
+                d_out[:] = d
+            self.ss_a += ss_a
+            self.ss_b += ss_b
+            self.ss_d += float(np.dot(d, d))
+            self.dot += float(np.dot(a, b))
+            self.finite_pairs += int(d.size)
+            self.changed += int(np.count_nonzero(d))
+            np.abs(d, out=d)
+            self.sum_abs += float(d.sum())
+            if d.size:
+                self.max_abs = max(self.max_abs, float(d.max()))
+
+    def _add_nonfinite(self, a: np.ndarray, b: np.ndarray, d_out: np.ndarray | None) -> None:
+        fin_a = np.isfinite(a)
+        fin_b = np.isfinite(b)
+        both = fin_a & fin_b
+        self.finite_pairs += int(np.count_nonzero(both))
+        self.nonfinite_a += int(a.size - np.count_nonzero(fin_a))
+        self.nonfinite_b += int(b.size - np.count_nonzero(fin_b))
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        self.changed += int(a.size - np.count_nonzero(same))
+        a = np.where(both, a, 0.0)
+        b = np.where(both, b, 0.0)
+        d = b - a
+        if d_out is not None:
+            d_out[:] = np.where(np.isfinite(d), d, 0.0)
+        self.ss_a += float(np.dot(a, a))
+        self.ss_b += float(np.dot(b, b))
+        self.ss_d += float(np.dot(d, d))
+        self.dot += float(np.dot(a, b))
+        ad = np.abs(d)
+        self.sum_abs += float(ad.sum())
+        if ad.size:
+            self.max_abs = max(self.max_abs, float(ad.max()))
+
+    def add_same(self, x: np.ndarray, d_out: np.ndarray | None = None) -> None:
+        """Add a piece whose bytes are equal on both sides (read once): no element changed.
+
+        Args:
+            x: The piece (1-D, any numeric dtype).
+            d_out: If given, receives zeros.
+        """
+        c = _c_code(x.dtype)
+        if _C is not None and c and (d_out is None or d_out.dtype == np.float32):
+            x = np.ascontiguousarray(x)
+            self.numel += int(x.size)
+            self._add_sums(_C.pair_stats(x, c, x, c, None if d_out is None else _c_out(d_out)))
+            return
+        self.numel += int(x.size)
+        if d_out is not None:
+            d_out[:] = 0.0
+        with np.errstate(all="ignore"):
+            for s in range(0, x.size, BLOCK_ELEMS):
+                v = as_float_blocks(x[s : s + BLOCK_ELEMS]).astype(np.float64)
+                ss = float(np.dot(v, v))
+                if not math.isfinite(ss):
+                    fin = np.isfinite(v)
+                    n_fin = int(np.count_nonzero(fin))
+                    self.nonfinite_a += int(v.size) - n_fin
+                    self.nonfinite_b += int(v.size) - n_fin
+                    self.finite_pairs += n_fin
+                    v = np.where(fin, v, 0.0)
+                    ss = float(np.dot(v, v))
+                else:
+                    self.finite_pairs += int(v.size)
+                self.ss_a += ss
+                self.ss_b += ss
+                self.dot += ss
+
+    def merge(self, other: StatsAccumulator) -> None:
+        """Add the sums of another accumulator (of other elements) to this one."""
+        self.numel += other.numel
+        self.ss_a += other.ss_a
+        self.ss_b += other.ss_b
+        self.ss_d += other.ss_d
+        self.dot += other.dot
+        self.sum_abs += other.sum_abs
+        self.max_abs = max(self.max_abs, other.max_abs)
+        self.changed += other.changed
+        self.nonfinite_a += other.nonfinite_a
+        self.nonfinite_b += other.nonfinite_b
+        self.finite_pairs += other.finite_pairs
+
+    def result(self, *, overlap: bool = False, rank: RankEstimate | None = None) -> TensorStats:
+        """The statistics of every element added."""
+        l2_a, l2_b, l2_d = math.sqrt(self.ss_a), math.sqrt(self.ss_b), math.sqrt(self.ss_d)
+        rel = l2_d / l2_a if l2_a > 0 and math.isfinite(l2_a) else None
+        cos = None
+        if l2_a > 0 and l2_b > 0 and math.isfinite(l2_a * l2_b):
+            cos = max(-1.0, min(1.0, self.dot / (l2_a * l2_b)))
+        n = self.numel
+        return TensorStats(
+            numel=n,
+            l2_a=l2_a,
+            l2_b=l2_b,
+            l2_diff=l2_d,
+            relative_change=rel,
+            max_abs_diff=self.max_abs,
+            mean_abs_diff=(self.sum_abs / self.finite_pairs) if self.finite_pairs else 0.0,
+            changed=self.changed,
+            fraction_changed=(self.changed / n) if n else 0.0,
+            cosine_similarity=cos,
+            nonfinite_a=self.nonfinite_a,
+            nonfinite_b=self.nonfinite_b,
+            overlap=overlap,
+            rank=rank,
         )
+
+
+def wants_rank(shape: tuple[int, ...], *, rank: bool, is_float: bool) -> bool:
+    """Whether a tensor of ``shape`` gets a rank estimate (2-D float, both sides >= 2)."""
+    return rank and is_float and len(shape) == 2 and min(shape) >= 2
 
 
 def compute_stats(
@@ -188,134 +379,16 @@ def compute_stats(
     """
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    numel = int(a.size)
-    ss_a = ss_b = ss_d = dot = sum_abs = 0.0
-    max_abs = 0.0
-    changed = nonfinite_a = nonfinite_b = finite_pairs = 0
-    with np.errstate(all="ignore"):
-        for xa, xb in _flat_blocks(a, b):
-            fin_a = np.isfinite(xa)
-            fin_b = np.isfinite(xb)
-            both = fin_a & fin_b
-            n_both = int(np.count_nonzero(both))
-            finite_pairs += n_both
-            if n_both != xa.size:
-                nonfinite_a += int(xa.size - np.count_nonzero(fin_a))
-                nonfinite_b += int(xb.size - np.count_nonzero(fin_b))
-                same = (xa == xb) | (np.isnan(xa) & np.isnan(xb))
-                changed += int(xa.size - np.count_nonzero(same))
-                xa = np.where(both, xa, 0.0)
-                xb = np.where(both, xb, 0.0)
-                d = xb - xa
-            else:
-                d = xb - xa
-                changed += int(np.count_nonzero(d))
-            ss_a += float(np.dot(xa, xa))
-            ss_b += float(np.dot(xb, xb))
-            ss_d += float(np.dot(d, d))
-            dot += float(np.dot(xa, xb))
-            ad = np.abs(d)
-            sum_abs += float(ad.sum())
-            if ad.size:
-                max_abs = max(max_abs, float(ad.max()))
-    l2_a, l2_b, l2_d = math.sqrt(ss_a), math.sqrt(ss_b), math.sqrt(ss_d)
-    rel = l2_d / l2_a if l2_a > 0 and math.isfinite(l2_a) else None
-    cos = None
-    if l2_a > 0 and l2_b > 0 and math.isfinite(l2_a * l2_b):
-        cos = max(-1.0, min(1.0, dot / (l2_a * l2_b)))
+    acc = StatsAccumulator()
+    d = np.empty(a.shape, np.float32) if wants_rank(a.shape, rank=rank, is_float=is_float) else None
+    acc.add(a.reshape(-1), b.reshape(-1), None if d is None else d.reshape(-1))
     est = None
-    if rank and is_float and a.ndim == 2 and min(a.shape) >= 2:
-        est = estimate_rank(a, b, rtol=rank_rtol, fro2=ss_d)
-    return TensorStats(
-        numel=numel,
-        l2_a=l2_a,
-        l2_b=l2_b,
-        l2_diff=l2_d,
-        relative_change=rel,
-        max_abs_diff=max_abs,
-        mean_abs_diff=(sum_abs / finite_pairs) if finite_pairs else 0.0,
-        changed=changed,
-        fraction_changed=(changed / numel) if numel else 0.0,
-        cosine_similarity=cos,
-        nonfinite_a=nonfinite_a,
-        nonfinite_b=nonfinite_b,
-        overlap=overlap,
-        rank=est,
-    )
-
-
-class _Delta:
-    """``D = b - a`` for 2-D arrays, produced in blocks along the longer dimension."""
-
-    def __init__(self, a: np.ndarray, b: np.ndarray, dtype: type = np.float64) -> None:
-        self.a = a
-        self.b = b
-        self.m, self.n = (int(a.shape[0]), int(a.shape[1]))
-        self.dtype = dtype
-
-    def _block(self, sl: tuple[slice, slice]) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            d = np.asarray(self.b[sl], dtype=np.float64) - np.asarray(self.a[sl], dtype=np.float64)
-            if not np.isfinite(d).all():
-                d = np.where(np.isfinite(d), d, 0.0)
-        return d.astype(self.dtype, copy=False)
-
-    def row_blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        step = max(1, _BLOCK_ELEMS // max(1, self.n))
-        for r0 in range(0, self.m, step):
-            r1 = min(self.m, r0 + step)
-            yield r0, r1, self._block((slice(r0, r1), slice(None)))
-
-    def col_blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        step = max(1, _BLOCK_ELEMS // max(1, self.m))
-        for c0 in range(0, self.n, step):
-            c1 = min(self.n, c0 + step)
-            yield c0, c1, self._block((slice(None), slice(c0, c1)))
-
-    def gram(self) -> np.ndarray:
-        """``D^T D`` (n x n) when m >= n, else ``D D^T`` (m x m)."""
-        if self.m >= self.n:
-            g: np.ndarray = np.zeros((self.n, self.n), dtype=self.dtype)
-            for _, _, d in self.row_blocks():
-                g += d.T @ d
-        else:
-            g = np.zeros((self.m, self.m), dtype=self.dtype)
-            for _, _, d in self.col_blocks():
-                g += d @ d.T
-        return g
-
-    def matmul(self, x: np.ndarray) -> np.ndarray:
-        """``D @ x`` for x of shape (n, k)."""
-        out: np.ndarray = np.empty((self.m, x.shape[1]), dtype=self.dtype)
-        for r0, r1, d in self.row_blocks():
-            out[r0:r1] = d @ x
-        return out
-
-    def rmatmul(self, y: np.ndarray) -> np.ndarray:
-        """``D^T @ y`` for y of shape (m, k)."""
-        out: np.ndarray = np.zeros((self.n, y.shape[1]), dtype=self.dtype)
-        for r0, r1, d in self.row_blocks():
-            out += d.T @ y[r0:r1]
-        return out
-
-
-def _singular_values_exact(delta: _Delta) -> np.ndarray:
-    g = delta.gram()
-    ev = np.linalg.eigvalsh(g)[::-1]
-    sv: np.ndarray = np.sqrt(np.clip(ev, 0.0, None))
-    return sv
-
-
-def _singular_values_randomized(delta: _Delta, sketch: int, power_iters: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    omega: np.ndarray = rng.standard_normal((delta.n, sketch)).astype(delta.dtype)
-    q, _ = np.linalg.qr(delta.matmul(omega))
-    for _ in range(power_iters):
-        z, _ = np.linalg.qr(delta.rmatmul(q))
-        q, _ = np.linalg.qr(delta.matmul(z))
-    bt = delta.rmatmul(q)  # (Q^T D)^T, n x sketch
-    sv: np.ndarray = np.linalg.svd(bt, compute_uv=False)
-    return sv
+    if d is not None:
+        try:
+            est = rank_of_delta(d, rtol=rank_rtol, fro2=acc.ss_d)
+        except ValueError:
+            est = None  # a difference beyond float32: no rank, the statistics still hold
+    return acc.result(overlap=overlap, rank=est)
 
 
 def estimate_rank(
@@ -323,9 +396,10 @@ def estimate_rank(
     b: np.ndarray,
     *,
     rtol: float = DEFAULT_RANK_RTOL,
-    fro2: float | None = None,
-    exact_flop_budget: float = _EXACT_FLOP_BUDGET,
-    max_sketch: int = _MAX_SKETCH,
+    exact_max_dim: int = EXACT_MAX_DIM,
+    max_sketch: int = MAX_SKETCH,
+    exact_fallback_macs: float = EXACT_FALLBACK_MACS,
+    exact_cheap_macs: float = EXACT_CHEAP_MACS,
 ) -> RankEstimate:
     """Estimate the effective rank of ``b - a`` for 2-D arrays of the same shape.
 
@@ -333,11 +407,12 @@ def estimate_rank(
         a: The first version, 2-D.
         b: The second version, same shape.
         rtol: Relative singular-value threshold of the numerical rank.
-        fro2: The squared Frobenius norm of the difference over finite elements, if already
-            known (it is the total energy for ``energy99``).
-        exact_flop_budget: Largest ``m * n * min(m, n)`` computed exactly; bigger matrices
-            use the randomized estimate.
-        max_sketch: Largest number of singular values the randomized estimate computes.
+        exact_max_dim: Matrices whose smaller dimension is at most this are exact; bigger
+            ones use the randomized sketch (see :mod:`mgit.diff.rank`).
+        max_sketch: Largest number of singular values the randomized sketch computes.
+        exact_fallback_macs: Largest exact computation a sketch may fall back to.
+        exact_cheap_macs: Matrices whose exact values cost at most this many multiply-adds
+            are exact whatever their size.
 
     Returns:
         The estimate. A zero difference has rank 0.
@@ -347,27 +422,9 @@ def estimate_rank(
     """
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"need two 2-D arrays of one shape, got {a.shape} and {b.shape}")
-    m, n = int(a.shape[0]), int(a.shape[1])
-    r = min(m, n)
-    cost = float(m) * float(n) * float(r)
-    if cost <= exact_flop_budget:
-        sv = _singular_values_exact(_Delta(a, b, np.float64))
-        method, lower_bound_possible = "exact", False
-    else:
-        power_iters = _POWER_ITERS
-        per_column = float(m) * float(n) * 2.0 * (2 * power_iters + 2)
-        sketch = int(min(max_sketch, r, max(_MIN_SKETCH, _RANDOMIZED_FLOP_BUDGET // per_column)))
-        sv = _singular_values_randomized(_Delta(a, b, np.float32), sketch, power_iters)
-        sv = np.sort(sv.astype(np.float64))[::-1]
-        method, lower_bound_possible = "randomized", sketch < r
-    sketch_len = int(sv.size)
-    energy = float(fro2) if fro2 is not None else float(np.sum(sv**2))
-    top = tuple(float(x) for x in sv[:_TOP_SINGULAR_VALUES])
-    if sketch_len == 0 or sv[0] <= 0.0 or energy <= 0.0:
-        return RankEstimate(0, 0, False, method, rtol, sketch_len, top)
-    effective = int(np.count_nonzero(sv > rtol * sv[0]))
-    cumulative = np.cumsum(sv**2)
-    reached = np.nonzero(cumulative >= ENERGY_FRACTION * energy * (1 - 1e-12))[0]
-    energy99 = int(reached[0]) + 1 if reached.size else sketch_len
-    lower_bound = lower_bound_possible and (effective == sketch_len or reached.size == 0)
-    return RankEstimate(effective, energy99, lower_bound, method, rtol, sketch_len, top)
+    d = np.empty(a.shape, np.float32)
+    StatsAccumulator().add(a.reshape(-1), b.reshape(-1), d.reshape(-1))
+    return rank_of_delta(
+        d, rtol=rtol, exact_max_dim=exact_max_dim, max_sketch=max_sketch,
+        exact_fallback_macs=exact_fallback_macs, exact_cheap_macs=exact_cheap_macs,
+    )  # fmt: skip

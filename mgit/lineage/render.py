@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import time as _time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,14 +39,15 @@ if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = [
-    "RELATIONS",
     "DERIVATIONS",
+    "RELATIONS",
     "LogEntry",
     "entries_from_graph",
     "graph_log",
+    "iter_graph_log",
     "to_dot",
-    "to_json",
     "to_html",
+    "to_json",
 ]
 
 
@@ -127,8 +128,15 @@ def _transition_row(moves: Sequence[tuple[int, int]], slots: int) -> str:
     Slot ``s`` sits at character ``2 * s``. A column that stays draws ``|``; one that moves by one
     slot draws ``/`` or ``\`` between the two; one that moves further runs along the bottom of
     the row with ``_`` (``|_|/`` or ``\_``), so every transition takes a single row.
+
+    When two strokes land in one cell the stronger is drawn (``|`` over ``/`` and ``\``, those
+    over ``_``; between ``/`` and ``\`` the first). The runs of ``_`` are summed with a
+    difference array, so a row costs O(width + moves) however far and many the moves are (many
+    lines joining one commit used to cost O(moves * width)).
     """
-    cells = [" "] * (2 * slots + 1)
+    width = 2 * slots + 1
+    cells = [" "] * width
+    under = [0] * (width + 1)  # +1 where a run of "_" starts, -1 past its end
 
     def put(x: int, ch: str) -> None:
         if _STRENGTH[ch] > _STRENGTH[cells[x]]:
@@ -139,12 +147,21 @@ def _transition_row(moves: Sequence[tuple[int, int]], slots: int) -> str:
             put(2 * a, "|")
         elif b < a:
             put(2 * a - 1, "/")
-            for x in range(2 * b + 1, 2 * a - 1):
-                put(x, "_")
+            lo, hi = 2 * b + 1, 2 * a - 1
+            if lo < hi:
+                under[lo] += 1
+                under[hi] -= 1
         else:
             put(2 * a + 1, "\\")
-            for x in range(2 * a + 2, 2 * b):
-                put(x, "_")
+            lo, hi = 2 * a + 2, 2 * b
+            if lo < hi:
+                under[lo] += 1
+                under[hi] -= 1
+    depth = 0
+    for x in range(width):
+        depth += under[x]
+        if depth > 0 and cells[x] == " ":
+            cells[x] = "_"
     return "".join(cells).rstrip()
 
 
@@ -157,7 +174,7 @@ def _commit_row(slots: int, at: int, pad_slots: int) -> str:
 
 def _describe(
     entry: LogEntry,
-    models: Mapping[str, str],
+    model_of: Callable[[str], str],
     *,
     verbose: bool,
 ) -> str:
@@ -171,7 +188,7 @@ def _describe(
     shown = False
     labels: list[tuple[str, str]] = []
     for poid, relation in entry.parents:
-        pmodel = models.get(poid, "")
+        pmodel = model_of(poid)
         if relation != "version" or pmodel != entry.model:
             shown = True
         labels.append((relation, f"{pmodel}@{poid[:7]}" if pmodel else poid[:7]))
@@ -231,11 +248,61 @@ def graph_log(
     names: dict[str, str] = dict(models or {})
     names.update((e.oid, e.model) for e in entries)
     count = len(entries) if limit is None else max(0, min(limit, len(entries)))
+    return list(
+        _graph_rows(
+            entries[:count],
+            lambda poid, i: position.get(poid, -1) > i,
+            lambda oid: names.get(oid, ""),
+            verbose=verbose,
+        )
+    )
 
-    lines: list[str] = []
+
+def iter_graph_log(
+    entries: Iterable[LogEntry],
+    *,
+    members: Container[str],
+    model_of: Callable[[str], str],
+    verbose: bool = False,
+) -> Iterator[str]:
+    """:func:`graph_log` as a stream, for a listing too long to hold: yields each line as soon
+    as it is drawn, so ``log --graph | head`` stops after the first screen.
+
+    Args:
+        entries: the commits in a topological order (every child before its parents), each
+            once, like the output of :func:`mgit.lineage.graph.topo_order`.
+        members: every commit ``entries`` will yield (a parent outside gets no line).
+        model_of: the model name of any commit (listed or a parent of one).
+        verbose: also show author and time.
+
+    Yields:
+        The lines :func:`graph_log` returns for the same entries, one by one.
+    """
+    printed: set[str] = set()
+
+    def later(poid: str, _i: int) -> bool:
+        return poid in members and poid not in printed
+
+    def marked(it: Iterable[LogEntry]) -> Iterator[LogEntry]:
+        for e in it:
+            yield e
+            printed.add(e.oid)
+
+    return _graph_rows(marked(entries), later, model_of, verbose=verbose)
+
+
+def _graph_rows(
+    entries: Iterable[LogEntry],
+    later: Callable[[str, int], bool],
+    model_of: Callable[[str], str],
+    *,
+    verbose: bool,
+) -> Iterator[str]:
+    """The lines of the graph log; ``later(parent, i)``: whether ``parent`` is printed after the
+    ``i``-th entry (it then gets a line of history). O(width) per commit: each line is drawn
+    once and holds at most ``2 * width`` characters."""
     cols: list[str] = []  # the commit each open line of history is waiting for, by slot
-    for i in range(count):
-        e = entries[i]
+    for i, e in enumerate(entries):
         slots = [s for s, o in enumerate(cols) if o == e.oid]
         if not slots:
             cols.append(e.oid)  # a tip: a new line of history starts at the right
@@ -252,27 +319,27 @@ def graph_log(
                     else:
                         moves.append((s, len(kept)))
                         kept.append(o)
-                lines.append(_transition_row(moves, len(cols)))
+                yield _transition_row(moves, len(cols))
                 cols = kept
 
         # Parents printed later take this commit's slot (first parent) and new slots right of
         # it; a parent printed earlier (a bad order) or not listed gets no line.
         parents: list[str] = []
         for poid, _relation in e.parents:
-            if position.get(poid, -1) > i and poid not in parents:
+            if later(poid, i) and poid not in parents:
                 parents.append(poid)
         after = cols[:at] + parents + cols[at + 1 :]
-        text = _describe(e, names, verbose=verbose)
+        text = _describe(e, model_of, verbose=verbose)
         row = _commit_row(len(cols), at, max(len(cols), len(after)))
         if len(parents) > 2 and at == len(cols) - 1:
             # An octopus at the right edge: "*-." then one "\" per extra parent, as git draws it.
             m = len(parents) - 1
             row = row[: 2 * at + 1] + "-" * (2 * m - 3) + "."
-            lines.append(row + " " + text)
-            lines.append(("| " * at + "|" + "\\ " * m).rstrip())
+            yield row + " " + text
+            yield ("| " * at + "|" + "\\ " * m).rstrip()
             cols = after
             continue
-        lines.append(row + " " + text)
+        yield row + " " + text
 
         if len(parents) != 1:
             shift = len(parents) - 1
@@ -280,9 +347,8 @@ def graph_log(
             moves += [(at, at + k) for k in range(len(parents))]
             moves += [(s, s + shift) for s in range(at + 1, len(cols))]
             if any(a != b for a, b in moves) or len(parents) > 1:
-                lines.append(_transition_row(moves, max(len(cols), len(after))))
+                yield _transition_row(moves, max(len(cols), len(after)))
         cols = after
-    return lines
 
 
 def entries_from_graph(g: nx.DiGraph[str], *, order: str = "topo") -> list[LogEntry]:
@@ -442,8 +508,10 @@ def to_dot(g: nx.DiGraph[str], *, title: str = "lineage") -> str:
     out = [
         f"digraph {_dot_quote(title)} {{",
         "  graph [rankdir=LR, fontname=Helvetica, fontsize=10];",
-        '  node [shape=box, style="rounded,filled", fillcolor="#f8fafc", fontname=Helvetica,'
-        " fontsize=10];",
+        (
+            '  node [shape=box, style="rounded,filled", fillcolor="#f8fafc", fontname=Helvetica,'
+            " fontsize=10];"
+        ),
         "  edge [fontname=Helvetica, fontsize=9];",
     ]
     by_model: dict[str, list[dict[str, Any]]] = {}
