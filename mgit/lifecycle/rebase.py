@@ -492,7 +492,7 @@ def _write_replay(core: RepoCore, plan: RebasePlan, *, message: str, meta: dict[
             override[path] = me  # exactly MODEL's file
             rewritten.add(path)
             continue
-        out = tmp / f"rebase-{os.getpid()}-{len(temps)}.safetensors"
+        out = tmp / f"rebase-{os.getpid()}-{os.urandom(6).hex()}.safetensors"  # threads of a cascade: unique
         temps.append(out)
         src_entry = ne if ne is not None and ne.kind == "safetensors" else me
         metadata = header_metadata(core.store, src_entry) if src_entry is not None else None
@@ -516,7 +516,7 @@ def _write_replay(core: RepoCore, plan: RebasePlan, *, message: str, meta: dict[
                 override[path] = e  # what one side's index says: its bytes, exactly
                 break
         else:
-            out = tmp / f"rebase-{os.getpid()}-{len(temps)}.json"
+            out = tmp / f"rebase-{os.getpid()}-{os.urandom(6).hex()}.json"
             temps.append(out)
             out.write_bytes(data)
             override[path] = out

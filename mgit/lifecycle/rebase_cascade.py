@@ -182,6 +182,8 @@ def _job(core: RepoCore, job: dict[str, Any], kw: dict[str, Any]) -> dict[str, A
             r = rebase(core, job["model"], onto=job["onto"], from_=job["from"], **kw)
     except MgitError as exc:
         return {"status": "failed", "error": str(exc)}
+    except OSError as exc:  # a disk error stops this line, not the cascade (it is reported)
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     return _outcome(r)
 
 

@@ -418,3 +418,29 @@ def test_recipe_seed_and_identifiers(tmp_path: Path, make_repo: Any, capsys: Any
                                 *bad)
         assert code != 0 and msg in err, err
         assert len(list_objects(repo.mgit_dir)) == n and "ft2" not in repo.model_heads()
+
+
+def test_parallel_jobs_do_not_share_temp_files(tmp_path: Path, make_repo: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-j 2``: two lines rebased at once each write their own rebuilt file (a head MODEL
+    added makes replay rewrite model.safetensors); the two writes overlap on purpose."""
+    import threading
+
+    from mgit.lifecycle import rebase_write
+
+    real = rebase_write.write_safetensors_file
+    barrier = threading.Barrier(2, timeout=10)
+    paths: list[Path] = []
+
+    def overlapping(path: Path, *a: Any, **kw: Any) -> None:
+        real(path, *a, **kw)
+        paths.append(path)
+        barrier.wait()  # both files exist at once
+
+    monkeypatch.setattr(rebase_write, "write_safetensors_file", overlapping)
+    repo = _cascade_lineage(tmp_path, make_repo)
+    res = cascade(repo, "base~1", onto="base", jobs=2, only=["ft", "head"])
+    assert res.ok, [(s.model, s.status, s.error) for s in res.steps]
+    assert len(paths) == 2 and paths[0] != paths[1]
+    for m, want in (("ft", 3), ("head", 2)):
+        assert _state(repo, m)["classifier.weight"].shape == (want, HIDDEN)
