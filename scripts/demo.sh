@@ -12,11 +12,16 @@
 # 7. diffs versions, writes the lineage as an HTML page, and stores one finetune lossily
 #    (error bound 1e-4), gated by its own eval accuracy,
 # 8. attaches a sentiment-accuracy test to the lineage, runs it on every version (cached per
-#    version), and shows the marks in the log, the failing version and where it failed first.
+#    version), and shows the marks in the log, the failing version and where it failed first,
+# 9. finetunes MiniLM on a second task and merges it with the sentiment model (TIES), then
+#    redoes the merge from its recorded recipe bit for bit,
+# 10. makes base v2 (continued training) and rebases every model derived from v1 onto it,
+#    retrain-free, each result gated by the sentiment test; shows what moved and what did not.
 #
 # Environment:
 #   MGIT_DEMO_DIR         work folder, recreated (default: /tmp/mgit-demo)
 #   MGIT_DEMO_STEPS       finetune steps per stage (default: finetune.py's default)
+#   MGIT_DEMO_V2_STEPS    continued-training steps of base v2 (default: 50)
 #   MGIT_DEMO_SKIP_SETUP  set to 1 to use the existing .venv as it is
 set -euo pipefail
 
@@ -178,5 +183,31 @@ show mgit -C "$REPO" log --oneline --all
 show mgit -C "$REPO" find --failing sentiment
 show mgit -C "$REPO" test blame sentiment minilm-sentiment-head || true
 
-printf '\nSUCCESS: model versions imported, lineage shown, every exported file byte-identical (%ds)\n' \
+section "9. merge: a sentiment and a topic finetune into one model, recorded and redoable"
+show python benchmarks/finetune.py train --task topic --parent "$MODELS/base" --out "$MODELS/ft-topic" \
+  "${steps_arg[@]}"
+show mgit -C "$REPO" import "$MODELS/ft-topic" --model minilm-topic --parent minilm --relation finetune \
+  -m "topic finetune (sports / technology)" --meta task=topic
+show mgit -C "$REPO" merge minilm-sentiment minilm-topic --base minilm --method ties --density 0.5 \
+  --model minilm-soup -m "ties merge of sentiment and topic"
+show mgit -C "$REPO" show --recipe minilm-soup
+show mgit -C "$REPO" merge --redo minilm-soup
+
+section "10. a new upstream version: rebase everything derived from the old one, gated by the tests"
+# base v2: the body of all-MiniLM-L6-v2 trained further, contrastively, the way it was made
+show python -c 'import sys; from pathlib import Path; sys.path.insert(0, "benchmarks")
+from bench_rebase import build_v2; build_v2(Path(sys.argv[1]), Path(sys.argv[2]), steps=int(sys.argv[3]), lr=5e-5)' \
+  "$MODELS/base" "$MODELS/base-v2" "${MGIT_DEMO_V2_STEPS:-50}"
+show mgit -C "$REPO" import "$MODELS/base-v2" --model minilm -m "v2: continued contrastive training"
+show mgit -C "$REPO" rebase --descendants-of minilm~1 --onto minilm --dry-run
+# retrain-free (replay): each model's change from v1 re-applied on v2; the sentiment test gates
+# each result, so the head-only finetune (below 0.9 before, too) is not moved: exit 1
+show mgit -C "$REPO" rebase --descendants-of minilm~1 --onto minilm -j 2 \
+  || echo "(exit $?: a model failed its gate and was not moved)"
+show mgit -C "$REPO" rebase --status
+show mgit -C "$REPO" test results minilm-sentiment
+show mgit -C "$REPO" log --graph -n 12 --all
+show mgit -C "$REPO" fsck
+
+printf '\nSUCCESS: model versions imported, merged, rebased; lineage shown; every exported file byte-identical (%ds)\n' \
   "$((SECONDS - T0))"
