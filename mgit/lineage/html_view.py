@@ -6,6 +6,11 @@ script that an injected string might smuggle in from running. The graph travels 
 ``<script type="application/json">`` block, with ``<``, ``>`` and ``&`` written as ``\uXXXX``
 escapes so that no user string can close the block; the script builds the drawing with DOM calls
 and ``textContent`` only.
+
+The page scales to tens of thousands of versions: the data is compact (fields left at their
+defaults are omitted), each model line is drawn as one node until it is expanded, the layout is
+computed in the page in O(n log n) (layers of the graph of model lines), and only what is in view
+is drawn: as SVG elements when few enough are in view to read, else on a canvas.
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ import base64
 import hashlib
 import html
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mgit.lineage._html_assets import CSS, JS, RELATION_COLORS
 from mgit.lineage._records import RELATIONS, sorted_edges, sorted_nodes
-from mgit.lineage.layout import NODE_H, NODE_W, compute_layout
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["to_html", "embed_json"]
+__all__ = ["COLLAPSE_ABOVE", "NODE_H", "NODE_W", "embed_json", "to_html"]
+
+NODE_W = 150  #: Width of a version's box on the page.
+NODE_H = 38  #: Height of a version's box (and of a collapsed model line).
+#: Above this many versions the page opens with every model line collapsed to one node.
+COLLAPSE_ABOVE = 300
 
 _RELATION_HELP = {
     "version": "version (same model line)",
@@ -67,15 +76,21 @@ def _csp_hash(source: str) -> str:
 
 def _test_legend(test: str) -> str:
     items = []
-    for label, fill, stroke in (("passed", "#dcfce7", "#15803d"), ("failed", "#fee2e2", "#b91c1c"),
-                                ("untestable", "#fef9c3", "#a16207"), ("no result", "#f1f5f9", "#94a3b8")):
+    for label, fill, stroke in (
+        ("passed", "#dcfce7", "#15803d"),
+        ("failed", "#fee2e2", "#b91c1c"),
+        ("untestable", "#fef9c3", "#a16207"),
+        ("no result", "#f1f5f9", "#94a3b8"),
+    ):
         items.append(
             '<div class="row"><svg width="30" height="14" aria-hidden="true"><rect x="2" y="1" '
             f'width="26" height="12" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
             f"</svg><span>{label}</span></div>"
         )
-    return (f"<h3>Colour: test {html.escape(test)}</h3>"
-            '<div class="grid two">' + "".join(items) + "</div>")
+    return (
+        f"<h3>Colour: test {html.escape(test)}</h3>"
+        '<div class="grid two">' + "".join(items) + "</div>"
+    )
 
 
 def _legend(color_by: str | None = None) -> str:
@@ -94,7 +109,9 @@ def _legend(color_by: str | None = None) -> str:
         '<div class="grid">' + "".join(items) + "</div>"
         '<p class="note">dashed: a new version of the same model line; solid: a model derived '
         "from another</p>"
-        "<h3>Nodes: one per version, one row per model line</h3>"
+        "<h3>Nodes: a model line, or one of its versions</h3>"
+        '<p class="note">a collapsed model line shows its latest version and its number of '
+        "versions; click it to expand it into its versions, click its title to collapse it</p>"
         '<div class="grid two">'
         '<div class="row"><svg width="30" height="14" aria-hidden="true"><rect x="2" y="1" '
         'width="26" height="12" rx="3" fill="#eef2ff" stroke="#334155" stroke-width="2.6"/>'
@@ -107,71 +124,91 @@ def _legend(color_by: str | None = None) -> str:
     )
 
 
-def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage", color_by: str | None = None) -> str:
+def _compact_node(n: dict[str, Any]) -> dict[str, Any]:
+    """A node record without the fields left at their defaults (the page fills them back in).
+
+    ``id``, ``model``, ``message``, ``time`` and ``meta`` are always kept.
+    """
+    out: dict[str, Any] = {
+        "id": n["id"],
+        "model": n["model"],
+        "message": n["message"],
+        "time": n["time"],
+        "meta": n["meta"],
+    }
+    if n["short"] != n["id"][:12]:
+        out["short"] = n["short"]
+    if n["author"]:
+        out["author"] = n["author"]
+    for key in ("tags", "heads", "lossy"):
+        if n[key]:
+            out[key] = n[key]
+    if n["logical_bytes"] is not None:
+        out["logical_bytes"] = n["logical_bytes"]
+    if "test" in n:
+        out["test"] = n["test"]
+    return out
+
+
+def to_html(
+    g: nx.DiGraph[str],
+    *,
+    title: str = "mgit lineage",
+    color_by: str | None = None,
+    collapse: bool | None = None,
+) -> str:
     """Return the lineage graph as one self-contained, interactive HTML page.
 
-    The page draws each commit as a node (model name, short id, tags), each model line's versions
-    in its own row, derivations (finetune, adapter, distill, prune, quantize, merge, other) as
-    solid coloured edges labelled with the relation and versions as dashed edges, with a legend.
-    The layout comes from :func:`mgit.lineage.layout.compute_layout` (layers left to right, a lane
-    per model line, no overlapping nodes). The reader can pan (drag) and zoom (wheel, buttons, Fit),
-    search by model name, id prefix or tag (matches are highlighted, Enter steps through them),
-    hover for a tooltip, and click a node for its details (model, id, message, author, time,
-    relations, parents and children, metadata, size) while its ancestors and descendants are
-    highlighted.
+    Each model line is a card: collapsed, one node showing the line's latest version and its
+    number of versions; expanded (a click), its versions stacked in time order, versions joined by
+    dashed edges. Derivations (finetune, adapter, distill, prune, quantize, merge, other) are solid
+    coloured edges labelled with the relation. Cards are laid out in layers of the graph of model
+    lines (a line right of every line it derives from), computed in the page in O(n log n); only
+    what is in view is drawn (SVG elements, or a canvas when too many are in view to read).
+
+    The reader can pan (drag) and zoom (wheel, buttons, Fit), expand or collapse one line or all,
+    search by model name, id prefix, tag or metadata (``key=value`` or a value; matches are
+    highlighted, Enter steps through them and centres on each), hover for a tooltip, click a
+    version for its details (model, id, message, author, time, relations, parents and children,
+    metadata, size) while its ancestors and descendants are highlighted, and focus on that
+    lineage (only the ancestors and descendants drawn) until "Show all". The page sets
+    ``window.__drawn`` (milliseconds since navigation) and the performance mark
+    ``mgit-lineage-drawn`` once its first complete draw has been painted.
 
     Args:
         g: The lineage graph (see :mod:`mgit.lineage.render` for the attributes read).
         title: Page title, shown in the header.
         color_by: The name of a test: nodes are coloured by their result of it (node attribute
             ``test``: ``outcome`` pass / fail / error, ``metrics``, ``error``; grey without
-            one), and a click shows its metrics.
+            one), and a click shows its metrics. A collapsed line shows its latest version's.
+        collapse: Whether the page opens with the model lines collapsed; ``None`` (the default):
+            only when there are more than :data:`COLLAPSE_ABOVE` versions.
 
     Returns:
         The HTML text. It loads nothing from the network.
     """
     nodes = sorted_nodes(g)
-    edges = sorted_edges(g)
-    layout = compute_layout(nodes, edges)
     index = {n["id"]: i for i, n in enumerate(nodes)}
-    for n in nodes:
-        box = layout.nodes[n["id"]]
-        n["x"] = box.x
-        n["y"] = box.y
-        n["lane"] = box.lane
-    routed = {(r.source, r.target): r for r in layout.edges}
-    edge_data = []
-    for e in edges:
-        route = routed.get((e["source"], e["target"]))
-        if route is None:
-            continue
-        edge_data.append(
-            {
-                "s": index[e["source"]],
-                "t": index[e["target"]],
-                "relation": e["relation"],
-                "index": e["index"],
-                "path": route.path,
-                "lx": round(route.label_x, 1),
-                "ly": round(route.label_y, 1),
-                "label": route.label,
-            }
-        )
-    lanes = [
-        {"model": b.model, "x": b.x, "y": b.y, "w": b.w, "h": b.h, "parent": b.parent}
-        for b in layout.lanes
+    edge_data = [
+        {
+            "s": index[e["source"]],
+            "t": index[e["target"]],
+            "relation": e["relation"],
+            "index": e["index"],
+        }
+        for e in sorted_edges(g)
     ]
+    if collapse is None:
+        collapse = len(nodes) > COLLAPSE_ABOVE
     data = {
         "title": title,
-        "nodes": nodes,
+        "nodes": [_compact_node(n) for n in nodes],
         "edges": edge_data,
-        "lanes": lanes,
         "colors": RELATION_COLORS,
-        "width": layout.width,
-        "height": layout.height,
         "node_w": NODE_W,
         "node_h": NODE_H,
         "color_by": color_by,
+        "collapsed": collapse,
     }
     models = len({n["model"] for n in nodes})
     stats = (
@@ -195,21 +232,30 @@ def to_html(g: nx.DiGraph[str], *, title: str = "mgit lineage", color_by: str | 
         f"<title>{t}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         '<header id="bar">'
         f"<h1>{t}</h1>"
-        '<input id="search" type="search" placeholder="Search model name, id or tag  (/)" '
+        '<input id="search" type="search" placeholder="Search name, id, tag or key=value  (/)" '
         'autocomplete="off" spellcheck="false" aria-label="Search models">'
         '<span id="count" aria-live="polite"></span>'
         '<button id="zoom-in" type="button" title="Zoom in">+</button>'
         '<button id="zoom-out" type="button" title="Zoom out">&#8722;</button>'
         '<button id="fit" type="button" title="Fit the whole graph">Fit</button>'
+        '<button id="expand-all" type="button" title="Show every version">Expand all</button>'
+        '<button id="collapse-all" type="button" title="One node per model line">'
+        "Collapse all</button>"
+        '<button id="focus" type="button" title="Draw only the selected version\'s ancestors '
+        'and descendants (f)" disabled>Focus</button>'
+        '<button id="unfocus" type="button" title="Draw the whole lineage again" hidden>'
+        "Show all</button>"
+        '<span id="focus-info"></span>'
         f'<span id="stats">{stats}</span>'
         "</header>\n<main>\n"
-        '<div id="stage">'
-        '<svg id="canvas" role="img" aria-label="lineage graph"><defs></defs>'
+        '<div id="stage"><canvas id="overview" aria-hidden="true"></canvas>'
+        '<svg id="graph" role="img" aria-label="lineage graph"><defs></defs>'
         '<g id="viewport"><g id="lanes"></g><g id="edges"></g><g id="edge-labels"></g>'
         '<g id="nodes"></g></g></svg>'
         '<div id="tip" hidden></div></div>\n'
-        '<aside id="panel"><div id="panel-body"><div id="panel-empty">Click a model version to '
-        "see its details. Drag to pan, scroll to zoom, press / to search.</div>"
+        '<aside id="panel"><div id="panel-body"><div id="panel-empty">Click a model line to '
+        "expand it, a version to see its details. Drag to pan, scroll to zoom, press / to "
+        "search.</div>"
         '<div id="details" hidden></div></div>' + _legend(color_by) + "</aside>\n"
         "</main>\n"
         "<noscript>This page needs JavaScript to draw the lineage graph.</noscript>\n"
