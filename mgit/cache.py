@@ -23,7 +23,6 @@ commit and tree a folder was built from, for :func:`clean_cache` (which ``gc`` r
 from __future__ import annotations
 
 import errno
-import fnmatch
 import json
 import os
 import shutil
@@ -36,6 +35,9 @@ from typing import Any
 import xxhash
 
 from mgit._fs import atomic_write, safe_join
+from mgit._globs import norm_path as _norm
+from mgit._globs import path_matches, select
+from mgit._globs import patterns as _patterns
 from mgit.core import RepoCore
 from mgit.errors import CorruptObjectError, InvalidModelFileError, PathNotFoundError, UsageError
 from mgit.materialize import file_pieces, write_file
@@ -45,8 +47,10 @@ from mgit.objects.model import FileEntry, canonical_json
 __all__ = [
     "CACHE_DIR",
     "CacheCleanResult",
+    "FileInfo",
     "clean_cache",
     "commit_of_folder",
+    "file_info",
     "file_key",
     "materialize",
     "path_matches",
@@ -62,13 +66,6 @@ CACHE_DIR = "cache"
 DEFAULT_MIN_AGE = 3600.0
 
 
-def _norm(path: str) -> str:
-    p = str(path).replace("\\", "/").strip("/")
-    while p.startswith("./"):
-        p = p[2:]
-    return p
-
-
 def _entry(core: RepoCore, ref: str, path: str) -> tuple[FileEntry, str]:
     """The tree entry of ``path`` in REF's version, and REF's commit id.
 
@@ -82,6 +79,36 @@ def _entry(core: RepoCore, ref: str, path: str) -> tuple[FileEntry, str]:
     if entry is None:
         raise PathNotFoundError(ref, path, sorted(tree.files))
     return entry, oid
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file of a stored version, as its tree records it (``mgit show REF:PATH --json``)."""
+
+    ref: str
+    commit: str
+    path: str
+    kind: str  # "safetensors", "torchzip" or "blob"
+    size: int
+    xxh3_128: str
+    tensors: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "ref": self.ref, "commit": self.commit, "path": self.path, "kind": self.kind,
+            "size": self.size, "xxh3_128": self.xxh3_128, "tensors": self.tensors,
+        }
+
+
+def file_info(core: RepoCore, ref: str, path: str) -> FileInfo:
+    """What REF's tree records about ``path`` (no file data is read).
+
+    Raises:
+        PathNotFoundError: REF has no file ``path``.
+    """
+    entry, oid = _entry(core, ref, path)
+    return FileInfo(ref, oid, _norm(path), entry.kind, entry.size, entry.xxh, len(entry.tensors))
 
 
 def read_file(core: RepoCore, ref: str, path: str) -> bytes:
@@ -142,32 +169,6 @@ def read_config(core: RepoCore, ref: str, path: str = "config.json") -> dict[str
 # -- selecting files ----------------------------------------------------------------------------
 
 
-def _patterns(value: str | Iterable[str] | None) -> list[str]:
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else list(value)
-    out = []
-    for p in items:
-        if not isinstance(p, str) or not _norm(p):
-            raise UsageError(f"bad file pattern {p!r}")
-        out.append(_norm(p))
-    return out
-
-
-def path_matches(rel: str, patterns: list[str]) -> bool:
-    """A path matches a glob when the glob matches the whole path, its file name, or one of
-    its folders (``checkpoint-*`` matches ``checkpoint-30/model.safetensors``)."""
-    name = rel.rsplit("/", 1)[-1]
-    parts = rel.split("/")
-    folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
-    return any(
-        fnmatch.fnmatchcase(rel, p)
-        or fnmatch.fnmatchcase(name, p)
-        or any(fnmatch.fnmatchcase(f, p) for f in folders)
-        for p in patterns
-    )
-
-
 def select_files(
     files: dict[str, FileEntry],
     include: str | Iterable[str] | None = None,
@@ -177,17 +178,12 @@ def select_files(
 
     Patterns are globs (``fnmatch``, case-sensitive) matched against the whole path, the file
     name, and each folder above it: ``"*.json"``, ``"tokenizer*"``, ``"checkpoint-*"``,
-    ``"unet/*"``.
+    ``"unet/*"`` (the one matcher, :mod:`mgit._globs`, that ``export`` uses too).
 
     Raises:
         UsageError: an empty pattern.
     """
-    inc, exc = _patterns(include), _patterns(exclude)
-    return {
-        rel: e
-        for rel, e in sorted(files.items())
-        if (not inc or path_matches(rel, inc)) and not (exc and path_matches(rel, exc))
-    }
+    return {rel: files[rel] for rel in select(files, include, exclude)}
 
 
 def file_key(entry: FileEntry) -> str:

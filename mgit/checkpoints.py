@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mgit.core import RepoCore
 from mgit.errors import UsageError
+from mgit.worktree.scan import DEFAULT_IGNORE
 
 if TYPE_CHECKING:
     from mgit.commit import CommitResult
@@ -49,12 +50,9 @@ SAVE_ORDER = (
     "U32", "F32", "C64", "F64", "I64", "U64",
 )  # fmt: skip
 
-#: Files of a Trainer checkpoint that are training state, not the model: never committed.
-CHECKPOINT_EXCLUDE = (
-    "optimizer.pt", "optimizer.bin", "optimizer_*", "*-optimizer.pt", "scheduler.pt", "scaler.pt",
-    "rng_state*.pth", "training_args.bin", "trainer_state.json", "global_step*",
-    "pytorch_model_fsdp*", "latest", "zero_to_fp32.py",
-)  # fmt: skip
+#: Files of a Trainer checkpoint that are training state, not the model: never committed. The
+#: one list :func:`mgit.worktree.scan.scan` leaves out of ``add`` and ``import`` by default too.
+CHECKPOINT_EXCLUDE = DEFAULT_IGNORE
 
 
 def _tensor_info(name: str, value: Any) -> tuple[str, tuple[int, ...], Any]:
@@ -280,7 +278,10 @@ def checkpoint_files(folder: Path, exclude: Iterable[str] = CHECKPOINT_EXCLUDE) 
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
     pats = list(exclude)
-    found = {rel: p for rel, p in scan(folder, strict=True).items() if not path_matches(rel, pats)}
+    found = {
+        rel: p for rel, p in scan(folder, strict=True, defaults=False).items()
+        if not path_matches(rel, pats)
+    }
     if not found:
         raise UsageError(f"no model files in {folder}")
     return found

@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("cmd_init", "Create a repository in PATH (default: the current folder)."),
     "add": ("cmd_add", "Stage files (or folders) of the working tree for the next commit."),
     "status": ("cmd_status", "Show staged, modified and untracked files."),
+    "restore": (
+        "cmd_restore",
+        "Discard changes to PATH: unstage them (--staged), or rewrite the working files.",
+    ),
+    "rm": ("cmd_restore", "Stage the deletion of tracked files and delete them from the working tree."),
     "commit": ("cmd_commit", "Record the staged files as a new model version."),
     "import": ("cmd_import", "Commit the model folder DIRECTORY as a version of model MODEL."),
     "log": ("cmd_log", "Show model versions and how they derive from each other, newest first."),
@@ -100,6 +105,9 @@ class Context:
         self.cwd = cwd
         self.json = json
         self.quiet = quiet
+        #: Set by ``emit`` once the command printed its JSON result: an error after it then
+        #: goes to stderr, so stdout stays one JSON document.
+        self.emitted = False
 
     def __repr__(self) -> str:
         return f"Context(cwd={self.cwd!r}, json={self.json!r}, quiet={self.quiet!r})"
@@ -110,6 +118,11 @@ class Context:
         return (self.cwd, self.json, self.quiet) == (other.cwd, other.json, other.quiet)
 
     __hash__ = None  # type: ignore[assignment]  # mutable: unhashable, like the dataclass was
+
+
+#: The global options of the command that runs (set by :func:`cli`), so that :func:`_main`
+#: knows, once a command has failed, whether to render the error as JSON.
+_running: Context | None = None
 
 
 def _late_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -216,10 +229,12 @@ def cli(ctx: click.Context, cwd: str | None, as_json: bool, quiet: bool) -> None
     models it was derived from. REF is a model name (its latest version), a tag, a commit id
     or unique prefix, with ~N and ^N.
     """
+    global _running
     base = Path(cwd).absolute() if cwd else Path.cwd()
+    _running = Context(cwd=base, json=as_json, quiet=quiet or not sys.stderr.isatty())
     if cwd and not base.is_dir():
         raise click.UsageError(f"-C: no such folder: {cwd}")
-    ctx.obj = Context(cwd=base, json=as_json, quiet=quiet or not sys.stderr.isatty())
+    ctx.obj = _running
 
 
 def run() -> None:
@@ -272,31 +287,75 @@ def _say(line: str) -> None:
     click.echo(clean(line), err=True)
 
 
+def _json_mode(argv: list[str] | None) -> bool:
+    """Whether the failed command was asked for JSON: its ``--json`` (before or after the
+    command name) was parsed, or is among the arguments when parsing failed first."""
+    if _running is not None and _running.json:
+        return True
+    args = sys.argv[1:] if argv is None else argv
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(argv: list[str] | None, code: int, type_: str, message: str, hint: str | None = None,
+          details: dict[str, Any] | None = None) -> int:
+    """Report a failure and return its exit code: one ``mgit: error: ...`` line (and a
+    ``hint:`` line) on stderr, or under ``--json`` one JSON object on **stdout** (where a
+    machine reader already reads the result), nothing on stderr:
+    ``{"error": {"type", "message", "hint", "exit_code", "details"}}`` -- unless the command
+    already printed its JSON result (stdout stays one document; the error line goes to stderr)."""
+    if _json_mode(argv) and not (_running is not None and _running.emitted):  # after a result: stderr
+        import json
+
+        err = {"type": type_, "message": message, "hint": hint, "exit_code": code,
+               "details": details or {}}
+        click.echo(json.dumps({"error": err}, indent=2))
+        return code
+    _say(f"mgit: error: {message}" if type_ != "Interrupted" else "mgit: interrupted")
+    if hint:
+        _say(f"hint: {hint}")
+    return code
+
+
+def _details(exc: BaseException) -> dict[str, Any]:
+    """The fields an error carries (path, ref, oid...), those that are plain JSON values."""
+    out: dict[str, Any] = {}
+    for k, v in vars(exc).items():
+        if k in ("message", "hint") or k.startswith("_"):
+            continue
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v):
+            out[k] = list(v)
+        elif isinstance(v, os.PathLike):
+            out[k] = os.fspath(v)
+    return out
+
+
 def _main(argv: list[str] | None) -> int:
+    global _running
+    _running = None
     try:
         cli.main(args=argv, prog_name="mgit", standalone_mode=False)
         return 0
     except MgitError as exc:
         if os.environ.get("MGIT_DEBUG") == "1":
             raise
-        _say(f"mgit: error: {exc}")
-        if exc.hint:
-            _say(f"hint: {exc.hint}")
         code = 1
         for cls in type(exc).__mro__:
             if cls in EXIT_CODES:
                 code = EXIT_CODES[cls]  # type: ignore[index]
                 break
-        return code
-    except click.exceptions.Abort:
-        click.echo("mgit: interrupted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        click.echo("mgit: interrupted", err=True)
-        return 130
+        return _fail(argv, code, type(exc).__name__, str(exc), exc.hint, _details(exc))
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return _fail(argv, 130, "Interrupted", "interrupted")
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        if not _json_mode(argv):
+            exc.show()
+            return exc.exit_code
+        hint = None
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f"'{exc.ctx.command_path} --help' lists the options"
+        return _fail(argv, exc.exit_code, "UsageError", exc.format_message(), hint)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except BrokenPipeError:
@@ -304,5 +363,7 @@ def _main(argv: list[str] | None) -> int:
     except OSError as exc:
         if os.environ.get("MGIT_DEBUG") == "1":
             raise
-        _say(f"mgit: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        return 1
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        return _fail(argv, 1, type(exc).__name__, message,
+                     details={"errno": exc.errno, "filename": os.fspath(exc.filename)
+                              if isinstance(exc.filename, (str, os.PathLike)) else None})

@@ -5,6 +5,7 @@ Functions take a :class:`mgit.core.RepoCore` and only read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from mgit.refs.store import HEADS, TAGS
 __all__ = [
     "FileInfo",
     "LogView",
+    "MetaCondition",
     "ModelInfo",
     "ShowResult",
     "find",
@@ -29,6 +31,7 @@ __all__ = [
     "log",
     "log_view",
     "models",
+    "parse_condition",
     "show",
 ]
 
@@ -347,6 +350,65 @@ def _lineage_from_objects(
     return g
 
 
+#: The comparisons ``find --meta`` takes, longest first (``>=`` before ``>``).
+META_OPS = (">=", "<=", "==", "!=", ">", "<", "=")
+
+
+@dataclass(frozen=True)
+class MetaCondition:
+    """``KEY OP VALUE`` on a version's metadata (:func:`parse_condition`)."""
+
+    key: str
+    op: str
+    value: str
+
+    def holds(self, found: str | None) -> bool:
+        """Whether a metadata value (None: the key is not set) satisfies the condition.
+
+        ``=`` compares text exactly. ``==`` and ``!=`` compare numbers when both sides parse
+        as numbers, else text. ``<``, ``<=``, ``>``, ``>=`` compare numbers only: a value
+        that is not a number never satisfies them. A key that is not set satisfies nothing.
+        """
+        if found is None:
+            return False
+        if self.op == "=":
+            return found == self.value
+        a, b = _number(found), _number(self.value)
+        if self.op in ("==", "!="):
+            same = a == b if a is not None and b is not None else found == self.value
+            return same if self.op == "==" else not same
+        if a is None or b is None:
+            return False
+        return {">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[self.op]
+
+
+def _number(v: str) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x  # NaN compares with nothing
+
+
+def parse_condition(text: str) -> MetaCondition:
+    """``"accuracy>=0.9"``, ``"task=sst2"``, ``"loss<0.5"`` as a :class:`MetaCondition`.
+
+    Raises:
+        UsageError: no operator, or an empty key.
+    """
+    i = next((j for j, ch in enumerate(text) if ch in "<>=!"), -1)
+    op = next((o for o in META_OPS if i >= 0 and text.startswith(o, i)), None)
+    if op is None:
+        raise UsageError(
+            f"--meta takes KEY=VALUE or KEY<op>VALUE (op: {', '.join(META_OPS[:-1])}), got {text!r}"
+        )
+    key = text[:i].strip()
+    if not key:
+        raise UsageError(f"--meta: no key in {text!r}")
+    value = text[i + len(op):]
+    return MetaCondition(key, op, value if op == "=" else value.strip())
+
+
 def find(
     core: RepoCore,
     *,
@@ -355,8 +417,15 @@ def find(
     meta: dict[str, str] | None = None,
     derived_from: str | None = None,
     all_versions: bool = False,
+    where: Sequence[str | MetaCondition] = (),
+    sort: str | None = None,
+    reverse: bool = False,
 ) -> list[CommitInfo]:
     """Model versions matching every filter given, newest first (ties: by model, then id).
+
+    A model line's metadata is, key by key, that of its latest version that sets the key (a key
+    set on an earlier version holds until a later version sets it again); with
+    ``all_versions``, each version's own.
 
     Args:
         core: the repository.
@@ -365,15 +434,59 @@ def find(
         meta: every ``KEY=VALUE`` matches the version's metadata.
         derived_from: REF is a proper ancestor (transitively, through any relation).
         all_versions: search every version, not only the latest of each model line.
+        where: conditions ``"accuracy>=0.9"`` (:func:`parse_condition`,
+            :meth:`MetaCondition.holds`), all of which must hold.
+        sort: order by this metadata key instead: numerically when every value found parses
+            as a number, else as text; versions without the key last.
+        reverse: with ``sort``, largest first.
+
+    Raises:
+        UsageError: a bad relation or condition.
     """
     if relation is not None:
         check_relation(relation)
+    conds = [c if isinstance(c, MetaCondition) else parse_condition(c) for c in where]
     want = dict(meta or {})
     if task is not None:
         want["task"] = task
+    conds = [MetaCondition(k, "=", v) for k, v in want.items()] + conds
+    keys = {c.key for c in conds} | ({sort} if sort else set())
     ix = lineage_index.load(core)
     if ix is None:
-        return _find_from_objects(core, want, relation, derived_from, all_versions)
+        found = _find_from_objects(core, keys, relation, derived_from, all_versions)
+    else:
+        found = _find_from_index(core, ix, keys, relation, derived_from, all_versions)
+    out = [(info, vals) for info, vals in found if all(c.holds(vals.get(c.key)) for c in conds)]
+    out.sort(key=lambda iv: (-iv[0].time, iv[0].model, iv[0].oid))
+    if sort:
+        out = _sorted_by(out, sort, reverse)
+    return [info for info, _ in out]
+
+
+def _sorted_by(
+    items: list[tuple[CommitInfo, dict[str, str | None]]], key: str, reverse: bool
+) -> list[tuple[CommitInfo, dict[str, str | None]]]:
+    """Stable sort by a metadata value: numbers when all of them parse, else text; missing
+    values last whatever the direction."""
+    have = [iv for iv in items if iv[1].get(key) is not None]
+    missing = [iv for iv in items if iv[1].get(key) is None]
+    nums = [_number(str(iv[1][key])) for iv in have]
+    if all(n is not None for n in nums):
+        order = sorted(zip(nums, range(len(have))), key=lambda t: t[0], reverse=reverse)  # type: ignore[arg-type,return-value]
+    else:
+        order = sorted(zip([str(iv[1][key]) for iv in have], range(len(have))),
+                       key=lambda t: t[0], reverse=reverse)  # type: ignore[arg-type,return-value]
+    return [have[i] for _, i in order] + missing
+
+
+def _find_from_index(
+    core: RepoCore,
+    ix: LineageIndex,
+    keys: set[str],
+    relation: str | None,
+    derived_from: str | None,
+    all_versions: bool,
+) -> list[tuple[CommitInfo, dict[str, str | None]]]:
     heads = ix.snapshot.under(HEADS)
     cands = range(ix.n) if all_versions else sorted({ix.pos[t] for t in heads.values()})
     below: set[int] | None = None
@@ -385,44 +498,38 @@ def find(
         if below is not None and c not in below:
             continue
         versions = [c] if all_versions else _line_ix(ix, c)
-        if want and not _meta_matches_ix(ix, versions, want):
-            continue
         if relation is not None and not any(
             r == relation for v in versions for _, r in ix.parent_links(v)
         ):
             continue
-        out.append(ix.info(c))
-    out.sort(key=lambda i: (-i.time, i.model, i.oid))
+        vals = {
+            k: next((ix.record(v)[2][k] for v in versions if k in ix.record(v)[2]), None) for k in keys
+        }
+        out.append((ix.info(c), vals))
     return out
-
-
-def _meta_matches_ix(ix: LineageIndex, versions: list[int], want: dict[str, str]) -> bool:
-    for k, v in want.items():
-        found = next((ix.record(c)[2][k] for c in versions if k in ix.record(c)[2]), None)
-        if found != v:
-            return False
-    return True
 
 
 def _find_from_objects(
     core: RepoCore,
-    want: dict[str, str],
+    keys: set[str],
     relation: str | None,
     derived_from: str | None,
     all_versions: bool,
-) -> list[CommitInfo]:
+) -> list[tuple[CommitInfo, dict[str, str | None]]]:
     cands = all_commits(core) if all_versions else set(core.model_heads().values())
     anc_of: str | None = core.resolve(derived_from) if derived_from else None
     out = []
     for c in sorted(cands):
-        if want and not _meta_matches(core, c, want, all_versions):
-            continue
         if relation is not None and not _has_relation(core, c, relation, all_versions):
             continue
         if anc_of is not None and (c == anc_of or not is_ancestor(core, anc_of, c)):
             continue
-        out.append(core.commit_info(c))
-    out.sort(key=lambda i: (-i.time, i.model, i.oid))
+        versions = [c] if all_versions else line_versions(core, c)
+        vals = {
+            k: next((core.read_commit(v).meta[k] for v in versions if k in core.read_commit(v).meta), None)
+            for k in keys
+        }
+        out.append((core.commit_info(c), vals))
     return out
 
 
@@ -438,20 +545,6 @@ def line_versions(core: RepoCore, oid: str, *, model: str | None = None) -> list
         nxt = [p.oid for p in cm.parents if core.read_commit(p.oid).model == line]
         cur = nxt[0] if nxt else None
     return out
-
-
-def _meta_matches(core: RepoCore, oid: str, want: dict[str, str], exact: bool) -> bool:
-    """Whether the version (or, for a model line, its latest version that sets each key)
-    has the wanted metadata: a key set on an earlier version holds until a later version
-    sets it again."""
-    versions = [oid] if exact else line_versions(core, oid)
-    for k, v in want.items():
-        found = next(
-            (core.read_commit(c).meta[k] for c in versions if k in core.read_commit(c).meta), None
-        )
-        if found != v:
-            return False
-    return True
 
 
 def _has_relation(core: RepoCore, oid: str, relation: str, exact: bool) -> bool:

@@ -46,18 +46,18 @@ if TYPE_CHECKING:
     from mgit.worktree.ops import AddResult, CheckoutResult, StatusResult
 
 __all__ = [
-    "FORMAT_VERSION",
     "DEFAULT_CHUNK_SIZE",
-    "Repository",
-    "CommitResult",
-    "CommitInfo",
-    "ModelInfo",
-    "ExportResult",
-    "CheckoutResult",
+    "FORMAT_VERSION",
     "AddResult",
-    "StatsResult",
+    "CheckoutResult",
+    "CommitInfo",
+    "CommitResult",
+    "ExportResult",
     "FsckResult",
     "GcResult",
+    "ModelInfo",
+    "Repository",
+    "StatsResult",
     "write_text_file",
 ]
 
@@ -193,6 +193,22 @@ class Repository(RepoCore):
 
         return ops.add(self, paths, follow_symlinks=follow_symlinks, skip_unreadable=skip_unreadable)
 
+    def restore(self, paths: Iterable[str | os.PathLike[str]], *, staged: bool = False,
+                source: str | None = None) -> Any:
+        """Unstage ``paths`` (``staged``), or rewrite the working files from ``source`` (default
+        HEAD); see :func:`mgit.worktree.ops.restore`."""
+        from mgit.worktree import ops
+
+        return ops.restore(self, paths, staged=staged, source=source)
+
+    def rm(self, paths: Iterable[str | os.PathLike[str]], *, cached: bool = False,
+           force: bool = False) -> Any:
+        """Stage the deletion of tracked files and delete them (``cached``: keep the files);
+        see :func:`mgit.worktree.ops.rm`."""
+        from mgit.worktree import ops
+
+        return ops.rm(self, paths, cached=cached, force=force)
+
     def status(self) -> StatusResult:
         """Staged, modified, deleted and untracked files."""
         from mgit.worktree import ops
@@ -209,11 +225,16 @@ class Repository(RepoCore):
     # -- reading versions (mgit.tensors) ------------------------------------------------------
 
     def export(self, ref: str, directory: str | os.PathLike[str], *, force: bool = False,
-               progress: Callable[[int], None] | None = None) -> ExportResult:
-        """Write REF's files into ``directory``, byte-identical to what was committed."""
+               progress: Callable[[int], None] | None = None,
+               include: str | Iterable[str] | None = None,
+               exclude: str | Iterable[str] | None = None) -> ExportResult:
+        """Write REF's files into ``directory``, byte-identical to what was committed; with
+        ``include``/``exclude`` globs, only the files they select (see
+        :func:`mgit.tensors.export`)."""
         from mgit import tensors
 
-        return tensors.export(self, ref, directory, force=force, progress=progress)
+        return tensors.export(self, ref, directory, force=force, progress=progress,
+                              include=include, exclude=exclude)
 
     def tensors(self, ref: str, *, file: str | None = None) -> dict[str, TensorManifest]:
         """Every tensor of REF by key: its name, or ``"<path>:<name>"`` where several files hold
@@ -312,12 +333,17 @@ class Repository(RepoCore):
         meta: dict[str, str] | None = None,
         derived_from: str | None = None,
         all_versions: bool = False,
+        where: Sequence[str] = (),
+        sort: str | None = None,
+        reverse: bool = False,
     ) -> list[CommitInfo]:
-        """Model versions matching every filter given (see :func:`mgit.history.find`)."""
+        """Model versions matching every filter given; ``where``: metadata comparisons
+        (``"accuracy>=0.9"``); ``sort``: by a metadata key, numeric when every value is a
+        number (see :func:`mgit.history.find`)."""
         from mgit import history
 
         return history.find(self, task=task, relation=relation, meta=meta, derived_from=derived_from,
-                            all_versions=all_versions)
+                            all_versions=all_versions, where=where, sort=sort, reverse=reverse)
 
     def guess_parent(self, folder: str | os.PathLike[str], *, limit: int = 5) -> list[Any]:
         """Stored model versions ranked by closeness to ``folder`` (see :mod:`mgit.guess`)."""
@@ -428,8 +454,8 @@ class Repository(RepoCore):
         whose parents are the inputs and whose recipe redoes it; ``config``: a mergekit YAML
         recipe's text (or ``config_file``, its path) instead; ``redo``: recompute that merge commit and compare (nothing is
         written). See :mod:`mgit.lifecycle.merge`; returns a ``MergeResult`` or ``RedoResult``."""
-        from mgit.lifecycle import merge as mg
         from mgit.errors import UsageError
+        from mgit.lifecycle import merge as mg
 
         if redo is not None:
             return mg.redo(self, redo)
@@ -451,6 +477,14 @@ class Repository(RepoCore):
         from mgit import cache
 
         return cache.read_file(self, ref, path)
+
+    def file_info(self, ref: str, path: str) -> Any:
+        """What REF's tree records about one file: kind, size, checksum, tensor count (a
+        :class:`mgit.cache.FileInfo`; no data read). Raises
+        :class:`~mgit.errors.PathNotFoundError`."""
+        from mgit import cache
+
+        return cache.file_info(self, ref, path)
 
     def model_config(self, ref: str, path: str = "config.json") -> dict[str, Any]:
         """REF's ``config.json`` parsed (``self.config`` is the repository's own config).

@@ -7,12 +7,13 @@ load_state_dict/diff/structural_diff`` delegate here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mgit._fs import check_not_in_mgit_dir
+from mgit._globs import select
 from mgit.core import RepoCore
 from mgit.errors import AmbiguousTensorError, NoTensorsError, RefNotFoundError, UsageError
 from mgit.materialize import tensor_array, tensor_bytes, write_file
@@ -20,12 +21,12 @@ from mgit.objects.model import FileEntry, TensorManifest, TensorView, Tree
 
 __all__ = [
     "ExportResult",
-    "export",
-    "tensor_manifests",
-    "load_tensor",
-    "load_state_dict",
     "diff",
+    "export",
+    "load_state_dict",
+    "load_tensor",
     "structural_diff",
+    "tensor_manifests",
 ]
 
 
@@ -50,11 +51,18 @@ def export(
     *,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
 ) -> ExportResult:
     """Write REF's files into ``directory``, byte-identical to what was committed.
 
+    ``include``/``exclude`` (globs, :mod:`mgit._globs`: the same matching as
+    ``materialize``) write only the files that match an ``include`` glob (all when None) and
+    no ``exclude`` glob.
+
     Raises:
-        UsageError: ``directory`` has files that would be overwritten (without ``force``).
+        UsageError: ``directory`` has files that would be overwritten (without ``force``); no
+            file of REF is selected, or a bad pattern (nothing is written then).
         UnsafePathError: ``directory`` is inside a repository's ``.mgit`` (or a bare store),
             ``force`` or not: its refs, config and HEAD are never written over.
     """
@@ -62,10 +70,17 @@ def export(
     check_not_in_mgit_dir(out, action="export")
     oid = core.resolve(ref)
     tree = core.commit_tree(oid)
+    chosen = select(tree.files, include, exclude)
+    if not chosen and tree.files:
+        shown = ", ".join(sorted(tree.files)[:10]) + (" ..." if len(tree.files) > 10 else "")
+        raise UsageError(
+            f"no file of {ref} matches the --include/--exclude patterns",
+            hint=f"its files: {shown or '(none)'}",
+        )
     if out.exists() and not out.is_dir():
         raise UsageError(f"not a folder: {directory}")
     if not force:
-        clash = [rel for rel in tree.files if (out / rel).exists() or (out / rel).is_symlink()]
+        clash = [rel for rel in chosen if (out / rel).exists() or (out / rel).is_symlink()]
         if clash:
             raise UsageError(
                 f"export would overwrite {len(clash)} file(s) in {directory}, e.g. {clash[0]}",
@@ -74,10 +89,11 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     total = 0
     with core.pool() as pool:
-        for rel, entry in sorted(tree.files.items()):
+        for rel in chosen:
+            entry = tree.files[rel]
             write_file(core.store, entry, out, rel, pool=pool, workers=core.workers, progress=progress)
             total += entry.size
-    return ExportResult(oid, str(out), sorted(tree.files), total)
+    return ExportResult(oid, str(out), chosen, total)
 
 
 def _tensor_files(tree: Tree) -> dict[str, FileEntry]:

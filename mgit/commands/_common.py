@@ -38,6 +38,10 @@ __all__ = [
     "echo_commit",
     "user_path",
     "derivation_options",
+    "complete_model",
+    "complete_ref",
+    "complete_remote",
+    "complete_tag",
 ]
 
 
@@ -67,6 +71,112 @@ def open_repo_streaming() -> Any:
     return open_repo()
 
 
+# -- shell completion ---------------------------------------------------------------------------
+#
+# ``shell_complete=`` callbacks of the arguments and options that take a REF, a model, a tag or
+# a remote. They run on every Tab press (``_MGIT_COMPLETE=bash_source mgit``), so they read
+# only the ref files (:func:`mgit.refs.store.scan_refs`) and the config, never an object, and
+# never raise: outside a repository, or on any error, they offer nothing. During completion the
+# group's callback has not run (``ctx.obj`` is unset), so ``-C PATH`` is read from the parsed
+# parameters of the root context.
+
+
+def _completion_cwd(ctx: click.Context) -> Path:
+    """The folder the completed command would run in: ``-C PATH`` or the current folder."""
+    root = ctx.find_root()
+    obj_cwd = getattr(root.obj, "cwd", None)
+    if obj_cwd is not None:
+        return Path(obj_cwd)
+    given = root.params.get("cwd")
+    return Path(given).absolute() if given else Path.cwd()
+
+
+def _completion_repo(ctx: click.Context) -> Path | None:
+    """The ``.mgit`` folder (or bare store) the completed command would open, or None."""
+    from mgit.core import find_repository
+
+    try:
+        return find_repository(_completion_cwd(ctx))[1]
+    except Exception:  # noqa: BLE001 - not a repository, unreadable, a bad -C: nothing to offer
+        return None
+
+
+def _names(ctx: click.Context, kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(name, kind)`` of the refs of ``kinds`` (``model``, ``tag``, ``remote-tracking``),
+    as a REF names them: ``bert-sst2``, ``v1.0``, ``origin/bert-sst2``."""
+    from mgit.refs.store import HEADS, REMOTES, TAGS, scan_refs
+
+    mgit_dir = _completion_repo(ctx)
+    if mgit_dir is None:
+        return []
+    out = []
+    for kind, prefix in (("model", HEADS), ("tag", TAGS), ("remote-tracking", REMOTES)):
+        if kind in kinds:
+            out += [(ref[len(prefix) :], kind) for ref in scan_refs(mgit_dir, prefix)]
+    return out
+
+
+def _items(names: list[tuple[str, str]], incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    seen: set[str] = set()
+    out = []
+    for name, kind in names:
+        if name.startswith(incomplete) and name not in seen:
+            seen.add(name)
+            out.append(CompletionItem(name, help=kind))
+    return out
+
+
+def complete_ref(
+    ctx: click.Context, _param: click.Parameter | None, incomplete: str
+) -> list[Any]:
+    """Complete a REF: model names, tags, remote-tracking names (``origin/bert``), ``HEAD``."""
+    try:
+        names = _names(ctx, ("model", "tag", "remote-tracking"))
+        if names:
+            names.append(("HEAD", "the checked-out version"))
+        return _items(names, incomplete)
+    except Exception:  # noqa: BLE001 - completion must never fail the shell
+        return []
+
+
+def complete_model(
+    ctx: click.Context, _param: click.Parameter | None, incomplete: str
+) -> list[Any]:
+    """Complete a model name (a model line of this repository)."""
+    try:
+        return _items(_names(ctx, ("model",)), incomplete)
+    except Exception:  # noqa: BLE001 - as complete_ref
+        return []
+
+
+def complete_tag(
+    ctx: click.Context, _param: click.Parameter | None, incomplete: str
+) -> list[Any]:
+    """Complete a tag name."""
+    try:
+        return _items(_names(ctx, ("tag",)), incomplete)
+    except Exception:  # noqa: BLE001 - as complete_ref
+        return []
+
+
+def complete_remote(
+    ctx: click.Context, _param: click.Parameter | None, incomplete: str
+) -> list[Any]:
+    """Complete a configured remote's name."""
+    try:
+        mgit_dir = _completion_repo(ctx)
+        if mgit_dir is None:
+            return []
+        from mgit import format as fmt
+
+        remotes = fmt.read_config(mgit_dir).get("remotes") or {}
+        return _items([(n, "remote") for n in sorted(remotes) if isinstance(n, str)], incomplete)
+    except Exception:  # noqa: BLE001 - as complete_ref
+        return []
+
+
 def echo(line: str = "", **kw: Any) -> None:
     """Print a line to stdout (or stderr with ``err=True``), its control characters escaped
     (:func:`clean`)."""
@@ -79,12 +189,15 @@ def warn(text: str) -> None:
 
 
 def emit(data: Any, render: Callable[[], None]) -> None:
-    """Print ``data`` as JSON under ``--json``, else call ``render``."""
-    if ctx_obj().json:
+    """Print ``data`` as JSON under ``--json`` (and note it on the global options: an error
+    after it goes to stderr, so stdout stays one JSON document), else call ``render``."""
+    obj = ctx_obj()
+    if obj.json:
         import json
 
         value = data.to_json() if hasattr(data, "to_json") else data
         sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+        obj.emitted = True
     else:
         render()
 
@@ -204,7 +317,7 @@ def derivation_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     options = [
         click.option("--parent", "parents", multiple=True, metavar="REF",
-                     help="Model(s) this was derived from."),
+                     shell_complete=complete_ref, help="Model(s) this was derived from."),
         click.option("--relation", type=click.Choice(RELATIONS), help="How it was derived from --parent."),
         click.option("--lossy", "eps", type=float, metavar="EPS", help="Store lossily with max abs error EPS."),
         click.option("--check", metavar="CMD",

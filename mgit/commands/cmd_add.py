@@ -17,7 +17,14 @@ __all__ = ["COMMANDS"]
               help="Leave out (and list) entries that cannot be read as regular files (unreadable, "
                    "FIFOs, sockets, dangling or looping links, linked folders) instead of failing.")
 def add_cmd(paths: tuple[str, ...], follow_symlinks: bool, skip_unreadable: bool) -> None:
-    """Stage files (or folders) of the working tree for the next commit."""
+    """Stage files (or folders) of the working tree for the next commit.
+
+    \b
+    Examples:
+      mgit add .
+      mgit add config.json model.safetensors
+      mgit add --skip-unreadable .
+    """
     repo = open_repo()
     res = repo.add([user_path(p) for p in paths], follow_symlinks=follow_symlinks,
                    skip_unreadable=skip_unreadable)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, open_repo
+from mgit.commands._common import complete_ref, ctx_obj, echo, emit, open_repo
 
 __all__ = ["COMMANDS", "blame_command"]
 
@@ -78,6 +78,13 @@ class _BisectGroup(click.Group):
             args = [_ONESHOT, *args]
         return super().parse_args(ctx, args)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """The subcommands, and (for the one shot's first GOOD) the refs."""
+        results = super().shell_complete(ctx, incomplete)
+        if not incomplete.startswith("-"):
+            results += complete_ref(ctx, None, incomplete)
+        return results
+
 
 @click.group("bisect", cls=_BisectGroup, epilog=_SUBCOMMANDS_HELP)
 def bisect_group() -> None:
@@ -88,6 +95,12 @@ def bisect_group() -> None:
     included), or only along first parents. Cached test results are used first; untestable
     versions are skipped; a history where a version passes after an ancestor failed is
     reported as not bisectable.
+
+    \b
+    Examples:
+      mgit bisect bert-base~4 bert-sst2 --test acc
+      mgit bisect start bert-sst2 bert-base~4
+      mgit bisect run --test acc
     """
 
 
@@ -105,13 +118,20 @@ def _oneshot_options(f: Any) -> Any:
 
 
 @bisect_group.command(_ONESHOT, hidden=True)
-@click.argument("refs", nargs=-1, required=True, metavar="GOOD... BAD")
+@click.argument("refs", nargs=-1, required=True, metavar="GOOD... BAD", shell_complete=complete_ref)
 @_oneshot_options
 @click.option("--first-parent", is_flag=True, help="Follow only first parents.")
-@click.option("--skip", "skips", multiple=True, metavar="REF", help="Never test REF.")
+@click.option("--skip", "skips", multiple=True, metavar="REF", shell_complete=complete_ref,
+              help="Never test REF.")
 def oneshot_cmd(refs: tuple[str, ...], test: str | None, run: str | None, timeout: float | None,
                 first_parent: bool, skips: tuple[str, ...]) -> None:
-    """Find the first version between GOOD... and BAD that fails TEST or CMD."""
+    """Find the first version between GOOD... and BAD that fails TEST or CMD.
+
+    \b
+    Examples:
+      mgit bisect bert-base~4 bert-sst2 --test acc
+      mgit bisect v1.0 bert-sst2 --run "python eval.py {model_dir}" --first-parent
+    """
     from mgit.errors import BisectError, NotBisectableError, UsageError
     from mgit.lifecycle.bisect import bisect
 
@@ -192,11 +212,17 @@ def _checkout_next(repo: Any, step: Any) -> bool:
 
 
 @bisect_group.command("start")
-@click.argument("bad")
-@click.argument("goods", nargs=-1, required=True, metavar="GOOD...")
+@click.argument("bad", shell_complete=complete_ref)
+@click.argument("goods", nargs=-1, required=True, metavar="GOOD...", shell_complete=complete_ref)
 @click.option("--first-parent", is_flag=True, help="Follow only first parents.")
 def start_cmd(bad: str, goods: tuple[str, ...], first_parent: bool) -> None:
-    """Start bisecting between BAD and GOOD...; prints (and checks out) the version to test."""
+    """Start bisecting between BAD and GOOD...; prints (and checks out) the version to test.
+
+    \b
+    Examples:
+      mgit bisect start bert-sst2 bert-base~4
+      mgit bisect start --first-parent bert-sst2 v1.0
+    """
     from mgit.lifecycle.bisect import plan_start, save_session
 
     repo = open_repo()
@@ -217,30 +243,54 @@ def _mark(kind: str, ref: str | None) -> None:
 
 
 @bisect_group.command("good")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 def good_cmd(ref: str | None) -> None:
-    """Mark REF (default: HEAD, or in a bare repository the version to test) as passing."""
+    """Mark REF (default: HEAD, or in a bare repository the version to test) as passing.
+
+    \b
+    Examples:
+      mgit bisect good
+      mgit bisect good bert-sst2~3
+    """
     _mark("good", ref)
 
 
 @bisect_group.command("bad")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 def bad_cmd(ref: str | None) -> None:
-    """Mark REF (default: HEAD, or in a bare repository the version to test) as failing."""
+    """Mark REF (default: HEAD, or in a bare repository the version to test) as failing.
+
+    \b
+    Examples:
+      mgit bisect bad
+      mgit bisect bad bert-sst2~1
+    """
     _mark("bad", ref)
 
 
 @bisect_group.command("skip")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 def skip_cmd(ref: str | None) -> None:
-    """Mark REF (default: HEAD, or the version to test) as untestable."""
+    """Mark REF (default: HEAD, or the version to test) as untestable.
+
+    \b
+    Examples:
+      mgit bisect skip
+      mgit bisect skip bert-sst2~2
+    """
     _mark("skip", ref)
 
 
 @bisect_group.command("run")
 @_oneshot_options
 def run_cmd(test: str | None, run: str | None, timeout: float | None) -> None:
-    """Test the versions the bisect in progress asks for until it ends."""
+    """Test the versions the bisect in progress asks for until it ends.
+
+    \b
+    Examples:
+      mgit bisect run --test acc
+      mgit bisect run --run "python eval.py {model_dir}" --timeout 600
+    """
     from mgit.errors import BisectError, UsageError
     from mgit.lifecycle.bisect import (
         Evaluation,
@@ -277,7 +327,13 @@ def run_cmd(test: str | None, run: str | None, timeout: float | None) -> None:
 
 @bisect_group.command("log")
 def log_cmd() -> None:
-    """Show what the bisect in progress was given and every mark."""
+    """Show what the bisect in progress was given and every mark.
+
+    \b
+    Examples:
+      mgit bisect log
+      mgit --json bisect log
+    """
     from mgit.lifecycle.bisect import current_step, load_session
 
     repo = open_repo()
@@ -304,7 +360,12 @@ def log_cmd() -> None:
 
 @bisect_group.command("reset")
 def reset_cmd() -> None:
-    """End the bisect in progress and return HEAD to where it was before it started."""
+    """End the bisect in progress and return HEAD to where it was before it started.
+
+    \b
+    Examples:
+      mgit bisect reset
+    """
     from mgit.lifecycle.bisect import end_session, load_session
 
     repo = open_repo()

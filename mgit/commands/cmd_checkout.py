@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, open_repo_streaming
+from mgit.commands._common import complete_ref, echo, emit, open_repo_streaming
 
 __all__ = ["COMMANDS"]
 
 
 @click.command("checkout")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("-f", "--force", is_flag=True, help="Discard uncommitted changes.")
 def checkout_cmd(ref: str, force: bool) -> None:
-    """Make the working tree the files of REF."""
+    """Make the working tree the files of REF.
+
+    \b
+    Examples:
+      mgit checkout bert-base
+      mgit checkout v1.0
+      mgit checkout --force bert-sst2~1
+    """
     repo = open_repo_streaming()
     res = repo.checkout(ref, force=force)
 

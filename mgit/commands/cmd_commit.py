@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mgit.commands._common import (
+    complete_model,
     derivation_options,
     echo,
     emit,
@@ -46,14 +47,22 @@ def render_commit_result(res, *, working_tree: bool = False) -> None:  # type: i
 
 @click.command("commit")
 @click.option("-m", "--message", required=True, help="Commit message.")
-@click.option("--model", help="Model line to commit to (a new name starts a derived model).")
+@click.option("--model", shell_complete=complete_model,
+              help="Model line to commit to (a new name starts a derived model).")
 @derivation_options
 @click.option("--allow-empty", is_flag=True, help="Commit even if nothing is staged.")
 def commit_cmd(message: str, model: str | None, parents: tuple[str, ...], relation: str | None,
                eps: float | None, check: str | None, check_tests: bool, meta: tuple[str, ...],
                allow_empty: bool, recipe: str | None = None, recipe_seed: int | None = None,
                recipe_ids: tuple[str, ...] = ()) -> None:
-    """Record the staged files as a new model version."""
+    """Record the staged files as a new model version.
+
+    \b
+    Examples:
+      mgit commit -m "epoch 3" --meta acc=0.91
+      mgit commit -m "SST-2" --model bert-sst2 --parent bert-base --relation finetune
+      mgit commit -m "int8 copy" --lossy 1e-4 --check-tests
+    """
     repo = open_repo_streaming()
     res = repo.commit(
         message, model=model, parent=list(parents) or None, relation=relation, meta=parse_meta(meta),

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, open_repo, user_path
+from mgit.commands._common import complete_ref, ctx_obj, echo, emit, open_repo, user_path
 
 __all__ = ["COMMANDS", "DelayedBar"]
 
@@ -80,8 +80,8 @@ def _bar(label: str) -> DelayedBar | None:
 
 
 @click.command("diff")
-@click.argument("ref_a")
-@click.argument("ref_b", required=False)
+@click.argument("ref_a", shell_complete=complete_ref)
+@click.argument("ref_b", required=False, shell_complete=complete_ref)
 @click.option("--structural", is_flag=True, help="Compare architectures: module tree, config, dataflow graph.")
 @click.option("--html", "html_file", metavar="FILE", help="With --structural: write the dataflow graph as HTML.")
 @click.option("--no-dataflow", is_flag=True, help="With --structural: skip building and tracing the models.")
@@ -98,6 +98,12 @@ def diff_cmd(ref_a: str, ref_b: str | None, structural: bool, html_file: str | N
     Every tensor (by file and name; quantized weights dequantized; a LoRA adapter as the
     change it makes to the other side's weights) and every file (JSON files key by key,
     re-sharding). Red: only in REF_A (removed); green: only in REF_B (added).
+
+    \b
+    Examples:
+      mgit diff bert-base bert-sst2
+      mgit diff bert-sst2
+      mgit diff --structural bert-base bert-pruned --html graph.html
     """
     repo = open_repo()
     if html_file and not structural:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mgit.commands._common import (
+    complete_model,
     derivation_options,
     echo,
     emit,
@@ -25,7 +26,8 @@ __all__ = ["COMMANDS"]
 @click.option("--hf-cache", "hf_cache", metavar="ORG/NAME[@REV]",
               help="Instead of DIRECTORY: that snapshot of the local Hugging Face cache (REV: a commit "
                    "hash, a prefix of one, or a ref such as main; default main).")
-@click.option("--model", help="Model line: the folder becomes its next version (--hf-cache: default NAME).")
+@click.option("--model", shell_complete=complete_model,
+              help="Model line: the folder becomes its next version (--hf-cache: default NAME).")
 @click.option("-m", "--message", help="Commit message (--hf-cache: default ORG/NAME@REVISION).")
 @derivation_options
 @click.option("--guess-parent", is_flag=True,
@@ -47,6 +49,12 @@ def import_cmd(directory: str | None, hf_cache: str | None, model: str | None, m
 
     With --hf-cache ORG/NAME[@REV] instead of DIRECTORY: that snapshot of the local Hugging Face
     cache, in place.
+
+    \b
+    Examples:
+      mgit import --hf-cache org/bert-sst2
+      mgit import ~/runs/sst2 --model bert-sst2 --parent bert-base --relation finetune -m "SST-2"
+      mgit import ~/runs/lora --model bert-lora -m "LoRA r=8" --guess-parent
     """
     from mgit.errors import MgitError, UsageError
     from mgit.worktree.scan import folder_bytes

@@ -16,7 +16,14 @@ __all__ = ["COMMANDS"]
 @click.option("--model", help="Name of the first model line (default: the folder's name).")
 @click.option("--bare", is_flag=True, help="A store without working tree (for a remote).")
 def init_cmd(path: str | None, model: str | None, bare: bool) -> None:
-    """Create a repository in PATH (default: the current folder)."""
+    """Create a repository in PATH (default: the current folder).
+
+    \b
+    Examples:
+      mgit init bert-base
+      mgit init --model bert-base
+      mgit init --bare /mnt/shared/models
+    """
     from mgit.repo import Repository
 
     target = Path(path) if path else ctx_obj().cwd

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, fmt_time, open_repo, parse_meta, user_path
+from mgit.commands._common import complete_ref, echo, emit, fmt_time, open_repo, user_path
 from mgit.objects.model import RELATIONS
 
 __all__ = ["COMMANDS"]
 
 
 @click.command("lineage")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @click.option("--ancestors", "direction", flag_value="ancestors", help="Only REF and what it derives from.")
 @click.option("--descendants", "direction", flag_value="descendants", help="Only REF and what derives from it.")
 @click.option("--html", "html_file", metavar="FILE", help="Write a self-contained interactive HTML view.")
 @click.option("--dot", "dot_file", metavar="FILE", help="Write a Graphviz DOT file.")
 @click.option("--color-by", "color_by", metavar="TEST",
               help="Colour the versions by their recorded result of test TEST (pass/fail/none).")
+@click.option("--collapse/--expand", "collapse", default=None,
+              help="HTML: open with each model line collapsed to one node, or with every version "
+                   "shown [default: collapsed above 300 versions].")
 def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, dot_file: str | None,
-                color_by: str | None) -> None:
-    """The lineage graph: models as nodes, derivations and versions as edges."""
-    from mgit.lineage.render import to_dot, to_html, to_json
+                color_by: str | None, collapse: bool | None) -> None:
+    """The lineage graph: models as nodes, derivations and versions as edges.
+
+    \b
+    Examples:
+      mgit lineage --html lineage.html
+      mgit lineage bert-sst2 --ancestors
+      mgit lineage --dot lineage.dot --color-by acc
+    """
     from mgit._fs import write_text_file
+    from mgit.lineage.render import to_dot, to_html, to_json
 
     repo = open_repo()
     if direction and not ref:
@@ -40,7 +50,7 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
                                     "error": r.error or ""}
     if html_file:
         write_text_file(user_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}",
-                                                       color_by=color_by))
+                                                       color_by=color_by, collapse=collapse))
     if dot_file:
         write_text_file(user_path(dot_file), to_dot(g))
 
@@ -70,16 +80,32 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
 @click.command("find")
 @click.option("--task", help="meta task equals TASK.")
 @click.option("--relation", type=click.Choice(RELATIONS), help="Derived from a parent with this relation.")
-@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata that must match.")
-@click.option("--derived-from", metavar="REF", help="Derived (transitively) from REF.")
+@click.option("--meta", multiple=True, metavar="KEY<op>VALUE",
+              help="Metadata that must match: KEY=VALUE (text), or a comparison KEY>=V, KEY<=V, "
+                   "KEY>V, KEY<V, KEY==V, KEY!=V (numeric where both sides are numbers). Repeatable.")
+@click.option("--derived-from", metavar="REF", shell_complete=complete_ref, help="Derived (transitively) from REF.")
 @click.option("--all-versions", is_flag=True, help="Search every version, not only the latest ones.")
 @click.option("--failing", metavar="TEST", help="Whose recorded result of test TEST is a failure.")
+@click.option("--sort", "sort_key", metavar="KEY",
+              help="Order by metadata KEY (numerically when every value is a number), smallest first; "
+                   "versions without it last.")
+@click.option("--reverse", is_flag=True, help="With --sort: largest first.")
 def find_cmd(task: str | None, relation: str | None, meta: tuple[str, ...], derived_from: str | None,
-             all_versions: bool, failing: str | None) -> None:
-    """Find models by task, relation, metadata, or ancestry."""
+             all_versions: bool, failing: str | None, sort_key: str | None, reverse: bool) -> None:
+    """Find models by task, relation, metadata, or ancestry.
+
+    \b
+    Examples:
+      mgit find --derived-from bert-base --task sst2
+      mgit find --meta 'accuracy>=0.9' --sort accuracy --reverse
+      mgit find --all-versions --meta 'loss<0.5' --relation finetune
+      mgit find --failing sentiment
+    """
+    if reverse and not sort_key:
+        raise click.UsageError("--reverse goes with --sort KEY")
     repo = open_repo()
-    found = repo.find(task=task, relation=relation, meta=parse_meta(meta), derived_from=derived_from,
-                      all_versions=all_versions)
+    found = repo.find(task=task, relation=relation, derived_from=derived_from,
+                      all_versions=all_versions, where=list(meta), sort=sort_key, reverse=reverse)
     if failing is not None:
         from mgit.lifecycle.testing import failing as failing_versions
 

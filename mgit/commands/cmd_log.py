@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import echo, echo_commit, emit, open_repo
+from mgit.commands._common import complete_ref, echo, echo_commit, emit, open_repo
 
 __all__ = ["COMMANDS"]
 
 
 @click.command("log")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @click.option("--graph", is_flag=True, help="Draw the lineage graph beside the commits.")
 @click.option("--all", "all_", is_flag=True, help="Every model line, not just REF's history.")
 @click.option(
@@ -21,7 +21,14 @@ __all__ = ["COMMANDS"]
 )
 @click.option("--oneline", is_flag=True, help="One line per commit.")
 def log_cmd(ref: str | None, graph: bool, all_: bool, limit: int | None, oneline: bool) -> None:
-    """Show model versions and how they derive from each other, newest first."""
+    """Show model versions and how they derive from each other, newest first.
+
+    \b
+    Examples:
+      mgit log --graph --all
+      mgit log bert-sst2 -n 5 --oneline
+      mgit --json log
+    """
     from mgit.commands._common import ctx_obj
     from mgit.history import log_view
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, human_bytes, open_repo
+from mgit.commands._common import complete_remote, echo, emit, human_bytes, open_repo
 from mgit.errors import FsckFailedError, UsageError
 
 __all__ = ["COMMANDS"]
 
 
 @click.command("fsck")
-@click.argument("remote", required=False)
+@click.argument("remote", required=False, shell_complete=complete_remote)
 @click.option("--connectivity-only", is_flag=True, help="Check presence only, do not decode objects.")
 @click.option("--repair", is_flag=True,
               help="Fetch missing or damaged objects from REMOTE (default: origin), verify and replace them.")
@@ -20,6 +20,12 @@ def fsck_cmd(remote: str | None, connectivity_only: bool, repair: bool) -> None:
 
     Also lists stale locks and temp files left by killed processes (not damage: the next
     command breaks such a lock, 'mgit gc' removes the temp files).
+
+    \b
+    Examples:
+      mgit fsck --repair origin
+      mgit fsck
+      mgit fsck --connectivity-only
     """
     repo = open_repo()
     if remote is not None and not repair:
@@ -62,7 +68,14 @@ def fsck_cmd(remote: str | None, connectivity_only: bool, repair: bool) -> None:
               help="Only delete unreachable objects older than this many seconds.")
 @click.option("-n", "--dry-run", is_flag=True, help="Report what would be deleted.")
 def gc_cmd(prune_age: float, dry_run: bool) -> None:
-    """Delete objects that no model version needs."""
+    """Delete objects that no model version needs.
+
+    \b
+    Examples:
+      mgit gc
+      mgit gc --dry-run
+      mgit gc --prune 0
+    """
     repo = open_repo()
     res = repo.gc(prune_age=prune_age, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"

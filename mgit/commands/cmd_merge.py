@@ -6,7 +6,16 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import echo, echo_commit, emit, human_bytes, open_repo, parse_meta, user_path
+from mgit.commands._common import (
+    complete_ref,
+    echo,
+    echo_commit,
+    emit,
+    human_bytes,
+    open_repo,
+    parse_meta,
+    user_path,
+)
 from mgit.errors import MgitError, UsageError
 
 __all__ = ["COMMANDS"]
@@ -19,11 +28,12 @@ _METHODS = ("linear", "slerp", "task-arithmetic", "ties", "dare-linear", "dare-t
 
 
 @click.command("merge")
-@click.argument("refs", nargs=-1)
+@click.argument("refs", nargs=-1, shell_complete=complete_ref)
 @click.option("--model", help="The model line the merge is a version of.")
 @click.option("-m", "--message", help="The commit message.")
 @click.option("--method", help=f"One of: {', '.join(_METHODS)}.")
-@click.option("--base", help="The base model (task-arithmetic, ties, dare-*): task vectors are taken from it.")
+@click.option("--base", metavar="REF", shell_complete=complete_ref,
+              help="The base model (task-arithmetic, ties, dare-*): task vectors are taken from it.")
 @click.option("--weight", "weights", type=float, multiple=True, help="One per input, in order (default 1).")
 @click.option("--density", type=float, help="ties: fraction kept per tensor; dare-*: keep probability.")
 @click.option("--lambda", "lam", type=float, help="Scale of the merged task vector (default 1).")
@@ -34,7 +44,8 @@ _METHODS = ("linear", "slerp", "task-arithmetic", "ties", "dare-linear", "dare-t
 @click.option("--normalize/--no-normalize", default=None, help="Divide by the sum of weights.")
 @click.option("--strict", is_flag=True, help="Refuse tensors that only some inputs hold.")
 @click.option("--meta", multiple=True, help="Extra metadata K=V.")
-@click.option("--redo", metavar="COMMIT", help="Recompute the merge COMMIT from its recipe and compare.")
+@click.option("--redo", metavar="COMMIT", shell_complete=complete_ref,
+              help="Recompute the merge COMMIT from its recipe and compare.")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="A mergekit YAML recipe.")
 def merge_cmd(refs: tuple[str, ...], model: str | None, message: str | None, method: str | None,
               base: str | None, weights: tuple[float, ...], density: float | None, lam: float | None,
@@ -47,6 +58,12 @@ def merge_cmd(refs: tuple[str, ...], model: str | None, message: str | None, met
     (these four with --base). The result is stored as a delta against the first input; the
     recipe (method, parameters, seed, commit ids, dtype) is recorded so that 'mgit merge --redo
     COMMIT' recomputes it bit for bit. 'mgit show --recipe REF' prints it as mergekit YAML.
+
+    \b
+    Examples:
+      mgit merge ft-a ft-b --base bert-base --method ties --density 0.5 --model soup -m soup
+      mgit merge ft-a ft-b --method slerp --t 0.3 --model blend -m blend
+      mgit merge --redo soup
     """
     repo = open_repo()
     if redo is not None:

@@ -11,7 +11,13 @@ __all__ = ["COMMANDS"]
 
 @click.command("models")
 def models_cmd() -> None:
-    """Every model line with its latest version and the model it derives from."""
+    """Every model line with its latest version and the model it derives from.
+
+    \b
+    Examples:
+      mgit models
+      mgit --json models
+    """
     repo = open_repo()
     models = repo.models()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import echo, emit, open_repo_streaming
+from mgit.commands._common import complete_model, complete_ref, echo, emit, open_repo_streaming
 
 __all__ = ["COMMANDS"]
 
@@ -34,11 +34,12 @@ def _render_plan(repo: Any, plan: Any) -> None:
 
 
 @click.command("rebase")
-@click.argument("model", required=False)
-@click.option("--onto", "onto", metavar="NEWBASE", help="The new base version.")
-@click.option("--from", "from_", metavar="OLDBASE",
+@click.argument("model", required=False, shell_complete=complete_model)
+@click.option("--onto", "onto", metavar="NEWBASE", shell_complete=complete_ref,
+              help="The new base version.")
+@click.option("--from", "from_", metavar="OLDBASE", shell_complete=complete_ref,
               help="The version MODEL was derived from (default: its ancestor on NEWBASE's line).")
-@click.option("--descendants-of", "descendants_of", metavar="OLD",
+@click.option("--descendants-of", "descendants_of", metavar="OLD", shell_complete=complete_ref,
               help="Instead of MODEL: every model derived from OLD, in topological order.")
 @click.option("--strategy", type=click.Choice(["replay", "recipe"]), default="replay", show_default=True,
               help="replay: NEWBASE + (MODEL - OLDBASE), no training; recipe: re-run the recorded --recipe.")
@@ -56,8 +57,10 @@ def _render_plan(repo: Any, plan: Any) -> None:
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, help="Cascade: rebases at a time.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Cascade: local threads, or Ray tasks (needs ray).")
-@click.option("--only", multiple=True, metavar="MODEL", help="Cascade: only these model lines.")
-@click.option("--skip", multiple=True, metavar="MODEL", help="Cascade: leave these model lines out.")
+@click.option("--only", multiple=True, metavar="MODEL", shell_complete=complete_model,
+              help="Cascade: only these model lines.")
+@click.option("--skip", multiple=True, metavar="MODEL", shell_complete=complete_model,
+              help="Cascade: leave these model lines out.")
 def rebase_cmd(model: str | None, onto: str | None, from_: str | None, descendants_of: str | None,
                strategy: str, fallback: str | None, dry_run: bool, show_status: bool, ours: bool, theirs: bool,
                force: bool, timeout: float, no_tests: bool, jobs: int, executor: str, only: tuple[str, ...],
@@ -66,6 +69,12 @@ def rebase_cmd(model: str | None, onto: str | None, from_: str | None, descendan
 
     The result is the next version of MODEL's line, with MODEL's previous version and NEWBASE as
     parents; it is kept only when the stored tests that apply to it pass.
+
+    \b
+    Examples:
+      mgit rebase bert-sst2 --onto bert-base
+      mgit rebase bert-sst2 --onto bert-base --from bert-base~1 --dry-run
+      mgit rebase --descendants-of bert-base~1 --onto bert-base -j 4
     """
     from mgit.errors import UsageError
     from mgit.lifecycle.rebase import RebaseError

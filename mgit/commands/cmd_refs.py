@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, open_repo
+from mgit.commands._common import complete_model, complete_ref, complete_tag, echo, emit, open_repo
 
 __all__ = ["COMMANDS"]
 
 
 @click.command("branch")
-@click.argument("name", required=False)
-@click.argument("ref", required=False)
+@click.argument("name", required=False, shell_complete=complete_model)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @click.option("-d", "--delete", is_flag=True, help="Delete model line NAME (its ref only).")
 def branch_cmd(name: str | None, ref: str | None, delete: bool) -> None:
-    """List model lines, or start model line NAME at REF (default HEAD)."""
+    """List model lines, or start model line NAME at REF (default HEAD).
+
+    \b
+    Examples:
+      mgit branch bert-exp bert-base
+      mgit branch
+      mgit branch -d bert-exp
+    """
     repo = open_repo()
     if name is None:
         heads = repo.model_heads()
@@ -31,12 +38,19 @@ def branch_cmd(name: str | None, ref: str | None, delete: bool) -> None:
 
 
 @click.command("tag")
-@click.argument("name", required=False)
-@click.argument("ref", required=False)
+@click.argument("name", required=False, shell_complete=complete_tag)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @click.option("-d", "--delete", is_flag=True, help="Delete tag NAME.")
 @click.option("-f", "--force", is_flag=True, help="Move an existing tag.")
 def tag_cmd(name: str | None, ref: str | None, delete: bool, force: bool) -> None:
-    """List tags, or tag REF (default HEAD) as NAME."""
+    """List tags, or tag REF (default HEAD) as NAME.
+
+    \b
+    Examples:
+      mgit tag v1.0 bert-sst2
+      mgit tag -f v1.0 bert-sst2~1
+      mgit tag -d v1.0
+    """
     repo = open_repo()
     if name is None:
         tags = repo.tags()

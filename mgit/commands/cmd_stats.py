@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, human_bytes, open_repo
+from mgit.commands._common import complete_ref, echo, emit, human_bytes, open_repo
 
 __all__ = ["COMMANDS"]
 
 
 @click.command("stats")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 def stats_cmd(ref: str | None) -> None:
-    """Logical bytes, stored bytes and their ratio, per model and in total."""
+    """Logical bytes, stored bytes and their ratio, per model and in total.
+
+    \b
+    Examples:
+      mgit --json stats
+      mgit stats bert-sst2
+    """
     repo = open_repo()
     res = repo.stats(ref)
 

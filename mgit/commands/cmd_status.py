@@ -11,7 +11,13 @@ __all__ = ["COMMANDS"]
 
 @click.command("status")
 def status_cmd() -> None:
-    """Show staged, modified and untracked files."""
+    """Show staged, modified and untracked files.
+
+    \b
+    Examples:
+      mgit status
+      mgit --json status
+    """
     repo = open_repo()
     st = repo.status()
 
@@ -34,7 +40,7 @@ def status_cmd() -> None:
                         text = f"{label + ':':<10} {p}" if label else p
                         echo("  " + click.style(text, fg=color))
         if st.skipped:
-            echo("Skipped (not committed; 'mgit add -L PATH' follows a symlink):")
+            echo("Skipped (not committed):")
             for s in st.skipped:
                 echo("  " + click.style(s.path, fg="yellow") + f": {s.reason}")
         if st.clean and not st.untracked:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, open_repo
+from mgit.commands._common import complete_model, complete_ref, ctx_obj, echo, emit, open_repo
 
 __all__ = ["COMMANDS"]
 
@@ -38,7 +38,14 @@ def result_line(repo: Any, r: Any, *, timing: bool = True) -> str:
 
 @click.group("test")
 def test_group() -> None:
-    """Stored tests run on model versions, with results cached per version."""
+    """Stored tests run on model versions, with results cached per version.
+
+    \b
+    Examples:
+      mgit test add acc --cmd "python eval.py {model_dir} {metrics}" --pass 'accuracy>=0.9' --for bert-sst2
+      mgit test run --all -j 2
+      mgit test results bert-sst2
+    """
 
 
 @test_group.command("add")
@@ -52,15 +59,23 @@ def test_group() -> None:
 @click.option("--lower-better", "lower_better", multiple=True, metavar="M",
               help="For --max-drop: lower values of METRIC are better (a loss).")
 @click.option("--timeout", type=float, metavar="S", help="Seconds before the command is killed (default 3600).")
-@click.option("--for", "model", metavar="MODEL", help="Every version of model line MODEL.")
-@click.option("--descendants-of", metavar="REF", help="REF and every version derived from it.")
+@click.option("--for", "model", metavar="MODEL", shell_complete=complete_model,
+              help="Every version of model line MODEL.")
+@click.option("--descendants-of", metavar="REF", shell_complete=complete_ref,
+              help="REF and every version derived from it.")
 @click.option("--relation", metavar="R", help="Versions whose parent edge has relation R.")
 @click.option("--task", metavar="T", help="Versions whose task metadata is T.")
 @click.option("--all", "all_", is_flag=True, help="Every version (the default).")
 def add_cmd(name: str, cmd: str, passes: tuple[str, ...], max_drop: tuple[str, ...],
             lower_better: tuple[str, ...], timeout: float | None, model: str | None,
             descendants_of: str | None, relation: str | None, task: str | None, all_: bool) -> None:
-    """Store test NAME (re-adding a name replaces its spec; old results stay under the old one)."""
+    """Store test NAME (re-adding a name replaces its spec; old results stay under the old one).
+
+    \b
+    Examples:
+      mgit test add acc --cmd "python eval.py {model_dir} {metrics}" --pass 'accuracy>=0.9' --for bert-sst2
+      mgit test add ppl --cmd "python ppl.py {model_dir} {metrics}" --max-drop ppl=5% --lower-better ppl
+    """
     from mgit.lifecycle.testing import add_test
 
     repo = open_repo()
@@ -85,7 +100,13 @@ def _spec_json(spec: Any) -> dict[str, Any]:
 
 @test_group.command("list")
 def list_cmd() -> None:
-    """List the stored tests."""
+    """List the stored tests.
+
+    \b
+    Examples:
+      mgit test list
+      mgit --json test list
+    """
     from mgit.lifecycle.testing import load_specs
 
     repo = open_repo()
@@ -107,7 +128,12 @@ def list_cmd() -> None:
 @test_group.command("rm")
 @click.argument("name")
 def rm_cmd(name: str) -> None:
-    """Remove test NAME (its recorded results stay, under its spec id)."""
+    """Remove test NAME (its recorded results stay, under its spec id).
+
+    \b
+    Examples:
+      mgit test rm acc
+    """
     from mgit.lifecycle.testing import remove_test
 
     spec = remove_test(open_repo(), name)
@@ -115,10 +141,11 @@ def rm_cmd(name: str) -> None:
 
 
 @test_group.command("run")
-@click.argument("refs", nargs=-1, metavar="[REF]...")
+@click.argument("refs", nargs=-1, metavar="[REF]...", shell_complete=complete_ref)
 @click.option("--descendants-of", "descendants_of", multiple=True, metavar="REF",
-              help="REF and every version derived from it.")
-@click.option("--ancestors-of", "ancestors_of", multiple=True, metavar="REF", help="REF and its ancestors.")
+              shell_complete=complete_ref, help="REF and every version derived from it.")
+@click.option("--ancestors-of", "ancestors_of", multiple=True, metavar="REF",
+              shell_complete=complete_ref, help="REF and its ancestors.")
 @click.option("--all", "all_", is_flag=True, help="Every version.")
 @click.option("--test", "tests", multiple=True, metavar="NAME", help="Only this test (repeatable).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -126,7 +153,14 @@ def rm_cmd(name: str) -> None:
 @click.option("--force", is_flag=True, help="Run again even where a result is recorded.")
 def run_cmd(refs: tuple[str, ...], descendants_of: tuple[str, ...], ancestors_of: tuple[str, ...],
             all_: bool, tests: tuple[str, ...], jobs: int, force: bool) -> None:
-    """Run the tests that apply to each version (default: HEAD); exit 1 if any did not pass."""
+    """Run the tests that apply to each version (default: HEAD); exit 1 if any did not pass.
+
+    \b
+    Examples:
+      mgit test run --all -j 2
+      mgit test run bert-sst2 --test acc
+      mgit test run --descendants-of bert-base --force
+    """
     from mgit.lifecycle.runner import run_tests
     from mgit.lifecycle.testing import select_commits
 
@@ -179,11 +213,17 @@ def run_cmd(refs: tuple[str, ...], descendants_of: tuple[str, ...], ancestors_of
 
 
 @test_group.command("results")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @click.option("--test", "tests", multiple=True, metavar="NAME", help="Only this test.")
 @click.option("--all", "all_", is_flag=True, help="Every version with a result (default: REF, or HEAD).")
 def results_cmd(ref: str | None, tests: tuple[str, ...], all_: bool) -> None:
-    """Recorded results of the stored tests on REF (default HEAD), or on every version."""
+    """Recorded results of the stored tests on REF (default HEAD), or on every version.
+
+    \b
+    Examples:
+      mgit test results bert-sst2
+      mgit test results --all --test acc
+    """
     from mgit.lifecycle.testing import NoSuchTestError, TestNotes, load_specs, results_for
 
     repo = open_repo()
@@ -249,9 +289,15 @@ def marks_text(results: list[Any]) -> str:
 
 @test_group.command("blame")
 @click.argument("test")
-@click.argument("ref", default="HEAD")
+@click.argument("ref", default="HEAD", shell_complete=complete_ref)
 def blame_cmd(test: str, ref: str) -> None:
-    """Which ancestor of REF (default HEAD) first fails TEST: inherited from upstream?"""
+    """Which ancestor of REF (default HEAD) first fails TEST: inherited from upstream?
+
+    \b
+    Examples:
+      mgit test blame sentiment bert-sst2
+      mgit test blame acc
+    """
     from mgit.commands.cmd_bisect import blame_command
 
     blame_command(test, ref)

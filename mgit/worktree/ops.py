@@ -28,7 +28,19 @@ from mgit.refs.store import HEADS
 from mgit.worktree.index import Index, Snapshot, index_lock, snapshot
 from mgit.worktree.scan import Skipped, hub_blobs, scan
 
-__all__ = ["AddResult", "CheckoutResult", "StatusResult", "add", "status", "checkout", "relpath"]
+__all__ = [
+    "AddResult",
+    "CheckoutResult",
+    "RestoreResult",
+    "RmResult",
+    "StatusResult",
+    "add",
+    "checkout",
+    "relpath",
+    "restore",
+    "rm",
+    "status",
+]
 
 
 @dataclass(frozen=True)
@@ -150,7 +162,8 @@ def add(
                 why = [w for w in why if w.path == rel]
             elif full.is_dir():
                 found = scan(core.root, under=rel, strict=True, follow_symlinks=follow_symlinks,
-                             skipped=why, skip_unreadable=skip_unreadable)
+                             skipped=why, skip_unreadable=skip_unreadable,
+                             tracked=set(head_tree.files) | set(index.staged))
             else:
                 found = {}
                 kind = _special_kind(full)
@@ -234,14 +247,16 @@ def _status(core: RepoCore, index: Index) -> tuple[StatusResult, dict[str, str]]
     # keep following them, and the linked folders that hold tracked files.
     tracked_dirs = {rel.rsplit("/", i)[0] for rel in expected for i in range(1, rel.count("/") + 1)}
     skipped: list[Skipped] = []
-    work = scan(core.root, follow_symlinks=lambda r: r in expected or r in tracked_dirs, skipped=skipped)
+    work = scan(core.root, follow_symlinks=lambda r: r in expected or r in tracked_dirs, skipped=skipped,
+                tracked=expected)
     for rel, xxh in expected.items():
         path = work.get(rel)
         if path is None:
             dele.append(rel)
         elif index.current_xxh(rel, path) != xxh:
             mod.append(rel)
-    untracked = sorted(r for r in work if r not in expected and r not in index.staged)
+    # A file whose deletion is staged but that is still there (rm --cached) is untracked too.
+    untracked = sorted(r for r in work if r not in expected)
     result = StatusResult(
         model=core.head_model, head=core.head(), detached=core.refs.head_target() is None,
         staged_new=sorted(s_new), staged_modified=sorted(s_mod), staged_deleted=sorted(s_del),
@@ -309,6 +324,176 @@ def checkout(core: RepoCore, ref: str, *, force: bool = False) -> CheckoutResult
         else:
             core.refs.set_head(oid=oid, message=f"checkout {ref}")
     return CheckoutResult(oid, target_model, target_model is None, written, removed)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What ``restore`` did: paths unstaged (``--staged``), or working files rewritten."""
+
+    unstaged: list[str]
+    restored: list[str]
+    source: str | None  # the commit the files were restored from (None: --staged)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {"unstaged": self.unstaged, "restored": self.restored, "source": self.source}
+
+
+@dataclass(frozen=True)
+class RmResult:
+    """What ``rm`` did: deletions staged, and which of those files were deleted."""
+
+    removed: list[str]
+    deleted: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {"removed": self.removed, "deleted": self.deleted}
+
+
+def _under(paths: Iterable[str], rel: str) -> list[str]:
+    """The paths that are ``rel`` or lie under the folder ``rel`` (all for ``""``)."""
+    return sorted(t for t in paths if not rel or t == rel or t.startswith(rel + "/"))
+
+
+def restore(
+    core: RepoCore, paths: Iterable[str | os.PathLike[str]], *, staged: bool = False,
+    source: str | None = None,
+) -> RestoreResult:
+    """Undo changes to ``paths`` (files or folders), like ``git restore``.
+
+    With ``staged``: unstage them (the index forgets what ``add``/``rm`` staged; the working
+    files are not touched). Else: rewrite the working files from ``source`` (default HEAD),
+    byte-identical to what was committed; a path with a staged change is refused (unstage it
+    first), so that nothing staged is silently lost. Every path is checked before anything
+    changes.
+
+    Raises:
+        UsageError: a path that matches nothing staged (``staged``) or no file of ``source``;
+            a path with a staged change; ``staged`` with ``source``.
+        UnsafePathError: a path outside the model folder.
+        PathNotFoundError: ``source`` has no such file.
+    """
+    from mgit.errors import PathNotFoundError
+
+    core.need_worktree()
+    if staged and source is not None:
+        raise UsageError("--staged unstages; --source restores working files: give one")
+    rels = [relpath(core.root, p) for p in paths]
+    if not rels:
+        raise UsageError("give the paths to restore")
+    with index_lock(core.mgit_dir):
+        index = Index.load(core.mgit_dir)
+        if staged:
+            chosen: list[str] = []
+            for rel, p in zip(rels, paths):
+                hit = _under(index.staged, rel)
+                if not hit:
+                    raise UsageError(f"nothing staged under {p}")
+                chosen += hit
+            for rel in chosen:
+                index.staged.pop(rel, None)
+            index.save(core.mgit_dir)
+            return RestoreResult(sorted(set(chosen)), [], None)
+        oid = core.resolve(source or "HEAD")
+        tree = core.commit_tree(oid)
+        todo: list[str] = []
+        for rel, p in zip(rels, paths):
+            hit = _under(tree.files, rel)
+            if not hit:
+                raise PathNotFoundError(source or "HEAD", str(p), sorted(tree.files))
+            todo += hit
+        todo = sorted(set(todo))
+        busy = [rel for rel in todo if rel in index.staged]
+        if busy:
+            raise UsageError(
+                f"{busy[0]} has a staged change" + (f" (and {len(busy) - 1} more)" if len(busy) > 1 else ""),
+                hint=f"'mgit restore --staged {busy[0]}' unstages it first",
+            )
+        for rel in todo:  # checked before anything is written, like checkout
+            path = safe_join(core.root, rel)
+            if path.is_dir():
+                raise DirtyWorkingTreeError([rel], action="restore (a folder is in the way)")
+        with core.pool() as pool:
+            for rel in todo:
+                entry = tree.files[rel]
+                path = core.root / rel
+                if path.is_file() and not path.is_symlink() and index.current_xxh(rel, path) == entry.xxh:
+                    continue  # already these bytes
+                write_file(core.store, entry, core.root, rel, pool=pool, workers=core.workers)
+                index.cache[rel] = Snapshot.of(path.stat(), entry.xxh)
+        index.save(core.mgit_dir)
+    return RestoreResult([], todo, oid)
+
+
+def rm(
+    core: RepoCore, paths: Iterable[str | os.PathLike[str]], *, cached: bool = False,
+    force: bool = False,
+) -> RmResult:
+    """Stage the deletion of tracked files (or every tracked file under folders) and delete
+    them from the working tree, like ``git rm``; ``cached`` keeps the working files (they
+    become untracked). A file added but never committed is unstaged instead.
+
+    A working file whose bytes differ from what is committed and staged would lose those
+    changes: it is refused unless ``force`` (or ``cached``). Every path is checked before
+    anything changes.
+
+    Raises:
+        UsageError: a path that matches no tracked file.
+        DirtyWorkingTreeError: a file with changes that are neither committed nor staged.
+        UnsafePathError: a path outside the model folder.
+    """
+    core.need_worktree()
+    rels = [relpath(core.root, p) for p in paths]
+    if not rels:
+        raise UsageError("give the paths to remove")
+    head_tree = core.head_tree()
+    with index_lock(core.mgit_dir):
+        index = Index.load(core.mgit_dir)
+        tracked = {t for t in head_tree.files if index.staged.get(t, "keep") is not None}
+        tracked |= {t for t, snap in index.staged.items() if snap is not None}
+        todo: list[str] = []
+        for rel, p in zip(rels, paths):
+            hit = _under(tracked, rel)
+            if not hit:
+                raise UsageError(f"path did not match any tracked file: {p}")
+            todo += hit
+        todo = sorted(set(todo))
+        if not cached and not force:
+            dirty = []
+            for rel in todo:
+                path = core.root / rel
+                if not path.is_file():
+                    continue
+                snap = index.staged.get(rel)
+                want = {snap.xxh} if snap is not None else set()
+                if rel in head_tree.files:
+                    want.add(head_tree.files[rel].xxh)
+                if index.current_xxh(rel, path) not in want:
+                    dirty.append(rel)
+            if dirty:
+                err = DirtyWorkingTreeError(dirty, action="rm")
+                err.hint = "commit or add the changes, pass --cached to keep the file, or --force"
+                raise err
+        deleted = []
+        for rel in todo:
+            if rel in head_tree.files:
+                index.staged[rel] = None
+            else:
+                index.staged.pop(rel, None)
+            if cached:
+                continue
+            try:
+                path = safe_join(core.root, rel)
+            except UnsafePathError:
+                continue  # never delete through a symlinked folder
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                deleted.append(rel)
+                _prune_empty_dirs(core.root, rel)
+            index.cache.pop(rel, None)
+        index.save(core.mgit_dir)
+    return RmResult(todo, deleted)
 
 
 def _checkout_plan(root: Path, tree: Tree, index: Index) -> list[tuple[str, Any]]:

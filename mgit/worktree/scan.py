@@ -32,7 +32,7 @@ import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,52 @@ from typing import Any
 from mgit._fs import check_relpath, file_kind, read_regular
 from mgit.errors import UnreadableEntryError, UnreadableFileError, UnsafePathError
 
-__all__ = ["scan", "folder_bytes", "hub_blobs", "IGNORE_FILE", "Skipped", "FollowSymlinks"]
+__all__ = [
+    "DEFAULT_IGNORE",
+    "DEFAULT_IGNORE_REASON",
+    "IGNORE_FILE",
+    "FollowSymlinks",
+    "Skipped",
+    "folder_bytes",
+    "hub_blobs",
+    "ignore_rules",
+    "ignored_by",
+    "scan",
+]
 
 IGNORE_FILE = ".mgitignore"
+
+#: What a training run leaves beside the model that is training state, not the model: never
+#: scanned into a version by default (``add``, ``import``, ``status``; ``commit_checkpoint``
+#: and the ``Trainer`` callback leave the same files out). Optimizer, scheduler, AMP scaler and
+#: RNG state, ``training_args.bin``, ``trainer_state.json``, DeepSpeed's ``global_step*``,
+#: ``latest`` and ``zero_to_fp32.py``, FSDP shards, TensorBoard's ``runs/`` and Jupyter's
+#: ``.ipynb_checkpoints``. A ``!pattern`` line in ``.mgitignore`` takes one back.
+DEFAULT_IGNORE = (
+    "optimizer.pt", "optimizer.bin", "optimizer_*", "*-optimizer.pt", "scheduler.pt", "scaler.pt",
+    "rng_state*.pth", "training_args.bin", "trainer_state.json", "global_step*",
+    "pytorch_model_fsdp*", "latest", "zero_to_fp32.py", "runs/", ".ipynb_checkpoints/",
+)  # fmt: skip
+
+#: The reason a file left out by :data:`DEFAULT_IGNORE` is listed with.
+DEFAULT_IGNORE_REASON = "ignored by default (training state)"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One ignore pattern: ``negate`` (``!pattern``) takes back what an earlier rule left out;
+    ``dir_only`` (``pattern/``) matches folders only; ``default``: from :data:`DEFAULT_IGNORE`."""
+
+    pattern: str
+    negate: bool
+    dir_only: bool
+    default: bool
+
+    def matches(self, rel: str, is_dir: bool) -> bool:
+        if self.dir_only and not is_dir:
+            return False
+        name = rel.rsplit("/", 1)[-1]
+        return fnmatch.fnmatchcase(rel, self.pattern) or fnmatch.fnmatchcase(name, self.pattern)
 
 #: Which symlinks (besides those inside the folder or into its hub cache) to follow: all
 #: (``True``), none (``False``), or those whose relative path the predicate accepts.
@@ -62,7 +105,8 @@ class Skipped:
 
 
 def _ignore_patterns(root: Path) -> list[str]:
-    """The patterns of ``root/.mgitignore`` (read without blocking: a FIFO is refused).
+    """The lines of ``root/.mgitignore`` (read without blocking: a FIFO is refused), without
+    blanks and ``#`` comments.
 
     Raises:
         UnreadableFileError: ``.mgitignore`` is not a regular UTF-8 text file.
@@ -79,13 +123,39 @@ def _ignore_patterns(root: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    for p in patterns:
-        p = p.rstrip("/")
-        if fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) or rel.startswith(p + "/"):
-            return True
-    return False
+def _rule(line: str, *, default: bool) -> _Rule | None:
+    negate = line.startswith("!")
+    body = line[1:] if negate else line
+    body = body.removeprefix("\\")  # "\!name", "\#name": a literal first character
+    dir_only = body.endswith("/")
+    pat = body.strip("/")
+    while pat.startswith("./"):
+        pat = pat[2:]
+    return _Rule(pat, negate, dir_only, default) if pat else None
+
+
+def ignore_rules(root: Path, *, defaults: bool = True) -> list[_Rule]:
+    """The ignore rules of a folder: :data:`DEFAULT_IGNORE` (when ``defaults``), then the
+    lines of its ``.mgitignore``, in order. The last rule that matches a path decides, as in
+    git: ``!pattern`` takes back a path an earlier rule (a default one too) left out.
+
+    Raises:
+        UnreadableFileError: ``.mgitignore`` is not a regular UTF-8 text file.
+    """
+    rules = [_rule(p, default=True) for p in DEFAULT_IGNORE] if defaults else []
+    rules += [_rule(p, default=False) for p in _ignore_patterns(root)]
+    return [r for r in rules if r is not None]
+
+
+def ignored_by(rel: str, is_dir: bool, rules: list[_Rule]) -> _Rule | None:
+    """The rule that leaves ``rel`` out (the last one that matches it, unless that one is a
+    ``!`` negation), or None when it is kept. A pattern matches the whole relative path or the
+    entry's name (``*`` also crosses ``/``); a pattern ending in ``/`` only folders. Like git, a
+    path inside a folder that is left out cannot be taken back (the folder is not entered)."""
+    for r in reversed(rules):
+        if r.matches(rel, is_dir):
+            return None if r.negate else r
+    return None
 
 
 def _readable(path: Path) -> bool:
@@ -121,11 +191,17 @@ class _Walk:
         follow: FollowSymlinks,
         skipped: list[Skipped] | None,
         skip_unreadable: bool = False,
+        defaults: bool = True,
+        tracked: frozenset[str] = frozenset(),
     ) -> None:
         self.root = root
         self.root_real = Path(os.path.realpath(root))
         self.blobs = hub_blobs(root, self.root_real)
-        self.patterns = _ignore_patterns(root)
+        self.rules = ignore_rules(root, defaults=defaults)
+        # Ignore rules are for untracked paths: a tracked file is kept (and the folders above
+        # it entered) whatever they say, so that a tracked file is never taken for deleted.
+        self.tracked = tracked
+        self.tracked_dirs = {t.rsplit("/", i)[0] for t in tracked for i in range(1, t.count("/") + 1)}
         self.strict = strict
         self.skip_unreadable = skip_unreadable
         self.problems: list[Skipped] = []
@@ -185,9 +261,19 @@ class _Walk:
             return
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
-            if rel == ".mgit" or _ignored(rel, self.patterns):
+            if rel == ".mgit":
                 continue
             full = dirpath / e.name
+            if self.rules and rel not in self.tracked and rel not in self.tracked_dirs:
+                try:
+                    is_dir = e.is_dir()  # follows a link; False when it cannot be stat'ed
+                except OSError:
+                    is_dir = False
+                rule = ignored_by(rel, is_dir, self.rules)
+                if rule is not None:
+                    if rule.default:
+                        self.skip(rel, DEFAULT_IGNORE_REASON)
+                    continue
             try:
                 is_link = e.is_symlink()
                 mode = os.stat(full).st_mode  # follows a link
@@ -249,6 +335,8 @@ def scan(
     follow_symlinks: FollowSymlinks = False,
     skipped: list[Skipped] | None = None,
     skip_unreadable: bool = False,
+    defaults: bool = True,
+    tracked: Collection[str] = (),
 ) -> dict[str, Path]:
     """Files of a model folder as ``{relative posix path: path}``, without ``.mgit``.
 
@@ -266,6 +354,10 @@ def scan(
             reason (:class:`Skipped`), in path order.
         skip_unreadable: (strict) skip the entries that cannot be taken instead of raising
             (they are appended to ``skipped``).
+        defaults: leave out the training state of :data:`DEFAULT_IGNORE` (each listed in
+            ``skipped`` with :data:`DEFAULT_IGNORE_REASON`) unless ``.mgitignore`` takes it
+            back with ``!pattern``. ``.mgitignore``'s own rules always apply (silently).
+        tracked: relative paths that no ignore rule leaves out (the tracked files).
 
     Raises:
         UnsafePathError: (strict) a symlink that points outside the folder.
@@ -274,7 +366,7 @@ def scan(
             folder not followed.
         UnreadableFileError: ``.mgitignore`` is not a regular UTF-8 text file.
     """
-    w = _Walk(root, strict, follow_symlinks, skipped, skip_unreadable)
+    w = _Walk(root, strict, follow_symlinks, skipped, skip_unreadable, defaults, frozenset(tracked))
     start = root / under if under else root
     w.walk(start, under, frozenset({Path(os.path.realpath(start))}))
     w.raise_problems()

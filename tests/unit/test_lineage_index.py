@@ -111,6 +111,14 @@ def answers(capsys: pytest.CaptureFixture[str], root: Path) -> dict[str, Any]:
         {"derived_from": names[-1], "all_versions": True},
         {"task": "mnli", "all_versions": True},
         {"relation": "version", "all_versions": True},
+        # numeric comparisons and sorting on metadata (issue #17)
+        {"where": ["acc>=70"]},
+        {"where": ["acc<70", "acc!=60"], "all_versions": True},
+        {"where": ["task==sst2", "acc>50"], "sort": "acc"},
+        {"sort": "acc"},
+        {"sort": "acc", "reverse": True, "all_versions": True},
+        {"sort": "step", "all_versions": True, "where": ["step>=2"]},
+        {"sort": "task", "reverse": True},
     ):
         out[f"find {kw}"] = [c.to_json() for c in history.find(Repository.open(root), **kw)]
     out["lineage"] = to_json(history.lineage(Repository.open(root)))
@@ -129,6 +137,8 @@ def answers(capsys: pytest.CaptureFixture[str], root: Path) -> dict[str, Any]:
         ["models"],
         ["--json", "models"],
         ["find", "--all-versions", "--task", "sst2"],
+        ["find", "--meta", "acc>=60", "--sort", "acc", "--reverse"],
+        ["--json", "find", "--all-versions", "--meta", "acc<=80", "--sort", "acc"],
         ["lineage"],
         ["--json", "lineage"],
         ["lineage", "--dot", str(root.parent / "g.dot")],

@@ -14,11 +14,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-
 from helpers import list_objects, run_main, write_model_folder, write_safetensors
-from test_rebase import HIDDEN, RECIPE, _cascade_lineage, _fail_test, _lineage, _rand, _shift, _state
+from test_rebase import (
+    HIDDEN,
+    RECIPE,
+    _cascade_lineage,
+    _fail_test,
+    _lineage,
+    _rand,
+    _shift,
+    _state,
+)
 
 from mgit.lifecycle import rebase_attempts as att
 from mgit.lifecycle.rebase import RebaseError
@@ -130,7 +137,7 @@ def test_fallback_recipe_when_replay_fails_its_gate(tmp_path: Path, make_repo: A
 
 
 def test_fallback_recipe_when_replay_is_refused(tmp_path: Path, make_repo: Any) -> None:
-    repo, t = _lineage(tmp_path, make_repo)
+    repo, _ = _lineage(tmp_path, make_repo)
     repo.import_folder(tmp_path / "ft", model="ft", message="ft + recipe", recipe=_recipe(tmp_path))
     (tmp_path / "v2" / "tokenizer.json").write_text('{"version": "2.0"}\n')
     repo.import_folder(tmp_path / "v2", model="base", message="v3: a new tokenizer")
@@ -248,16 +255,16 @@ def test_sigkill_mid_cascade_then_rerun(tmp_path: Path, make_repo: Any, moved: i
     p.wait()
     before_rerun = n_moved()
     assert moved <= before_rerun < len(old), "the kill did not land mid-cascade"
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     for m, before in old.items():
         c = repo.read_commit(repo.resolve(m))
         assert c.parents[0].oid == before, f"{m} was not rebased exactly once"
         assert c.meta.get("rebased_from") == before
     fsck = subprocess.run([sys.executable, "-m", "mgit", "-C", str(repo.root), "fsck"], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     assert {ln.split()[0] for ln in again.stdout.splitlines()[1:]} == {"up-to-date"}, again.stdout
 
@@ -336,7 +343,7 @@ def test_hanging_recipe_is_killed_and_nothing_moves(tmp_path: Path, make_repo: A
     tip = repo.resolve("ft")
     n = len(list_objects(repo.mgit_dir))
     t0 = time.monotonic()
-    code, out, err = run_main(capsys, repo.root, "rebase", "ft", "--onto", "base", "--strategy", "recipe",
+    code, _, err = run_main(capsys, repo.root, "rebase", "ft", "--onto", "base", "--strategy", "recipe",
                               "--recipe-timeout", "2")
     assert code != 0 and "timed out after 2s" in err and "Traceback" not in err
     assert time.monotonic() - t0 < 60
