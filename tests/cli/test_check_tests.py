@@ -49,6 +49,7 @@ def test_stored_tests_gate_a_lossy_import(root: Path, capsys: pytest.CaptureFixt
 
 
 def test_check_and_check_tests_together_is_a_usage_error(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _import_lossy(capsys, root, "--check-tests", "--check", "true")
-    assert code == 2 and "not both" in err
+    code, out, _ = run_main(capsys, root, "--json", "import", str(root.parent / "ft"), "--model", "ft",
+                            "--parent", "base", "-m", "ft", "--lossy", "1e-3", "--check-tests", "--check", "true")
+    assert code == 2 and "not both" in json.loads(out)["error"]["message"]  # --json: the error as JSON
     assert run_main(capsys, root, "show", "ft")[0] != 0  # nothing written

@@ -155,6 +155,7 @@ def test_training_args_style_pickle_stays_opaque(repo: Any, tmp_path: Path) -> N
 
     _save(tmp_path / "m", Namespace(lr=1e-3), name="training_args.bin")
     _save(tmp_path / "m", {"w": torch.ones(4)})
+    (tmp_path / "m" / ".mgitignore").write_text("!training_args.bin\n")  # left out by default: taken back
     res = repo.import_folder(tmp_path / "m", model="t", message="x")
     tree = repo.read_tree(repo.read_commit(res.commit.oid).tree)
     assert tree.files["training_args.bin"].kind == "blob"
