@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from mgit.commands._common import ctx_obj, echo, emit, human_bytes, open_repo
+from mgit.commands._common import (
+    complete_model,
+    complete_ref,
+    complete_remote,
+    ctx_obj,
+    echo,
+    emit,
+    human_bytes,
+    open_repo,
+)
 
 __all__ = ["COMMANDS", "RichTransferProgress"]
 
@@ -104,14 +113,27 @@ def _render_updates(updates: list[Any]) -> None:
 @click.group("remote", invoke_without_command=True)
 @click.pass_context
 def remote_cmd(ctx: click.Context) -> None:
-    """Manage remotes (shared folders and s3:// prefixes). Without a subcommand: list them."""
+    """Manage remotes (shared folders and s3:// prefixes). Without a subcommand: list them.
+
+    \b
+    Examples:
+      mgit remote add origin s3://models/team
+      mgit remote
+      mgit remote remove origin
+    """
     if ctx.invoked_subcommand is None:
         ctx.invoke(remote_list_cmd)
 
 
 @remote_cmd.command("list")
 def remote_list_cmd() -> None:
-    """List the remotes."""
+    """List the remotes.
+
+    \b
+    Examples:
+      mgit remote list
+      mgit --json remote list
+    """
     from mgit.remote.config import list_remotes
 
     remotes = list_remotes(open_repo())
@@ -129,7 +151,14 @@ def remote_list_cmd() -> None:
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="How long an unresponsive S3 endpoint is waited for, retries included (default 30).")
 def remote_add_cmd(name: str, url: str, timeout: float | None) -> None:
-    """Add remote NAME at URL (a path, file:///PATH or s3://BUCKET/PREFIX)."""
+    """Add remote NAME at URL (a path, file:///PATH or s3://BUCKET/PREFIX).
+
+    \b
+    Examples:
+      mgit remote add origin s3://models/team
+      mgit remote add shared /mnt/shared/models
+      mgit remote add origin s3://models/team --timeout 120
+    """
     from mgit.remote.config import add_remote
 
     info = add_remote(open_repo(), name, url, base=ctx_obj().cwd, timeout=timeout)
@@ -137,13 +166,85 @@ def remote_add_cmd(name: str, url: str, timeout: float | None) -> None:
 
 
 @remote_cmd.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_remote)
 def remote_remove_cmd(name: str) -> None:
-    """Remove remote NAME and its remote-tracking refs."""
+    """Remove remote NAME and its remote-tracking refs.
+
+    \b
+    Examples:
+      mgit remote remove origin
+    """
     from mgit.remote.config import remove_remote
 
     info = remove_remote(open_repo(), name)
     emit(info, lambda: echo(f"removed remote {info.name}"))
+
+
+@remote_cmd.command("gc")
+@click.argument("remote", required=False, shell_complete=complete_remote)
+@click.option("--prune", "prune_age", type=click.FloatRange(min=0), default=3600.0,
+              show_default=True, metavar="SECONDS",
+              help="Only delete unreachable objects written more than this long ago.")
+@click.option("-n", "--dry-run", is_flag=True, help="Report what would be deleted.")
+def remote_gc_cmd(remote: str | None, prune_age: float, dry_run: bool) -> None:
+    """Delete objects of REMOTE (default: origin) that none of its refs needs.
+
+    Safe beside pushes: while one is uploading, nothing is deleted; a push that starts
+    meanwhile waits for the gc to finish.
+
+    \b
+    Examples:
+      mgit remote gc origin --dry-run
+      mgit remote gc
+    """
+    from mgit.remote.gc import remote_gc
+
+    res = remote_gc(open_repo(), remote, prune_age=prune_age, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+
+    def render() -> None:
+        echo(f"On {res.url}")
+        if res.busy:
+            echo(f"nothing removed: {len(res.busy)} push(es) in progress; run it again later")
+            return
+        echo(
+            f"{verb} {res.removed} objects ({human_bytes(res.freed_bytes)}); kept "
+            f"{res.reachable} reachable and {res.young} younger than {res.prune_age:g} s"
+        )
+        if res.dead_markers:
+            echo(f"{verb} {res.dead_markers} markers left by killed pushes or gcs")
+
+    emit(res, render)
+
+
+@remote_cmd.command("check")
+@click.argument("remote", required=False, shell_complete=complete_remote)
+def remote_check_cmd(remote: str | None) -> None:
+    """Check that every ref of REMOTE (default: origin) has its whole history there.
+
+    \b
+    Examples:
+      mgit remote check origin
+    """
+    from mgit.errors import FsckFailedError
+    from mgit.remote.gc import check_remote
+
+    res = check_remote(open_repo(), remote)
+
+    def render() -> None:
+        echo(f"On {res.url}")
+        for oid in res.missing:
+            echo(f"missing object {oid}")
+        for oid, why in res.damaged:
+            echo(f"damaged object {oid}: {why}")
+        echo(
+            f"{len(res.refs)} refs, {res.reachable} objects reachable: "
+            + ("ok" if res.ok else f"{len(res.missing) + len(res.damaged)} problem(s)")
+        )
+
+    emit(res, render)
+    if not res.ok:
+        raise FsckFailedError(len(res.missing) + len(res.damaged))
 
 
 # -- push / fetch / pull / clone ---------------------------------------------------------------
@@ -156,8 +257,8 @@ def _jobs_option(what: str) -> Any:
 
 
 @click.command("push")
-@click.argument("remote", required=False)
-@click.argument("refs", nargs=-1)
+@click.argument("remote", required=False, shell_complete=complete_remote)
+@click.argument("refs", nargs=-1, shell_complete=complete_ref)
 @click.option("-f", "--force", is_flag=True, help="Allow non-fast-forward updates and moving tags.")
 @click.option("--all", "all_models", is_flag=True, help="Push every model line.")
 @click.option("--tags", is_flag=True, help="Push every tag.")
@@ -168,6 +269,12 @@ def push_cmd(
     """Send models to REMOTE (default: origin): only the objects it lacks, then its refs.
 
     REFS are model or tag names (default: the checked-out model).
+
+    \b
+    Examples:
+      mgit push origin bert-sst2
+      mgit push origin --all --tags
+      mgit push -f origin v1.0
     """
     from mgit.remote.config import split_remote_and_refs
     from mgit.remote.push import push
@@ -196,8 +303,8 @@ def push_cmd(
 
 
 @click.command("fetch")
-@click.argument("remote", required=False)
-@click.option("--model", "models", multiple=True, help="Only this model (repeatable).")
+@click.argument("remote", required=False, shell_complete=complete_remote)
+@click.option("--model", "models", multiple=True, shell_complete=complete_model, help="Only this model (repeatable).")
 @click.option(
     "--prune", is_flag=True, help="Drop remote-tracking refs of models gone from the remote."
 )
@@ -206,7 +313,13 @@ def push_cmd(
 def fetch_cmd(
     remote: str | None, models: tuple[str, ...], prune: bool, no_tags: bool, jobs: int
 ) -> None:
-    """Download new versions from REMOTE (default: origin) into refs/remotes/REMOTE/."""
+    """Download new versions from REMOTE (default: origin) into refs/remotes/REMOTE/.
+
+    \b
+    Examples:
+      mgit fetch origin
+      mgit fetch origin --model bert-sst2
+    """
     from mgit.remote.fetch import fetch
 
     repo = open_repo()
@@ -230,11 +343,17 @@ def fetch_cmd(
 
 
 @click.command("pull")
-@click.argument("remote", required=False)
-@click.argument("model", required=False)
+@click.argument("remote", required=False, shell_complete=complete_remote)
+@click.argument("model", required=False, shell_complete=complete_model)
 @_jobs_option("downloads")
 def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
-    """Fetch MODEL (default: the checked-out one) and fast-forward it (and the working tree)."""
+    """Fetch MODEL (default: the checked-out one) and fast-forward it (and the working tree).
+
+    \b
+    Examples:
+      mgit pull origin
+      mgit pull origin bert-sst2
+    """
     from mgit.remote.pull import pull
 
     repo = open_repo()
@@ -271,7 +390,13 @@ def pull_cmd(remote: str | None, model: str | None, jobs: int) -> None:
 def clone_cmd(
     url: str, directory: str | None, model: str | None, remote_name: str, jobs: int
 ) -> None:
-    """Create a repository in DIRECTORY from the remote at URL and check out a model."""
+    """Create a repository in DIRECTORY from the remote at URL and check out a model.
+
+    \b
+    Examples:
+      mgit clone /mnt/shared/models work --model bert-sst2
+      mgit clone s3://models/team team
+    """
     from mgit.remote.clone import clone
     from mgit.remote.config import default_clone_dir
 

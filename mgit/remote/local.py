@@ -14,20 +14,25 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from mgit._fs import fsync_dir, read_regular, temp_name
+from mgit._fs import atomic_write, fsync_dir, read_regular, temp_name
 from mgit._lockfile import LockFile, break_if_stale, env_timeout, read_holder
 from mgit.errors import (
     InvalidRefNameError,
     LockHeldError,
+    ObjectNotFoundError,
     RefConflictError,
     RemoteError,
     UnreadableFileError,
 )
 from mgit.objects.loose import LooseObjects
 from mgit.remote.protocol import (
+    MARKER_PREFIX,
+    Marker,
+    StoredObject,
     encode_store_config,
     parse_ref_value,
     parse_store_config,
+    validate_marker_name,
     validate_oid,
     validate_ref_name,
 )
@@ -35,7 +40,7 @@ from mgit.remote.protocol import (
 __all__ = ["LocalTransport"]
 
 # What a store's root holds (a concurrent first push may have made some of it already).
-_STORE_ENTRIES = frozenset({"config", "objects", "refs"})
+_STORE_ENTRIES = frozenset({"config", "objects", "refs", MARKER_PREFIX.rstrip("/")})
 # Wait policy for a held ref lock: retry every 2 ms, doubling up to 50 ms, for lock_timeout s.
 _LOCK_POLL = 0.002
 _LOCK_MAX_POLL = 0.05
@@ -352,6 +357,108 @@ class LocalTransport:
         store); for inspecting a remote, as the tests do.
         """
         yield from self._objects.iter_oids(ordered=True)
+
+    # -- remote gc (MaintainedTransport) ----------------------------------------------------
+
+    def _marker_dir(self) -> Path:
+        return self.root / MARKER_PREFIX.rstrip("/")
+
+    def write_marker(self, name: str, data: bytes) -> None:
+        """Create or refresh the in-flight marker ``inflight/<name>`` (atomic write).
+
+        Raises:
+            RemoteError: The filesystem refused the write.
+        """
+        path = self._marker_dir() / validate_marker_name(name)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, data)
+        except OSError as exc:
+            raise RemoteError(
+                f"cannot write {path} on {self.url}: {exc.strerror or exc}"
+            ) from exc
+
+    def delete_marker(self, name: str) -> None:
+        """Remove ``inflight/<name>``; absent is success.
+
+        Raises:
+            RemoteError: The filesystem refused.
+        """
+        path = self._marker_dir() / validate_marker_name(name)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RemoteError(
+                f"cannot remove {path} on {self.url}: {exc.strerror or exc}"
+            ) from exc
+
+    def list_markers(self) -> list[Marker]:
+        """Every in-flight marker, by name, with its file's mtime (temp files skipped).
+
+        Raises:
+            RemoteError: The folder cannot be listed.
+        """
+        out = []
+        try:
+            names = sorted(os.listdir(self._marker_dir()))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise RemoteError(f"cannot list markers on {self.url}: {exc.strerror or exc}") from exc
+        for name in names:
+            try:
+                validate_marker_name(name)
+                mtime = os.stat(self._marker_dir() / name).st_mtime
+            except (ValueError, FileNotFoundError):
+                continue
+            out.append(Marker(name, mtime))
+        return out
+
+    def iter_stored_objects(self) -> Iterator[StoredObject]:
+        """Every object with its size and mtime (one that vanishes meanwhile is skipped)."""
+        for oid in self._objects.iter_oids(ordered=True):
+            try:
+                st = os.stat(self._objects.path_for(oid))
+            except FileNotFoundError:
+                continue
+            yield StoredObject(oid, st.st_size, st.st_mtime)
+
+    def get_object_head(self, oid: str, size: int) -> bytes:
+        """The first ``size`` bytes of ``oid``.
+
+        Raises:
+            ObjectNotFoundError: The store does not hold it.
+            CorruptObjectError: Its file is not a regular file.
+            RemoteError: It cannot be read.
+        """
+        validate_oid(oid)
+        self._objects.check_regular(oid)
+        try:
+            with open(self._objects.path_for(oid), "rb") as f:
+                return f.read(size)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFoundError(oid, context=self.url) from None
+        except OSError as exc:
+            raise RemoteError(
+                f"cannot read object {oid} on {self.url}: {exc.strerror or exc}"
+            ) from exc
+
+    def delete_object(self, oid: str, *, written_before: float) -> bool:
+        """Delete ``oid`` unless its mtime is ``written_before`` or later. The file is renamed
+        aside first and its mtime read there, so a writer that refreshed it just before is
+        seen, and one just after finds it gone and writes it again
+        (:meth:`~mgit.objects.loose.LooseObjects.remove`).
+
+        Raises:
+            RemoteError: The filesystem refused.
+        """
+        validate_oid(oid)
+        try:
+            return self._objects.remove(oid, keep=lambda st: st.st_mtime >= written_before) > 0
+        except OSError as exc:
+            raise RemoteError(
+                f"cannot delete object {oid} on {self.url}: {exc.strerror or exc}"
+            ) from exc
 
 
 def _walk_files(path: Path) -> Iterator[Path]:

@@ -179,16 +179,25 @@ def rollback_plan(done: Sequence[RefUpdate]) -> list[tuple[str, str | None, str 
     return [(u.ref, u.new, u.old) for u in reversed(done)]
 
 
-def upload_levels(oids: Sequence[str], headers: Mapping[str, HeaderLike]) -> list[list[str]]:
+def upload_levels(
+    oids: Sequence[str],
+    headers: Mapping[str, HeaderLike],
+    *,
+    parents: ParentsFn | None = None,
+) -> list[list[str]]:
     """Split objects (in :func:`mgit.reach.objects_to_send` order) into levels whose objects
     may go up in parallel, each level after the previous one has arrived.
 
     Chunks of one delta depth form a level (a delta's base is one depth lower, so it is on the
-    remote first), then all trees; each commit is its own level, parents first (the order
-    given). So the remote never holds an object whose references are missing.
+    remote first), then all trees; then the commits. Without ``parents`` each commit is its own
+    level (the order given is parents first); with it, commits are grouped by generation: a
+    commit goes one level after the latest of its parents that is sent too (1,000 new model
+    lines are one level, not 1,000). So the remote never holds an object whose references are
+    missing.
     """
     levels: list[list[str]] = []
     key_prev: tuple[object, ...] | None = None
+    commits: list[str] = []
     for oid in oids:
         header = headers[oid]
         key: tuple[object, ...]
@@ -196,12 +205,24 @@ def upload_levels(oids: Sequence[str], headers: Mapping[str, HeaderLike]) -> lis
             key = ("chunk", header.depth)
         elif header.kind == "tree":
             key = (header.kind,)
+        elif parents is not None:
+            commits.append(oid)
+            continue
         else:
             key = ("commit", oid)
         if key != key_prev:
             levels.append([])
             key_prev = key
         levels[-1].append(oid)
+    if commits:
+        assert parents is not None
+        generation: dict[str, int] = {}
+        by_gen: dict[int, list[str]] = {}
+        for oid in commits:  # parents first, so a sent parent's generation is known
+            gen = 1 + max((generation[p] for p in parents(oid) if p in generation), default=-1)
+            generation[oid] = gen
+            by_gen.setdefault(gen, []).append(oid)
+        levels.extend(by_gen[g] for g in sorted(by_gen))
     return levels
 
 

@@ -19,7 +19,9 @@ Implementations: :class:`mgit.remote.local.LocalTransport` (a path) and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mgit import format as fmt
@@ -28,13 +30,18 @@ from mgit.objects.ids import is_oid
 from mgit.refs.store import TESTS, check_name
 
 __all__ = [
+    "MARKER_PREFIX",
     "REMOTE_REF_PREFIXES",
     "RESERVED_SUFFIXES",
+    "MaintainedTransport",
+    "Marker",
+    "StoredObject",
     "Transport",
     "encode_store_config",
     "object_path",
     "parse_ref_value",
     "parse_store_config",
+    "validate_marker_name",
     "validate_oid",
     "validate_ref_name",
 ]
@@ -44,6 +51,52 @@ REMOTE_REF_PREFIXES = ("refs/heads/", "refs/tags/")
 
 #: Suffixes of the transports' own scratch files; a ref name may not end with them.
 RESERVED_SUFFIXES = (".lock", ".tmp")
+
+#: Where pushes and remote gcs announce themselves: ``<root>/inflight/<kind>-<32 hex>``
+#: (see :mod:`mgit.remote.inflight`).
+MARKER_PREFIX = "inflight/"
+_MARKER_NAME = re.compile(r"^(push|gc)-[0-9a-f]{32}$")
+
+
+def validate_marker_name(name: str) -> str:
+    """Return ``name`` if it names an in-flight marker (``push-<32 hex>`` or ``gc-<32 hex>``).
+
+    Raises:
+        ValueError: any other name (a programming error: names are made by
+            :mod:`mgit.remote.inflight`; listings skip foreign names).
+    """
+    if not isinstance(name, str) or not _MARKER_NAME.match(name):
+        raise ValueError(f"not a marker name: {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class Marker:
+    """An in-flight marker as a listing shows it.
+
+    Attributes:
+        name: ``push-<32 hex>`` or ``gc-<32 hex>``.
+        mtime: When it was last written, by the remote's clock (file mtime, S3
+            ``LastModified``), seconds since the epoch.
+    """
+
+    name: str
+    mtime: float
+
+    @property
+    def kind(self) -> str:
+        """``push`` or ``gc``."""
+        return self.name.split("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object as a listing of the store shows it: id, bytes, and when it was written
+    (by the remote's clock: file mtime, S3 ``LastModified``)."""
+
+    oid: str
+    size: int
+    mtime: float
 
 
 def validate_oid(oid: str) -> str:
@@ -191,4 +244,36 @@ class Transport(Protocol):
 
     def put_object(self, oid: str, data: bytes) -> None:
         """Store an object atomically, write-once; already present is success."""
+        ...
+
+
+@runtime_checkable
+class MaintainedTransport(Transport, Protocol):
+    """A transport that also supports remote gc: in-flight markers, listing objects with their
+    age, reading an object's first bytes, deleting objects. Both transports are one."""
+
+    def write_marker(self, name: str, data: bytes) -> None:
+        """Create or rewrite (refresh) the in-flight marker ``name``."""
+        ...
+
+    def delete_marker(self, name: str) -> None:
+        """Remove the marker ``name``; absent is success."""
+        ...
+
+    def list_markers(self) -> list[Marker]:
+        """Every in-flight marker (foreign names skipped)."""
+        ...
+
+    def iter_stored_objects(self) -> Iterator[StoredObject]:
+        """Every object of the store, with its size and age."""
+        ...
+
+    def get_object_head(self, oid: str, size: int) -> bytes:
+        """The first ``size`` bytes of an object (all of it when shorter);
+        ObjectNotFoundError if absent."""
+        ...
+
+    def delete_object(self, oid: str, *, written_before: float) -> bool:
+        """Delete an object unless it was written (or refreshed) at or after
+        ``written_before`` (the remote's clock); True if it was deleted."""
         ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 
 from mgit.core import RepoCore
 from mgit.errors import MgitError, NonFastForwardError, RefConflictError
@@ -24,11 +25,38 @@ from mgit.refs.store import HEADS, TESTS
 from mgit.remote import negotiate
 from mgit.remote.config import open_remote, remote_timeout, resolve_remote
 from mgit.remote.fetch import _Receiver, merge_notes, update_tracking
+from mgit.remote.inflight import announce, wait_for_gc
 from mgit.remote.negotiate import short_ref
-from mgit.remote.protocol import Transport
+from mgit.remote.protocol import MaintainedTransport, Transport
 from mgit.remote.results import DEFAULT_JOBS, PushResult, RefUpdate, TransferProgress
 
 __all__ = ["push"]
+
+#: Ref compare-and-swaps in flight at once (at least; ``jobs`` when larger).
+_REF_JOBS = 8
+
+
+class _Guard:
+    """The push's in-flight marker on the remote (:mod:`mgit.remote.inflight`), written on
+    first need, before the remote is asked which objects it holds, and removed after the refs
+    moved: a remote gc that sees it deletes nothing; one running already is waited for."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._stack = ExitStack()
+        self._on = False
+
+    def ensure(self) -> None:
+        """Write the marker (once) and wait while a remote gc runs."""
+        if self._on or not isinstance(self.transport, MaintainedTransport):
+            return
+        ann, markers = self._stack.enter_context(announce(self.transport, "push"))
+        self._on = True
+        wait_for_gc(self.transport, ann, markers)
+
+    def close(self) -> None:
+        """Remove the marker."""
+        self._stack.close()
 
 
 def _upload(
@@ -41,7 +69,9 @@ def _upload(
 ) -> int:
     """Upload objects level by level (the remote never holds an object whose references are
     missing); return the bytes sent."""
-    levels = negotiate.upload_levels(oids, {oid: repo.store.header(oid) for oid in oids})
+    levels = negotiate.upload_levels(
+        oids, {oid: repo.store.header(oid) for oid in oids}, parents=repo.parents_of
+    )
     total = 0
     if progress is not None:
         size = sum(repo.store.stored_size(o) for o in oids)
@@ -74,46 +104,75 @@ def _upload(
     return total
 
 
+def _cas(repo: RepoCore, transport: Transport, u: RefUpdate) -> RefUpdate:
+    """CAS one update, following the remote when it moved to a commit ours contains.
+
+    Raises:
+        NonFastForwardError: The remote's ref moved elsewhere (or keeps moving).
+    """
+    old = u.old
+    for _attempt in range(3):
+        try:
+            transport.update_ref(u.ref, old, u.new)
+            return RefUpdate(u.ref, old, u.new, u.status)
+        except RefConflictError as exc:
+            actual = exc.actual
+            step = negotiate.after_conflict(u, actual, known=repo.store, parents=repo.parents_of)
+            if step == "done":
+                return RefUpdate(u.ref, old, u.new, u.status)
+            if step == "retry":
+                old = actual
+                continue
+            raise NonFastForwardError(
+                u.ref,
+                f"push of {short_ref(u.ref)} rejected: the remote's {short_ref(u.ref)} "
+                f"changed while pushing (now {(actual or '(deleted)')[:12]})",
+                hint="run 'mgit pull' to get the new version, then push again",
+            ) from None
+    raise NonFastForwardError(
+        u.ref,
+        f"push of {short_ref(u.ref)} rejected: the remote keeps changing",
+        hint="run 'mgit pull', then push again",
+    )
+
+
 def _update_remote_refs(
-    repo: RepoCore, transport: Transport, updates: list[RefUpdate]
+    repo: RepoCore, transport: Transport, updates: list[RefUpdate], *, jobs: int = 1
 ) -> list[RefUpdate]:
-    """CAS every update; on a lost race, move back the refs already moved and raise."""
-    done: list[RefUpdate] = []
-    for u in updates:
-        old = u.old
-        for _attempt in range(3):
+    """CAS every update, ``jobs`` at a time; if one fails, move back the refs already moved
+    (CAS, so never over someone else's) and raise the first failure (in ``updates`` order).
+
+    All-or-nothing as far as the remote allows: S3 and a path have no multi-ref transaction,
+    so for a moment some refs have moved and others not, as with one CAS after the other.
+    """
+    if jobs <= 1 or len(updates) <= 1:
+        done: list[RefUpdate] = []
+        for u in updates:
             try:
-                transport.update_ref(u.ref, old, u.new)
-                break
-            except RefConflictError as exc:
-                actual = exc.actual
-                step = negotiate.after_conflict(
-                    u, actual, known=repo.store, parents=repo.parents_of
-                )
-                if step == "done":
-                    break
-                if step == "retry":
-                    old = actual
-                    continue
-                _roll_back(transport, done)
-                raise NonFastForwardError(
-                    u.ref,
-                    f"push of {short_ref(u.ref)} rejected: the remote's {short_ref(u.ref)} "
-                    f"changed while pushing (now {(actual or '(deleted)')[:12]})",
-                    hint="run 'mgit pull' to get the new version, then push again",
-                ) from None
+                done.append(_cas(repo, transport, u))
             except BaseException:
                 _roll_back(transport, done)
                 raise
-        else:
-            _roll_back(transport, done)
-            raise NonFastForwardError(
-                u.ref,
-                f"push of {short_ref(u.ref)} rejected: the remote keeps changing",
-                hint="run 'mgit pull', then push again",
-            )
-        done.append(RefUpdate(u.ref, old, u.new, u.status))
-    return done
+        return done
+    outcomes: list[RefUpdate | BaseException] = []
+
+    def one(u: RefUpdate) -> RefUpdate | BaseException:
+        try:
+            return _cas(repo, transport, u)
+        except Exception as exc:  # noqa: BLE001  (collected: all CASes end before the rollback)
+            return exc
+
+    check_names = getattr(transport, "check_new_refs", None)
+    if check_names is not None:  # S3: one listing instead of one per created ref
+        check_names([u.ref for u in updates if u.old is None and u.new is not None])
+    with ThreadPoolExecutor(max_workers=min(jobs, len(updates)), thread_name_prefix="mgit-ref") as pool:
+        outcomes = list(pool.map(one, updates))
+    moved = [o for o in outcomes if isinstance(o, RefUpdate)]
+    failed = [o for o in outcomes if not isinstance(o, RefUpdate)]
+    if failed:
+        _roll_back(transport, moved)
+        raise failed[0]
+    return moved
 
 
 def _roll_back(transport: Transport, done: list[RefUpdate]) -> None:
@@ -148,6 +207,7 @@ def _push_notes(
     *,
     jobs: int,
     progress: TransferProgress | None,
+    guard: _Guard,
 ) -> tuple[RefUpdate | None, int, int, int]:
     """Send the local test notes (``refs/tests``); when the remote's moved too, receive them
     and merge first (a union), so the remote ref only ever fast-forwards.
@@ -174,6 +234,7 @@ def _push_notes(
                 return RefUpdate(TESTS, remote_tip, local, "up-to-date"), sent, nbytes, already
         assert local is not None
         wanted = _notes_to_send(repo, local, remote_tip)
+        guard.ensure()
         present = transport.has_objects(wanted) if wanted else set()
         missing = [o for o in wanted if o not in present]
         already += len(wanted) - len(missing)
@@ -257,6 +318,29 @@ def push(
             "'mgit push REMOTE NEW'), or replace the remote's with 'mgit push --force'",
         )
     moving = [u for u in updates if u.status != "up-to-date"]
+    guard = _Guard(transport)
+    try:
+        return _push_planned(
+            repo, transport, name, remote_refs, updates, moving, guard,
+            tests=tests, jobs=jobs, progress=progress,
+        )
+    finally:
+        guard.close()  # only once the refs moved: until then a remote gc leaves all alone
+
+
+def _push_planned(
+    repo: RepoCore,
+    transport: Transport,
+    name: str | None,
+    remote_refs: dict[str, str],
+    updates: list[RefUpdate],
+    moving: list[RefUpdate],
+    guard: _Guard,
+    *,
+    tests: bool,
+    jobs: int,
+    progress: TransferProgress | None,
+) -> PushResult:
     sent = nbytes = already = 0
     check_locks = getattr(transport, "check_ref_locks", None)
     if moving and check_locks is not None:
@@ -266,17 +350,18 @@ def push(
     if moving:
         exclude = {o for r, o in remote_refs.items() if r != TESTS and o in repo.store}
         wanted = objects_to_send(repo, [u.new for u in moving if u.new is not None], exclude)
+        guard.ensure()  # before the remote is asked what it holds
         present = transport.has_objects(wanted) if wanted else set()
         missing = [o for o in wanted if o not in present]
         already = len(wanted) - len(missing)
         nbytes = _upload(repo, transport, missing, jobs=jobs, progress=progress) if missing else 0
         sent = len(missing)
-        moved = _update_remote_refs(repo, transport, moving)
+        moved = _update_remote_refs(repo, transport, moving, jobs=max(jobs, _REF_JOBS))
         by_ref = {u.ref: u for u in moved}
         updates = [by_ref.get(u.ref, u) for u in updates]
     if tests:
         note, n_sent, n_bytes, n_already = _push_notes(
-            repo, transport, remote_refs.get(TESTS), jobs=jobs, progress=progress
+            repo, transport, remote_refs.get(TESTS), jobs=jobs, progress=progress, guard=guard
         )
         if note is not None:
             updates.append(note)

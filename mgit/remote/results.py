@@ -18,6 +18,8 @@ __all__ = [
     "PullResult",
     "PushResult",
     "RefUpdate",
+    "RemoteCheckResult",
+    "RemoteGcResult",
     "RemoteInfo",
     "TransferProgress",
 ]
@@ -180,4 +182,84 @@ class CloneResult:
             "models": self.models,
             "fetch": self.fetch.to_json(),
             "files": self.files,
+        }
+
+
+@dataclass(frozen=True)
+class RemoteCheckResult:
+    """What a walk of a remote's refs found (:func:`mgit.remote.gc.check_remote`).
+
+    Attributes:
+        url: The remote.
+        refs: The refs walked, ``{name: commit id}``.
+        reachable: The number of objects some ref needs (present or not).
+        missing: Ids some ref needs that the remote does not hold, sorted.
+        damaged: ``(id, reason)`` for objects that are there but cannot be read as what
+            they must be.
+    """
+
+    url: str
+    refs: dict[str, str]
+    reachable: int
+    missing: list[str]
+    damaged: list[tuple[str, str]]
+
+    @property
+    def ok(self) -> bool:
+        """True when every ref has its whole history and content on the remote."""
+        return not self.missing and not self.damaged
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "url": self.url,
+            "ok": self.ok,
+            "refs": len(self.refs),
+            "reachable": self.reachable,
+            "missing": self.missing,
+            "damaged": [{"oid": o, "reason": r} for o, r in self.damaged],
+        }
+
+
+@dataclass(frozen=True)
+class RemoteGcResult:
+    """What ``mgit remote gc`` did.
+
+    Attributes:
+        url: The remote.
+        objects: Objects the remote held when listed.
+        reachable: Objects some ref of the remote needs (kept).
+        young: Unreachable objects kept because they are not older than the grace period.
+        removed: Unreachable objects deleted (or, with ``dry_run``, that would be).
+        freed_bytes: Their stored bytes.
+        dead_markers: Markers of killed pushes or gcs removed.
+        busy: Live push markers seen: when not empty, nothing was deleted.
+        dry_run: Nothing was deleted on purpose.
+        prune_age: The grace period, seconds.
+    """
+
+    url: str
+    objects: int
+    reachable: int
+    young: int
+    removed: int
+    freed_bytes: int
+    dead_markers: int
+    busy: list[str]
+    dry_run: bool
+    prune_age: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON value."""
+        return {
+            "url": self.url,
+            "objects": self.objects,
+            "reachable": self.reachable,
+            "young": self.young,
+            "removed": self.removed,
+            "freed_bytes": self.freed_bytes,
+            "dead_markers": self.dead_markers,
+            "busy": self.busy,
+            "dry_run": self.dry_run,
+            "prune_age": self.prune_age,
         }

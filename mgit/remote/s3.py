@@ -48,10 +48,14 @@ from mgit.errors import (
 )
 from mgit.objects.ids import is_oid
 from mgit.remote.protocol import (
+    MARKER_PREFIX,
+    Marker,
+    StoredObject,
     encode_store_config,
     object_path,
     parse_ref_value,
     parse_store_config,
+    validate_marker_name,
     validate_oid,
     validate_ref_name,
 )
@@ -217,6 +221,7 @@ class S3Transport:
         self._client = client
         self._cas_checked = False
         self._cas_lock = threading.Lock()
+        self._checked_names: set[str] = set()  # creations whose name check_new_refs did
 
     def __repr__(self) -> str:
         return f"S3Transport({self.url!r}, endpoint_url={self.endpoint_url!r})"
@@ -357,6 +362,12 @@ class S3Transport:
 
     def _list(self, rel_prefix: str) -> Iterator[str]:
         """Yield store-relative keys under ``rel_prefix``."""
+        for rel, _item in self._list_items(rel_prefix):
+            yield rel
+
+    def _list_items(self, rel_prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(store-relative key, listing entry)`` under ``rel_prefix`` (the entry has
+        ``Size`` and ``LastModified``)."""
         full = self._key(rel_prefix)
         strip = len(self._key(""))
         token: str | None = None
@@ -371,7 +382,7 @@ class S3Transport:
                     f"S3 listing of {full} on {self.url} failed ({exp.code})"
                 ) from None
             for item in resp.get("Contents", ()):
-                yield item["Key"][strip:]
+                yield item["Key"][strip:], item
             if not resp.get("IsTruncated"):
                 return
             token = resp.get("NextContinuationToken")
@@ -424,7 +435,7 @@ class S3Transport:
         strip = len(self._key(""))
         for item in resp.get("Contents", ()):
             rel = item["Key"][strip:]
-            if rel != "config" and not rel.startswith(("objects/", "refs/", "tmp/")):
+            if rel != "config" and not rel.startswith(("objects/", "refs/", "tmp/", MARKER_PREFIX)):
                 raise RemoteError(
                     f"{self.url} is not empty and holds no mgit store (found {rel})",
                     hint="use an empty or new prefix for a remote",
@@ -521,6 +532,33 @@ class S3Transport:
         if resp.get("KeyCount", 0) or resp.get("Contents"):
             raise InvalidRefNameError(name, "refs exist below this name")
 
+    def check_new_refs(self, names: Iterable[str]) -> None:
+        """Check, with one listing of ``refs/`` (a request per 1,000 refs), that none of
+        ``names`` collides with an existing ref (``refs/heads/a`` beside ``refs/heads/a/b``),
+        so that their :meth:`update_ref` creations skip that check (two requests each
+        otherwise). Like the check it replaces, it is not atomic with the creation.
+
+        Raises:
+            InvalidRefNameError: A name collides with an existing ref.
+            RemoteError: The listing failed.
+        """
+        names = [validate_ref_name(n) for n in names]
+        existing = set(self._list("refs/"))
+        for name in names:
+            parts = name.split("/")
+            for i in range(3, len(parts)):
+                prefix = "/".join(parts[:i])
+                if prefix in existing:
+                    raise InvalidRefNameError(name, f"conflicts with existing ref {prefix}")
+        wanted = set(names)
+        for key in existing:
+            parts = key.split("/")
+            for i in range(3, len(parts)):
+                if "/".join(parts[:i]) in wanted:
+                    raise InvalidRefNameError("/".join(parts[:i]), "refs exist below this name")
+        with self._cas_lock:
+            self._checked_names.update(names)
+
     def update_ref(self, name: str, old: str | None, new: str | None) -> None:
         """Compare-and-swap ``name`` from ``old`` to ``new`` with S3 conditional writes.
 
@@ -547,7 +585,11 @@ class S3Transport:
                     raise RefConflictError(name, None, actual)
                 return
             self._ensure_conditional_writes()
-            self._check_df_conflict(name)
+            with self._cas_lock:
+                checked = name in self._checked_names
+                self._checked_names.discard(name)
+            if not checked:
+                self._check_df_conflict(name)
             try:
                 self._call("put_object", key, Body=f"{new}\n".encode(), IfNoneMatch="*")
             except _Expected as exp:
@@ -652,3 +694,108 @@ class S3Transport:
                 oid = parts[1] + parts[2]
                 if is_oid(oid):
                     yield oid
+
+    # -- remote gc (MaintainedTransport) ----------------------------------------------------
+
+    def write_marker(self, name: str, data: bytes) -> None:
+        """Create or refresh ``inflight/<name>`` (a plain PUT: it moves ``LastModified``).
+
+        Raises:
+            RemoteError: The request failed.
+        """
+        key = self._key(MARKER_PREFIX + validate_marker_name(name))
+        try:
+            self._call("put_object", key, Body=data)
+        except _Expected as exp:
+            raise RemoteError(f"S3 PUT {key} on {self.url} failed ({exp.code})") from None
+
+    def delete_marker(self, name: str) -> None:
+        """Remove ``inflight/<name>``; absent is success.
+
+        Raises:
+            RemoteError: The request failed.
+        """
+        key = self._key(MARKER_PREFIX + validate_marker_name(name))
+        try:
+            self._call("delete_object", key)
+        except _Expected as exp:
+            if exp.kind != "not_found":
+                raise RemoteError(f"S3 DELETE {key} on {self.url} failed ({exp.code})") from None
+
+    def list_markers(self) -> list[Marker]:
+        """Every in-flight marker with its ``LastModified`` (foreign keys skipped).
+
+        Raises:
+            RemoteError: The listing failed.
+        """
+        out = []
+        for rel, item in self._list_items(MARKER_PREFIX):
+            name = rel[len(MARKER_PREFIX) :]
+            try:
+                validate_marker_name(name)
+            except ValueError:
+                continue
+            out.append(Marker(name, _timestamp(item)))
+        return sorted(out, key=lambda m: m.name)
+
+    def iter_stored_objects(self) -> Iterator[StoredObject]:
+        """Every object with its size and ``LastModified`` (one paginated listing).
+
+        Raises:
+            RemoteError: A listing request failed.
+        """
+        for rel, item in self._list_items("objects/"):
+            parts = rel.split("/")
+            if len(parts) == 3 and len(parts[1]) == 2 and is_oid(parts[1] + parts[2]):
+                yield StoredObject(parts[1] + parts[2], int(item.get("Size", 0)), _timestamp(item))
+
+    def get_object_head(self, oid: str, size: int) -> bytes:
+        """The first ``size`` bytes of ``oid`` (a ranged GET).
+
+        Raises:
+            ObjectNotFoundError: The store does not hold it.
+            RemoteError: The request failed.
+        """
+        key = self._key(object_path(validate_oid(oid)))
+        try:
+            resp = self._call("get_object", key, Range=f"bytes=0-{max(size, 1) - 1}")
+        except _Expected as exp:
+            if exp.kind == "not_found":
+                raise ObjectNotFoundError(oid, context=self.url) from None
+            raise RemoteError(f"S3 GET {oid} on {self.url} failed ({exp.code})") from None
+        try:
+            return bytes(resp["Body"].read(size))[:size]
+        except Exception as exc:  # a connection dropped mid-body
+            raise RemoteError(f"reading {oid} from {self.url} failed: {exc}") from exc
+
+    def delete_object(self, oid: str, *, written_before: float) -> bool:
+        """Delete ``oid`` if its ``LastModified`` is before ``written_before``. (A HEAD reads
+        the date; S3 has no conditional delete on a date, so a rewrite between the HEAD and
+        the DELETE is not seen: the in-flight markers, not this check, keep pushes safe.)
+
+        Raises:
+            RemoteError: A request failed.
+        """
+        key = self._key(object_path(validate_oid(oid)))
+        try:
+            head = self._call("head_object", key)
+        except _Expected as exp:
+            if exp.kind == "not_found":
+                return False
+            raise RemoteError(f"S3 HEAD {oid} on {self.url} failed ({exp.code})") from None
+        modified = head.get("LastModified")
+        if modified is not None and modified.timestamp() >= written_before:
+            return False
+        try:
+            self._call("delete_object", key)
+        except _Expected as exp:
+            if exp.kind == "not_found":
+                return False
+            raise RemoteError(f"S3 DELETE {oid} on {self.url} failed ({exp.code})") from None
+        return True
+
+
+def _timestamp(item: dict[str, Any]) -> float:
+    """A listing entry's ``LastModified`` in seconds since the epoch (0 when absent)."""
+    modified = item.get("LastModified")
+    return float(modified.timestamp()) if modified is not None else 0.0

@@ -25,19 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Commands whose modules another engineer is editing right now: their examples are added
 #: there, and these entries removed, once that work lands (issue #17).
-NO_EXAMPLES_YET = {
-    # mgit/commands/cmd_remote.py
-    ("remote",),
-    ("remote", "add"),
-    ("remote", "check"),
-    ("remote", "gc"),
-    ("remote", "list"),
-    ("remote", "remove"),
-    ("push",),
-    ("fetch",),
-    ("pull",),
-    ("clone",),
-}
+NO_EXAMPLES_YET: set[tuple[str, ...]] = set()  # every command has its examples
 
 
 def _walk(
@@ -240,6 +228,10 @@ def test_completion_filters_by_prefix_and_follows_the_cwd(
     monkeypatch.chdir(completing)
     assert _complete(["checkout"], "v") == ["v1.0"]
     assert _complete(["fsck", "--repair"], "o") == ["origin"]
+    assert _complete(["push"], "o") == ["origin"]  # the remote, then refs
+    assert _complete(["push", "origin"], "bert-") == ["bert-sst2"]
+    assert _complete(["pull", "origin"], "bert-") == ["bert-sst2"]
+    assert _complete(["remote", "gc"], "o") == ["origin"]
     (completing / "sub").mkdir(exist_ok=True)
     monkeypatch.chdir(completing / "sub")  # a folder inside the working tree
     assert _complete(["show"], "bert-") == ["bert-sst2"]
