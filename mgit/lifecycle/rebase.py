@@ -673,24 +673,9 @@ def _rebase_once(
         except RebaseError as exc:
             att.record(core, attempt("failed", error=str(exc)))
             raise
-    failed: list[str] = []
-    if tests:
-        from mgit.lifecycle.testing import gate
-
-        def seen(r: Any) -> None:
-            if not r.passed:
-                failed.append(r.test if hasattr(r, "test") else str(r))
-            if on_test is not None:
-                on_test(r)
-
-        if not gate(core, on_result=seen)(info.oid):
-            att.keep_version(core, plan.model, info.oid)
-            att.record(core, attempt("gate-failed", commit=info.oid, failed_tests=failed or ["?"],
-                                     error="tests failed: " + ", ".join(failed or ["?"])))
-            return RebaseResult(plan, "gate-failed", info, failed or ["?"], time.perf_counter() - t0)
-    core.refs.update_many([(HEADS + plan.model, plan.tip, info.oid)], message=f"rebase: {info.message}")
-    att.drop_version(core, plan.model)
-    att.record(core, attempt("rebased", commit=info.oid))
+    failed = att.land(core, plan.model, plan.tip, info.oid, attempt, tests=tests, on_test=on_test)
+    if failed:
+        return RebaseResult(plan, "gate-failed", info, failed, time.perf_counter() - t0)
     return RebaseResult(plan, "rebased", info, seconds=time.perf_counter() - t0)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = [
     "drop_version",
     "job_key",
     "keep_version",
+    "land",
     "load",
     "record",
     "record_cascade",
@@ -164,6 +166,36 @@ def drop_version(core: RepoCore, model: str) -> None:
     cur = core.refs.read(ref)
     if cur is not None:
         core.refs.delete_if_equals(ref, cur, message="rebase: line moved")
+
+
+def land(core: RepoCore, model: str, tip: str, oid: str, attempt: Callable[..., Attempt], *,
+         tests: bool = True, on_test: Callable[[Any], None] | None = None) -> list[str]:
+    """The end of every rebase job: gate the written version ``oid`` of ``model`` with the
+    stored tests that apply to it. Passed (or ``tests`` False): move the line from ``tip``
+    (compare-and-swap) and let go of ``refs/rebase/<model>``. Failed: keep the version as
+    ``refs/rebase/<model>``. The attempt is recorded either way (``attempt(status, **fields)``
+    builds it). Returns the tests that failed (empty: the line moved)."""
+    from mgit.lifecycle.testing import gate
+    from mgit.refs.store import HEADS
+
+    failed: list[str] = []
+
+    def seen(r: Any) -> None:
+        if not r.passed:
+            failed.append(r.test)
+        if on_test is not None:
+            on_test(r)
+
+    if tests and not gate(core, on_result=seen)(oid):
+        failed = failed or ["?"]
+        keep_version(core, model, oid)
+        record(core, attempt("gate-failed", commit=oid, failed_tests=failed,
+                             error="tests failed: " + ", ".join(failed)))
+        return failed
+    core.refs.update_many([(HEADS + model, tip, oid)], message=f"rebase: {core.read_commit(oid).message}")
+    drop_version(core, model)
+    record(core, attempt("rebased", commit=oid))
+    return []
 
 
 def status(core: RepoCore) -> RebaseStatus:

@@ -70,7 +70,6 @@ def remerge(core: RepoCore, model: str, inputs: list[str], base: str | None, *, 
     from mgit.lifecycle import rebase_attempts as att
     from mgit.lifecycle.merge import _version, _write
     from mgit.lifecycle.rebase_write import RebaseError
-    from mgit.lifecycle.testing import gate
     from mgit.objects.model import ParentLink
     from mgit.refs.store import HEADS
 
@@ -99,13 +98,7 @@ def remerge(core: RepoCore, model: str, inputs: list[str], base: str | None, *, 
         att.record(core, attempt("failed", error=str(exc)))
         raise
     info = res.commit
-    failed: list[str] = []
-    if tests and not gate(core, on_result=lambda r: failed.append(r.test) if not r.passed else None)(info.oid):
-        att.keep_version(core, model, info.oid)
-        att.record(core, attempt("gate-failed", commit=info.oid, failed_tests=failed or ["?"],
-                                 error="tests failed: " + ", ".join(failed or ["?"])))
-        return RemergeResult("gate-failed", info, failed or ["?"], time.perf_counter() - t0)
-    core.refs.update_many([(HEADS + model, tip, info.oid)], message=f"rebase: {message}")
-    att.drop_version(core, model)
-    att.record(core, attempt("rebased", commit=info.oid))
+    failed = att.land(core, model, tip, info.oid, attempt, tests=tests)
+    if failed:
+        return RemergeResult("gate-failed", info, failed, time.perf_counter() - t0)
     return RemergeResult("rebased", info, seconds=time.perf_counter() - t0)
