@@ -308,14 +308,8 @@ def checkout(core: RepoCore, ref: str, *, force: bool = False) -> CheckoutResult
                 index.cache[rel] = Snapshot.of(path.stat(), entry.xxh)
                 written.append(rel)
         for rel in sorted(set(old_tree.files) - set(new_tree.files)):
-            try:
-                path = safe_join(core.root, rel)
-            except UnsafePathError:
-                continue  # never delete through a symlinked folder
-            if path.is_file() or path.is_symlink():
-                path.unlink()
+            if _delete_working_file(core.root, rel):
                 removed.append(rel)
-                _prune_empty_dirs(core.root, rel)
             index.cache.pop(rel, None)
         index.staged = {}
         index.save(core.mgit_dir)
@@ -483,17 +477,25 @@ def rm(
                 index.staged.pop(rel, None)
             if cached:
                 continue
-            try:
-                path = safe_join(core.root, rel)
-            except UnsafePathError:
-                continue  # never delete through a symlinked folder
-            if path.is_file() or path.is_symlink():
-                path.unlink()
+            if _delete_working_file(core.root, rel):
                 deleted.append(rel)
-                _prune_empty_dirs(core.root, rel)
             index.cache.pop(rel, None)
         index.save(core.mgit_dir)
     return RmResult(todo, deleted)
+
+
+def _delete_working_file(root: Path, rel: str) -> bool:
+    """Delete the working-tree file ``rel`` (and the folders it leaves empty); False when
+    there is none, or when reaching it would go through a symlinked folder (never followed)."""
+    try:
+        path = safe_join(root, rel)
+    except UnsafePathError:
+        return False
+    if not (path.is_file() or path.is_symlink()):
+        return False
+    path.unlink()
+    _prune_empty_dirs(root, rel)
+    return True
 
 
 def _checkout_plan(root: Path, tree: Tree, index: Index) -> list[tuple[str, Any]]:
