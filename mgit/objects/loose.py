@@ -150,9 +150,9 @@ class LooseObjects:
         if not stat.S_ISREG(mode):
             raise CorruptObjectError(oid, f"{path}: {file_kind(mode)}, not a regular file")
 
-    def iter_oids(self, *, ordered: bool = False) -> Iterator[str]:
-        """Every object id under the folder (temp files and foreign names skipped); sorted
-        with ``ordered``, else in directory order."""
+    def _shard_entries(self, *, ordered: bool) -> Iterator[tuple[str, list[str]]]:
+        """``(shard, names in it)`` for every two-character shard folder (sorted with
+        ``ordered``, else in directory order); folders that vanish meanwhile are skipped."""
         try:
             shards = os.listdir(self.root)
         except (FileNotFoundError, NotADirectoryError):
@@ -168,6 +168,12 @@ class LooseObjects:
                 continue
             if ordered:
                 names.sort()
+            yield shard, names
+
+    def iter_oids(self, *, ordered: bool = False) -> Iterator[str]:
+        """Every object id under the folder (temp files and foreign names skipped); sorted
+        with ``ordered``, else in directory order."""
+        for shard, names in self._shard_entries(ordered=ordered):
             for name in names:
                 oid = shard + name
                 if is_oid(oid):
@@ -298,18 +304,8 @@ class LooseObjects:
 
     def iter_temp_files(self) -> Iterator[Path]:
         """Temp files in the shard folders: writes in progress, or left by a killed process."""
-        try:
-            shards = os.listdir(self.root)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for shard in sorted(shards):
-            if len(shard) != 2:
-                continue
-            try:
-                names = os.listdir(self.root / shard)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for name in sorted(names):
+        for shard, names in self._shard_entries(ordered=True):
+            for name in names:
                 if name.endswith(".tmp"):
                     yield self.root / shard / name
 
