@@ -288,28 +288,7 @@ class LineageIndex:
     def topo_order(self, members: Iterable[int]) -> list[int]:
         """``members`` newest first, every child before its parents, ties by time then id: the
         order of :func:`mgit.lineage.graph.topo_order`."""
-        nodes = set(members)
-        pending = dict.fromkeys(nodes, 0)
-        pstart, pidx = self.pstart, self.pidx
-        for c in nodes:
-            for k in range(pstart[c], pstart[c + 1]):
-                p = pidx[k]
-                if p in pending:
-                    pending[p] += 1
-        time, oids = self.time, self.oids
-        heap = [(-time[c], oids[c], c) for c in nodes if pending[c] == 0]
-        heapq.heapify(heap)
-        out: list[int] = []
-        while heap:
-            c = heapq.heappop(heap)[2]
-            out.append(c)
-            for k in range(pstart[c], pstart[c + 1]):
-                p = pidx[k]
-                if p in pending:
-                    pending[p] -= 1
-                    if pending[p] == 0:
-                        heapq.heappush(heap, (-time[p], oids[p], p))
-        return out
+        return _kahn(len(self.oids), self.pstart, self.pidx, self.time, self.oids, members=set(members))
 
     def with_chunks(self, keys: Iterable[int]) -> set[int]:
         """Commits holding a tensor chunk with one of these keys."""
@@ -654,13 +633,20 @@ def _refresh(
 
 
 def _kahn(
-    n: int, pstart: array[int], pidx: array[int], time: array[int], oids: list[str]
+    n: int, pstart: array[int], pidx: array[int], time: array[int], oids: list[str],
+    *, members: set[int] | None = None,
 ) -> list[int]:
+    """Commits (``members``, else all ``n``) newest first, every child before its parents,
+    ties by time then id: parents outside ``members`` are not waited for."""
+    nodes: Iterable[int] = range(n) if members is None else members
     pending = [0] * n
-    for k in pidx:
-        pending[k] += 1
-    # A parent listed twice by one child counts twice, and is released by both decrements.
-    heap = [(-time[c], oids[c], c) for c in range(n) if pending[c] == 0]
+    for c in nodes:
+        for k in range(pstart[c], pstart[c + 1]):
+            p = pidx[k]
+            if members is None or p in members:
+                # A parent listed twice by one child counts twice, and is released by both.
+                pending[p] += 1
+    heap = [(-time[c], oids[c], c) for c in nodes if pending[c] == 0]
     heapq.heapify(heap)
     out: list[int] = []
     while heap:
@@ -668,9 +654,10 @@ def _kahn(
         out.append(c)
         for k in range(pstart[c], pstart[c + 1]):
             p = pidx[k]
-            pending[p] -= 1
-            if pending[p] == 0:
-                heapq.heappush(heap, (-time[p], oids[p], p))
+            if members is None or p in members:
+                pending[p] -= 1
+                if pending[p] == 0:
+                    heapq.heappush(heap, (-time[p], oids[p], p))
     return out
 
 
