@@ -1,10 +1,12 @@
 """One lock-file class for every lock in mgit: git's ``<target>.lock`` protocol.
 
-A lock on ``target`` is the file ``<target>.lock``, created with ``O_CREAT | O_EXCL`` (atomic on
-every local filesystem and on NFSv3+). Whoever created it holds the lock. The lock file names
-its holder: one JSON line ``{"pid", "host", "start", "time"}`` (``start``: the process's start
-time in clock ticks since boot, which tells a live process from a later one that reused its
-pid). What the lock guards is written to a temp file beside the target (:meth:`LockFile.write`)
+A lock on ``target`` is the file ``<target>.lock``, created atomically with its content: a temp
+file holding the holder line is hard-linked to the lock name, which fails when the name exists
+as ``O_CREAT | O_EXCL`` does (atomic on every local filesystem and on NFS; where there are no
+hard links, ``O_EXCL`` and then the line). Whoever created it holds the lock. The lock file
+always names its holder, even when its maker was killed the moment after: one JSON line
+``{"pid", "host", "start", "time"}`` (``start``: the process's start time in clock ticks since
+boot, which tells a live process from a later one that reused its pid). What the lock guards is written to a temp file beside the target (:meth:`LockFile.write`)
 and renamed over the target by :meth:`LockFile.commit`, which then unlinks the lock file;
 :meth:`LockFile.abort` unlinks both. A reader sees the old or the new target, never a mix.
 
@@ -36,6 +38,7 @@ unlinks the lock file and leaves the target untouched.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -52,6 +55,7 @@ __all__ = [
     "LockFile",
     "LockHolder",
     "break_if_stale",
+    "create_with_holder",
     "env_timeout",
     "holder_line",
     "process_alive",
@@ -199,6 +203,80 @@ def break_if_stale(lock_path: Path) -> LockHolder | None:
     return holder
 
 
+_CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+
+#: link() errors that mean "no hard links on this filesystem" (some FUSE and SMB mounts).
+_NO_LINKS = {
+    errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.EXDEV,
+    getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.EOPNOTSUPP,
+}
+
+
+def create_with_holder(lock_path: Path) -> bool:
+    """Create ``lock_path`` already holding this process's holder line; False when it exists
+    (a lock file, or a writer mark).
+
+    The line is written to a temp file that is then hard-linked to the lock name (``link``
+    fails when the name exists, as ``O_EXCL`` does), so a lock file never exists without its
+    holder: a process killed between creating the lock and naming itself would otherwise
+    leave an empty lock that no later command may break. Where the filesystem has no hard
+    links, the lock is created with ``O_EXCL`` and named right after.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError: the lock's folder is missing.
+        OSError: anything else that stops the lock file from being made.
+    """
+    tmp = temp_name(lock_path)
+    fd = os.open(tmp, _CREATE_FLAGS, 0o644)
+    try:
+        try:
+            _write_all(fd, holder_line())
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, lock_path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            try:  # NFS may report a failed link() that did happen: count the links
+                if os.stat(tmp).st_nlink == 2:
+                    return True
+            except OSError:
+                pass
+            if exc.errno not in _NO_LINKS:
+                raise
+            return _create_excl(lock_path)
+        return True
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _create_excl(lock_path: Path) -> bool:
+    """``O_EXCL``-create ``lock_path`` and write the holder line (filesystems without hard
+    links); False when it exists."""
+    try:
+        fd = os.open(lock_path, _CREATE_FLAGS, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        _write_all(fd, holder_line())
+    except BaseException:
+        os.close(fd)
+        os.unlink(lock_path)
+        raise
+    os.close(fd)
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class LockFile:
     """An exclusive ``<target>.lock`` file, optionally guarding the target's next content.
 
@@ -263,28 +341,20 @@ class LockFile:
             raise RuntimeError(f"{self.lock_path} is already held by this LockFile")
         deadline = time.monotonic() + self.timeout
         delay = self.poll
-        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
         while True:
             if self.make_parents:
                 self.target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(self.lock_path, flags, 0o644)
-            except FileExistsError:
-                if break_if_stale(self.lock_path) is not None:
-                    continue  # a dead holder's lock was removed: try again at once
+                created = create_with_holder(self.lock_path)
             except (FileNotFoundError, NotADirectoryError):
                 if not self.make_parents:
                     raise
             else:
-                try:
-                    os.write(fd, holder_line())
-                except BaseException:
-                    os.close(fd)
-                    os.unlink(self.lock_path)
-                    raise
-                os.close(fd)
-                self._held = True
-                return self
+                if created:
+                    self._held = True
+                    return self
+                if break_if_stale(self.lock_path) is not None:
+                    continue  # a dead holder's lock was removed: try again at once
             if time.monotonic() >= deadline:
                 holder, _ = read_holder(self.lock_path)
                 raise LockHeldError(
@@ -301,7 +371,7 @@ class LockFile:
             self._tmp = temp_name(self.target)
             self._fd = os.open(
                 self._tmp,
-                os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0),
+                _CREATE_FLAGS,
                 self.mode,
             )
         view = memoryview(data)

@@ -27,6 +27,7 @@ standalone, delta, lossy, the depth cap) is the pure :func:`mgit.codecs.choose.c
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -43,7 +44,7 @@ from mgit.codecs import choose as policy
 from mgit.codecs.choose import MAX_CHAIN_DEPTH
 from mgit._dtypes import DTYPE_SIZES
 from mgit.errors import CodecError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError
-from mgit._lockfile import LockHolder, holder_line, process_alive, read_holder
+from mgit._lockfile import LockHolder, create_with_holder, process_alive, read_holder
 from mgit.limits import MAX_HEADER
 from mgit.objects.ids import KINDS, Hasher, Oid, hash_object, is_oid
 from mgit.objects.loose import LooseObjects
@@ -250,11 +251,8 @@ class DiskStore:
                 if m.alive is False:
                     _unlink_quietly(m.path)
             path = d / f"{pid}.{os.urandom(4).hex()}"
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o644)
-            try:
-                os.write(fd, holder_line())
-            finally:
-                os.close(fd)
+            if not create_with_holder(path):  # never seen without its holder line
+                raise FileExistsError(errno.EEXIST, "writer mark exists", str(path))
             self._mark = (pid, path)
             weakref.finalize(self, _unlink_quietly, path)
 

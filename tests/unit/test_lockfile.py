@@ -179,3 +179,85 @@ def test_env_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env_timeout() == 0.0
     monkeypatch.setenv("MGIT_LOCK_TIMEOUT", "soon")
     assert env_timeout() == 5.0
+
+
+def test_a_lock_file_is_never_seen_without_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock name appears with the holder line already in it: a process killed right after
+    taking the lock leaves a lock the next command can judge (CI found an empty one that
+    blocked a push's rerun)."""
+    from mgit import _lockfile
+
+    seen: list[object] = []
+    real_link = os.link
+
+    def link(src: object, dst: object) -> None:
+        real_link(src, dst)  # type: ignore[arg-type]
+        seen.append(_lockfile.read_holder(Path(str(dst)))[0])
+
+    monkeypatch.setattr(os, "link", link)
+    with LockFile(tmp_path / "ref"):
+        pass
+    assert len(seen) == 1 and seen[0] is not None and seen[0].pid == os.getpid()  # type: ignore[attr-defined]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temp file left behind
+
+
+def test_a_holder_killed_the_moment_it_took_the_lock_is_broken_by_the_next(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    child = (
+        "import os, signal, sys\n"
+        "from mgit._lockfile import LockFile\n"
+        "real = os.link\n"
+        "def link(a, b):\n"
+        "    real(a, b)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "os.link = link\n"
+        "LockFile(sys.argv[1]).acquire()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child, str(tmp_path / "ref")], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "ref.lock").exists()
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1  # the temp the lock was linked from: gc's to remove
+    with pytest.warns(Warning, match="stale lock"), LockFile(tmp_path / "ref", timeout=0) as lock:
+        assert lock.held
+
+
+@pytest.mark.parametrize("err", ["EPERM", "ENOTSUP"])
+def test_filesystems_without_hard_links_still_get_a_named_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: str
+) -> None:
+    import errno
+
+    from mgit import _lockfile
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(getattr(errno, err), "no hard links here")
+
+    monkeypatch.setattr(os, "link", no_link)
+    with LockFile(tmp_path / "ref") as lock:
+        holder, _ = _lockfile.read_holder(lock.lock_path)
+        assert holder is not None and holder.pid == os.getpid()
+        with pytest.raises(LockHeldError):
+            LockFile(tmp_path / "ref").acquire()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_link_error_other_than_no_links_is_raised_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(OSError, match="No space"):
+        LockFile(tmp_path / "ref").acquire()
+    assert list(tmp_path.iterdir()) == []
