@@ -8,6 +8,7 @@ matches the one recorded at commit time. A target directory is never written thr
 from __future__ import annotations
 
 import struct
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import xxhash
 
 from mgit._fs import AtomicFile, safe_join
-from mgit._pool import Job, WorkerPool
+from mgit._pool import Job, WorkerPool, default_workers
 from mgit.errors import CorruptObjectError, InvalidModelFileError
 from mgit._dtypes import numpy_dtype  # re-exported: the one dtype table's
 from mgit.objects.ids import hash_object
@@ -26,7 +27,7 @@ from mgit.objects.store import DiskStore
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["file_pieces", "write_file", "tensor_bytes", "tensor_array", "numpy_dtype"]
+__all__ = ["file_pieces", "write_file", "tensor_bytes", "tensor_buffer", "tensor_array", "numpy_dtype"]
 
 
 def file_pieces(store: DiskStore, entry: FileEntry) -> Iterator[tuple[str | None, int, int, bytes | None]]:
@@ -186,27 +187,96 @@ def _finished(item: Job | bytes) -> bool:
 def tensor_bytes(store: DiskStore, m: TensorManifest) -> bytearray:
     """The raw bytes of one tensor (reads only its chunks, or its pack)."""
     buf = bytearray(m.nbytes)
-    off = 0
-    for oid, start, end in m.segments():
+    _read_tensor_into(store, m, memoryview(buf))
+    return buf
+
+
+def tensor_buffer(store: DiskStore, m: TensorManifest) -> np.ndarray:
+    """The raw bytes of one tensor as a new uint8 array (as :func:`tensor_bytes`, without
+    zero-filling the memory first; numpy backs a large one with huge pages)."""
+    import numpy as np
+
+    arr = np.empty(m.nbytes, dtype=np.uint8)
+    _read_tensor_into(store, m, memoryview(arr))
+    return arr
+
+
+def _read_tensor_into(store: DiskStore, m: TensorManifest, view: memoryview) -> None:
+    """Decode one tensor into ``view`` (``m.nbytes`` bytes).
+
+    Each chunk is decoded (and verified) straight into its place, with no intermediate copy;
+    a tensor of several chunks is decoded on the decode threads, one chunk each (zstd, the
+    plane kernels and BLAKE3 release the GIL).
+    """
+    if m.packed:
+        oid, start, end = m.segments()[0]
         data = store.get(oid, kind="chunk")
-        if m.packed:
-            if end > len(data):
-                raise CorruptObjectError(oid, "a tensor lies past the end of its pack")
-            data = data[start:end]
-            if hash_object("chunk", data) != m.digest:
-                raise CorruptObjectError(oid, "a packed tensor does not match its digest")
-        if off + len(data) > m.nbytes:
+        if end > len(data):
+            raise CorruptObjectError(oid, "a tensor lies past the end of its pack")
+        piece = memoryview(data)[start:end]
+        if hash_object("chunk", piece) != m.digest:
+            raise CorruptObjectError(oid, "a packed tensor does not match its digest")
+        view[:] = piece
+        return
+    parts: list[tuple[str, memoryview]] = []
+    off = 0
+    for oid, _start, end in m.segments():
+        if end <= 0 or off + end > m.nbytes:
             raise CorruptObjectError(oid, "tensor chunks have the wrong total size")
-        buf[off : off + len(data)] = data
-        off += len(data)
+        parts.append((oid, view[off : off + end]))
+        off += end
     if off != m.nbytes:
         raise CorruptObjectError(m.chunks[-1] if m.chunks else "?", "tensor chunks have the wrong total size")
-    return buf
+    _decode_parts(store, parts)
+
+
+_decoding = threading.local()  # .worker: this thread is one of the decode threads
+_decode_pool_lock = threading.Lock()
+_decode_pool_obj: list[WorkerPool] = []
+
+
+def _decode_pool() -> WorkerPool | None:
+    """The decode threads (one per core, started on first use and kept, with their scratch
+    buffers), or None with a single core."""
+    workers = default_workers()
+    if workers < 2:
+        return None
+    with _decode_pool_lock:
+        if not _decode_pool_obj:
+            _decode_pool_obj.append(WorkerPool(workers))
+        return _decode_pool_obj[0]
+
+
+def _decode_one(store: DiskStore, oid: str, out: memoryview) -> None:
+    _decoding.worker = True
+    store.get_into(oid, out, kind="chunk")
+
+
+def _decode_parts(store: DiskStore, parts: list[tuple[str, memoryview]]) -> None:
+    """Decode each ``(chunk id, slice)`` into its slice: on the decode threads when there are
+    several (never from one of them: a job waiting on jobs queued behind it could wait
+    forever), else here."""
+    pool = None if len(parts) < 2 or getattr(_decoding, "worker", False) else _decode_pool()
+    if pool is None:
+        for oid, out in parts:
+            store.get_into(oid, out, kind="chunk")
+        return
+    jobs = [pool.submit(_decode_one, store, oid, out) for oid, out in parts]
+    try:
+        for job in jobs:
+            job.result()
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        for job in jobs:  # no thread may still write into the caller's buffer
+            if not job.cancelled():
+                try:
+                    job.result()
+                except BaseException:  # noqa: BLE001 - the first error is the one raised
+                    pass
+        raise
 
 
 def tensor_array(store: DiskStore, m: TensorManifest) -> np.ndarray:
     """One tensor as a numpy array (little-endian, its own memory)."""
-    import numpy as np
-
-    buf = tensor_bytes(store, m)
-    return np.frombuffer(buf, dtype=numpy_dtype(m.dtype)).reshape(m.shape)
+    return tensor_buffer(store, m).view(numpy_dtype(m.dtype)).reshape(m.shape)

@@ -16,7 +16,7 @@ from mgit._fs import check_not_in_mgit_dir
 from mgit._globs import select
 from mgit.core import RepoCore
 from mgit.errors import AmbiguousTensorError, NoTensorsError, RefNotFoundError, UsageError
-from mgit.materialize import tensor_array, tensor_bytes, write_file
+from mgit.materialize import tensor_array, tensor_buffer, write_file
 from mgit.objects.model import FileEntry, TensorManifest, TensorView, Tree
 
 __all__ = [
@@ -150,6 +150,11 @@ def tensor_manifests(core: RepoCore, ref: str, *, file: str | None = None) -> di
     return {key: m for key, (_, _, m) in _keyed(_select(tree, ref, file)).items()}
 
 
+def tree_manifests(tree: Tree) -> dict[str, TensorManifest]:
+    """Every tensor of a tree by key, as :func:`tensor_manifests` gives a version's."""
+    return {key: m for key, (_, _, m) in _keyed(_tensor_files(tree)).items()}
+
+
 def load_tensor(core: RepoCore, ref: str, name: str, *, file: str | None = None,
                 torch: bool = False) -> Any:
     """One tensor of REF, reading only that tensor's chunks.
@@ -232,10 +237,9 @@ def _value(core: RepoCore, m: TensorManifest, as_torch: bool) -> Any:
     from mgit.formats.dtypes import torch_dtype
 
     tdt = torch_dtype(m.dtype)
-    buf = tensor_bytes(core.store, m)
-    if not buf:
+    if not m.nbytes:
         return torch.empty(m.shape, dtype=tdt)
-    return torch.frombuffer(buf, dtype=tdt).reshape(m.shape)
+    return torch.frombuffer(tensor_buffer(core.store, m), dtype=tdt).reshape(m.shape)
 
 
 def _diff_sources(core: RepoCore, a: str, b: str | None) -> tuple[Any, Any]:

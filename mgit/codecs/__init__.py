@@ -305,16 +305,28 @@ def _decode_quant(payload: bytes, params: dict[str, Any], size: int, base: memor
     return lossy.decode_quant(payload, params, size, base)
 
 
-_Decoder = Callable[[bytes, dict[str, Any], int, "memoryview | None"], bytes]
+def _copied(content: bytes, out: Any) -> Any:
+    """``content``, or ``out`` with ``content`` copied in (decoders without a direct path)."""
+    if out is None:
+        return content
+    view = memoryview(out).cast("B")
+    if len(content) != len(view):
+        raise CodecError(f"decoded {len(content)} bytes where {len(view)} were expected")
+    view[:] = content
+    return out
+
+
+# (payload, params, size, base, out) -> the content, or ``out`` holding it.
+_Decoder = Callable[[bytes, dict[str, Any], int, "memoryview | None", Any], Any]
 
 _DECODERS: dict[str, tuple[bool, _Decoder]] = {
-    RAW: (False, lambda p, a, n, b: lossless.decode_raw(p, a, n)),
-    ZSTD: (False, lambda p, a, n, b: lossless.decode_zstd(p, a, n)),
-    PLANES_ZSTD: (False, lambda p, a, n, b: lossless.decode_planes(p, a, n)),
-    SUB_PLANES_ZSTD: (True, lambda p, a, n, b: lossless.decode_delta_planes(p, a, n, b, "sub")),  # type: ignore[arg-type]
-    XOR_PLANES_ZSTD: (True, lambda p, a, n, b: lossless.decode_delta_planes(p, a, n, b, "xor")),  # type: ignore[arg-type]
-    QUANT_PLANES_ZSTD: (True, lambda p, a, n, b: _decode_quant(p, a, n, b)),  # type: ignore[arg-type]
-    CAST_PLANES_ZSTD: (True, lambda p, a, n, b: _decode_cast(p, a, n, b)),  # type: ignore[arg-type]
+    RAW: (False, lambda p, a, n, b, o: lossless.decode_raw(p, a, n, o)),
+    ZSTD: (False, lambda p, a, n, b, o: lossless.decode_zstd(p, a, n, o)),
+    PLANES_ZSTD: (False, lambda p, a, n, b, o: lossless.decode_planes(p, a, n, o)),
+    SUB_PLANES_ZSTD: (True, lambda p, a, n, b, o: lossless.decode_delta_planes(p, a, n, b, "sub", o)),  # type: ignore[arg-type]
+    XOR_PLANES_ZSTD: (True, lambda p, a, n, b, o: lossless.decode_delta_planes(p, a, n, b, "xor", o)),  # type: ignore[arg-type]
+    QUANT_PLANES_ZSTD: (True, lambda p, a, n, b, o: _copied(_decode_quant(p, a, n, b), o)),  # type: ignore[arg-type]
+    CAST_PLANES_ZSTD: (True, lambda p, a, n, b, o: _copied(_decode_cast(p, a, n, b), o)),  # type: ignore[arg-type]
 }
 
 #: Codecs whose base has another length than the chunk (the codec checks it).
@@ -357,7 +369,8 @@ def decode(
     *,
     size: int,
     base: bytes | memoryview | None = None,
-) -> bytes:
+    out: Any = None,
+) -> Any:
     """Decode a payload back to the chunk's bytes.
 
     Args:
@@ -367,9 +380,12 @@ def decode(
         size: The expected decoded length in bytes; decompression never produces more.
         base: The base chunk's decoded bytes, for codecs that need one (of ``size`` bytes,
             except for the cast codec).
+        out: A writable buffer of exactly ``size`` bytes (not overlapping ``payload`` or
+            ``base``) to decode into, sparing a copy; the lossless codecs decode straight into
+            it. On an error its content is undefined.
 
     Returns:
-        Exactly ``size`` bytes.
+        Exactly ``size`` bytes: new ``bytes``, or ``out`` when given.
 
     Raises:
         CodecError: For an unknown codec id, a payload that is corrupt, truncated or decodes to
@@ -388,4 +404,6 @@ def decode(
         base_view = as_bytes(base)
         if len(base_view) != size and codec not in _OTHER_SIZE_BASE:
             raise CodecError(f"codec {codec} needs a base of {size} bytes, got {len(base_view)}")
-    return decoder(payload, params if params is not None else {}, size, base_view)
+    if out is not None and memoryview(out).nbytes != size:
+        raise CodecError(f"the output buffer has {memoryview(out).nbytes} bytes, not {size}")
+    return decoder(payload, params if params is not None else {}, size, base_view, out)

@@ -127,15 +127,19 @@ def kernels_name() -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def decode_raw(payload: bytes, params: dict[str, Any], size: int) -> bytes:
-    """Decode ``raw/1``.
+def decode_raw(payload: bytes, params: dict[str, Any], size: int, out: Any = None) -> Any:
+    """Decode ``raw/1`` (into ``out``, a writable buffer of ``size`` bytes, when given; then
+    ``out`` is returned).
 
     Raises:
         CodecError: If the payload is not ``size`` bytes long.
     """
     if len(payload) != size:
         raise CodecError(f"raw payload has {len(payload)} bytes where {size} were expected")
-    return bytes(payload)
+    if out is None:
+        return bytes(payload)
+    memoryview(out).cast("B")[:] = payload
+    return out
 
 
 def encode_zstd(data: bytes | memoryview, level: int) -> tuple[bytes, dict[str, Any]]:
@@ -143,13 +147,15 @@ def encode_zstd(data: bytes | memoryview, level: int) -> tuple[bytes, dict[str, 
     return _zstd.compress(data, level), {}
 
 
-def decode_zstd(payload: bytes, params: dict[str, Any], size: int) -> bytes:
-    """Decode ``zstd/1``.
+def decode_zstd(payload: bytes, params: dict[str, Any], size: int, out: Any = None) -> Any:
+    """Decode ``zstd/1`` (into ``out`` when given, as :func:`decode_raw`).
 
     Raises:
         CodecError: If the payload is not a valid frame of ``size`` bytes.
     """
-    return _zstd.decompress(payload, size)
+    if out is None:
+        return _zstd.decompress(payload, size)
+    return _zstd.decompress_into(payload, out)
 
 
 def _params_itemsize(params: dict[str, Any], size: int) -> int:
@@ -172,18 +178,21 @@ def encode_planes(data: memoryview, itemsize: int, level: int) -> tuple[bytes, d
     return _zstd.compress(planes, plane_level(level)), {"itemsize": itemsize}
 
 
-def decode_planes(payload: bytes, params: dict[str, Any], size: int) -> bytes:
-    """Decode ``planes-zstd/1``.
+def decode_planes(payload: bytes, params: dict[str, Any], size: int, out: Any = None) -> Any:
+    """Decode ``planes-zstd/1`` (into ``out`` when given, as :func:`decode_raw`).
 
     Raises:
         CodecError: If the parameters or the payload are invalid.
     """
     k = _params_itemsize(params, size)
     if k == 1:
-        return _zstd.decompress(payload, size)
+        return decode_zstd(payload, params, size, out)
     planes = byte_scratch.get("planes", size)
     _zstd.decompress_into(payload, planes)
-    return kernels().merge(planes, k)  # type: ignore[no-any-return]
+    if out is None:
+        return kernels().merge(planes, k)
+    kernels().merge_into(planes, k, out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -222,9 +231,15 @@ def encode_delta_planes(
 
 
 def decode_delta_planes(
-    payload: bytes, params: dict[str, Any], size: int, base: memoryview, transform: str
-) -> bytes:
-    """Decode ``sub-planes-zstd/1`` or ``xor-planes-zstd/1`` against ``base``.
+    payload: bytes,
+    params: dict[str, Any],
+    size: int,
+    base: memoryview,
+    transform: str,
+    out: Any = None,
+) -> Any:
+    """Decode ``sub-planes-zstd/1`` or ``xor-planes-zstd/1`` against ``base`` (into ``out``
+    when given, as :func:`decode_raw`; ``out`` must not overlap ``base``).
 
     Raises:
         CodecError: If the parameters or the payload are invalid.
@@ -234,8 +249,11 @@ def decode_delta_planes(
     kern = kernels()
     planes = byte_scratch.get("planes", size)
     _zstd.decompress_into(payload, planes)
-    if k in _WORD_SIZES:
-        return kern.delta_merge(planes, base, k, xor)  # type: ignore[no-any-return]
-    codes = byte_scratch.get("codes", size)
-    kern.merge_into(planes, k, codes)
-    return kern.delta_merge(codes, base, 1, xor)  # type: ignore[no-any-return]
+    if k not in _WORD_SIZES:
+        codes = byte_scratch.get("codes", size)
+        kern.merge_into(planes, k, codes)
+        planes, k = codes, 1
+    if out is None:
+        return kern.delta_merge(planes, base, k, xor)
+    kern.delta_merge_into(planes, base, k, out, xor)
+    return out

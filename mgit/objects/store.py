@@ -620,10 +620,17 @@ class DiskStore:
     # -- reading ----------------------------------------------------------------------------
 
     def _decode_verify(
-        self, oid: str, h: StoredHeader, payload: memoryview | bytes, *, verify: bool = True
-    ) -> bytes:
+        self,
+        oid: str,
+        h: StoredHeader,
+        payload: memoryview | bytes,
+        *,
+        verify: bool = True,
+        out: Any = None,
+    ) -> Any:
         """Decode an object's payload (and its delta chain) and, with ``verify``, check the
-        content against ``oid``.
+        content against ``oid``; into ``out`` (a writable buffer of the object's size) when
+        given, which is then returned.
 
         Bases inside a chain are decoded without hashing them: the chunk at the top is hashed,
         and its content depends on every base below, so a damaged base cannot go unnoticed.
@@ -642,15 +649,15 @@ class DiskStore:
                 raise CorruptObjectError(oid, f"chain depth {h.depth} but base has depth {bh.depth}")
             base_bytes = self._decode_verify(h.base, bh, bpayload, verify=False)
         try:
-            content = codecs.decode(h.codec, payload, h.params, size=h.size, base=base_bytes)  # type: ignore[arg-type]
+            content = codecs.decode(h.codec, payload, h.params, size=h.size, base=base_bytes, out=out)  # type: ignore[arg-type]
         except CodecError as exc:
             if verify and h.base is not None:
                 self._verify_chain(h.base)
             raise CorruptObjectError(oid, str(exc)) from None
-        if len(content) != h.size:
+        if memoryview(content).nbytes != h.size:
             raise CorruptObjectError(oid, "decoded size differs from the recorded size")
         if verify:
-            hasher = Hasher(h.kind, len(content))
+            hasher = Hasher(h.kind, h.size)
             hasher.update(content)
             actual = hasher.oid()
             if actual != oid:
@@ -690,6 +697,24 @@ class DiskStore:
                 if len(self._cache) > _CACHE_ENTRIES:
                     self._cache.popitem(last=False)
         return content
+
+    def get_into(self, oid: str, out: Any, *, kind: str | None = None) -> None:
+        """Decode the verified content of an object into ``out``, a writable C-contiguous
+        buffer of exactly its size (a slice of a tensor's buffer): :meth:`get` without the
+        copy and the fresh allocation. On an error the content of ``out`` is undefined.
+
+        Raises:
+            ObjectNotFoundError: absent (or a delta base is absent).
+            CorruptObjectError: as :meth:`get`; also when the object's size is not ``out``'s.
+        """
+        h, payload = self._read(oid)
+        if kind is not None and h.kind != kind:
+            raise CorruptObjectError(oid, f"expected a {kind} object, found a {h.kind}")
+        if h.size != memoryview(out).nbytes:
+            raise CorruptObjectError(
+                oid, f"holds {h.size} bytes where {memoryview(out).nbytes} were expected"
+            )
+        self._decode_verify(oid, h, payload, out=out)
 
     def kind_of(self, oid: str) -> str:
         """The kind of a stored object (header only)."""
