@@ -193,10 +193,10 @@ def emit(data: Any, render: Callable[[], None]) -> None:
     after it goes to stderr, so stdout stays one JSON document), else call ``render``."""
     obj = ctx_obj()
     if obj.json:
-        import json
+        from mgit._jsonout import dumps_indented
 
         value = data.to_json() if hasattr(data, "to_json") else data
-        sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+        sys.stdout.write(dumps_indented(value) + "\n")
         obj.emitted = True
     else:
         render()

@@ -21,9 +21,13 @@ PKG = ROOT / "mgit"
 #: there is no cycle.
 RANKS: list[tuple[str, ...]] = [
     ("mgit.errors",),
-    ("mgit._syscalls", "mgit._planes", "mgit._diffstats"),  # the optional C modules
-    # limits: the one table of input limits; _text: control characters escaped for output
-    ("mgit._fs", "mgit._paths", "mgit._dtypes", "mgit.limits", "mgit._text", "mgit._globs"),
+    ("mgit._syscalls", "mgit._planes", "mgit._diffstats", "mgit._jsonfmt"),  # the optional C modules
+    # limits: the one table of input limits; _text: control characters escaped for output;
+    # _jsonout: json.dumps(indent=2) through the C encoder
+    (
+        "mgit._fs", "mgit._paths", "mgit._dtypes", "mgit.limits", "mgit._text", "mgit._globs",
+        "mgit._jsonout",
+    ),
     ("mgit._lockfile", "mgit._pool", "mgit._alloc"),
     ("mgit.formats",),
     ("mgit.codecs", "mgit.hf"),  # hf: hub cache paths, model cards, adapter configs (pure)
