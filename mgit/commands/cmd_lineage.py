@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import complete_ref, echo, emit, fmt_time, open_repo, user_path
+from mgit.commands._common import (
+    complete_ref,
+    ctx_obj,
+    echo,
+    emit,
+    fmt_time,
+    open_repo,
+    user_path,
+)
 from mgit.objects.model import RELATIONS
 
 __all__ = ["COMMANDS"]
@@ -37,6 +45,10 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
     repo = open_repo()
     if direction and not ref:
         ref = "HEAD"
+    as_json = ctx_obj().json
+    if as_json and color_by is None and not html_file and not dot_file:
+        emit(repo.lineage_data(ref, direction=direction), lambda: None)  # no graph needed
+        return
     g = repo.lineage(ref, direction=direction)
     if color_by is not None:
         from mgit.lifecycle.testing import NoSuchTestError, load_specs, results_for
@@ -74,7 +86,7 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
             if f:
                 echo(f"wrote {what} view: {user_path(f)}")
 
-    emit(to_json(g), render)
+    emit(to_json(g) if as_json else None, render)
 
 
 @click.command("find")

@@ -122,11 +122,14 @@ def answers(capsys: pytest.CaptureFixture[str], root: Path) -> dict[str, Any]:
     ):
         out[f"find {kw}"] = [c.to_json() for c in history.find(Repository.open(root), **kw)]
     out["lineage"] = to_json(history.lineage(Repository.open(root)))
+    assert history.lineage_data(Repository.open(root)) == out["lineage"]  # no graph, same data
     for n in names[::4]:
         for d in (None, "ancestors", "descendants"):
             out[f"lineage {n} {d}"] = to_json(
                 history.lineage(Repository.open(root), n, direction=d)
             )
+            got = history.lineage_data(Repository.open(root), n, direction=d)
+            assert got == out[f"lineage {n} {d}"], (n, d)
     for args in (
         ["log", "--graph", "--all"],
         ["log", "--graph"],
@@ -141,6 +144,8 @@ def answers(capsys: pytest.CaptureFixture[str], root: Path) -> dict[str, Any]:
         ["--json", "find", "--all-versions", "--meta", "acc<=80", "--sort", "acc"],
         ["lineage"],
         ["--json", "lineage"],
+        ["--json", "lineage", names[0], "--descendants"],
+        ["--json", "lineage", names[-1], "--ancestors"],
         ["lineage", "--dot", str(root.parent / "g.dot")],
     ):
         code, text, err = run_main(capsys, root, *args)
@@ -367,12 +372,14 @@ def test_scan_refs_reads_what_the_ref_store_reads(tmp_path: Path) -> None:
     assert lineage_index.scan_refs(repo.mgit_dir) == repo.refs.iter_refs("refs/")
 
 
+@pytest.mark.parametrize("at_most", [64, 2])
 def test_guess_parent_from_the_inverted_index(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_most: int
 ) -> None:
     import mgit.guess
 
     monkeypatch.setattr(mgit.guess, "SCAN_ALL_BELOW", 0)  # the inverted index even at 20 versions
+    monkeypatch.setattr(mgit.guess, "SCORE_AT_MOST", at_most)  # 2: only the top of the ranking
     root = tmp_path / "repo"
     repo = build_random(root, 6, commits=20)
     rng = np.random.default_rng(0)
@@ -473,3 +480,18 @@ def test_graph_of_many_lines_joining_is_linear() -> None:
     assert time.perf_counter() - t0 < 5.0
     join = lines[-2]
     assert join.startswith("|") and join.endswith("/") and set(join) <= {"|", "_", "/"}
+
+
+def test_chunk_overlap_counts_what_a_scan_of_every_commit_counts(tmp_path: Path) -> None:
+    repo = build_random(tmp_path / "repo", 3, commits=30)
+    ix = lineage_index.load(repo)
+    assert ix is not None and ix.n >= 30
+    rng = np.random.default_rng(3)
+    every = sorted({k for c in range(ix.n) for k in ix.chunk_keys(c)})
+    for size in (0, 1, 5, len(every)):
+        keys = {every[i] for i in rng.choice(len(every), size=size, replace=False)} if size else set()
+        keys |= {12345}  # a key nobody holds
+        want = {c: sum(k in keys for k in ix.chunk_keys(c)) for c in range(ix.n)}
+        want = {c: n for c, n in want.items() if n}
+        assert ix.chunk_overlap(keys) == want
+        assert ix.with_chunks(keys) == set(want)
