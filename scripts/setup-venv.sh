@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.mgit-setup-stamp"
-want="$(cat pyproject.toml setup.py mgit/_planes.c mgit/_syscalls.c mgit/_diffstats.c scripts/setup-venv.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml setup.py mgit/_planes.c mgit/_syscalls.c mgit/_diffstats.c mgit/_jsonfmt.c scripts/setup-venv.sh | sha256sum | cut -d' ' -f1)"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
