@@ -180,8 +180,9 @@ def models(core: RepoCore) -> list[ModelInfo]:
     heads = ix.snapshot.under(HEADS)
     out = []
     current = core.head_model
-    for name, tip in heads.items():
-        i = ix.pos[tip]
+    tips = [ix.pos[tip] for tip in heads.values()]
+    messages = [r[1] for r in ix.records(tips)]
+    for (name, tip), i, message in zip(heads.items(), tips, messages):
         line = _line_ix(ix, i, model=name)
         first = line[-1]
         ps = ix.parents(first)
@@ -197,7 +198,7 @@ def models(core: RepoCore) -> list[ModelInfo]:
                 relation=ix.parent_links(first)[0][1] if src is not None else None,
                 logical_bytes=ix.lbytes[i],
                 time=ix.time[i],
-                message=ix.record(i)[1],
+                message=message,
                 current=name == current,
             )
         )

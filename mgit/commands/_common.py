@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,14 @@ def echo(line: str = "", **kw: Any) -> None:
     """Print a line to stdout (or stderr with ``err=True``), its control characters escaped
     (:func:`clean`)."""
     click.echo(clean(line), **kw)
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """Print many lines to stdout at once, each as :func:`echo` prints it (a table of
+    100,000 rows in one write instead of 100,000)."""
+    text = "\n".join(clean(line) for line in lines)
+    if text:
+        click.echo(text)
 
 
 def warn(text: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mgit.commands._common import echo, emit, fmt_time, human_bytes, open_repo
+from mgit.commands._common import ctx_obj, echo, echo_lines, emit, fmt_time, human_bytes, open_repo
 
 __all__ = ["COMMANDS"]
 
@@ -31,10 +31,9 @@ def models_cmd() -> None:
                          m.relation or "-", human_bytes(m.logical_bytes), fmt_time(m.time),
                          m.message.splitlines()[0] if m.message else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        echo_lines("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
-    emit([m.to_json() for m in models], render)
+    emit([m.to_json() for m in models] if ctx_obj().json else None, render)
 
 
 COMMANDS = [models_cmd]
