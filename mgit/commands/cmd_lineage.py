@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mgit.commands._common import (
     complete_ref,
-    ctx_obj,
     echo,
+    echo_lines,
     emit,
     fmt_time,
     open_repo,
@@ -33,60 +35,81 @@ def lineage_cmd(ref: str | None, direction: str | None, html_file: str | None, d
                 color_by: str | None, collapse: bool | None) -> None:
     """The lineage graph: models as nodes, derivations and versions as edges.
 
+    Prints every model line with its versions, or with --html / --dot writes that view to
+    FILE and prints only where.
+
     \b
     Examples:
       mgit lineage --html lineage.html
       mgit lineage bert-sst2 --ancestors
       mgit lineage --dot lineage.dot --color-by acc
     """
+    from mgit._alloc import paused_gc
+
+    with paused_gc():  # one record per version, and no cycle among them
+        _lineage(ref, direction, html_file, dot_file, color_by, collapse)
+
+
+def _lineage(ref: str | None, direction: str | None, html_file: str | None, dot_file: str | None,
+             color_by: str | None, collapse: bool | None) -> None:
     from mgit._fs import write_text_file
-    from mgit.lineage.render import to_dot, to_html, to_json
+    from mgit.lineage._records import _as_test
+    from mgit.lineage.render import to_dot, to_html
 
     repo = open_repo()
     if direction and not ref:
         ref = "HEAD"
-    as_json = ctx_obj().json
-    if as_json and color_by is None and not html_file and not dot_file:
-        emit(repo.lineage_data(ref, direction=direction), lambda: None)  # no graph needed
-        return
-    g = repo.lineage(ref, direction=direction)
+    data = repo.lineage_data(ref, direction=direction)  # records, no graph: fast at 100,000
+    nodes, edges = data["nodes"], data["edges"]
     if color_by is not None:
         from mgit.lifecycle.testing import NoSuchTestError, load_specs, results_for
 
         specs = load_specs(repo)
         if color_by not in specs:
             raise NoSuchTestError(color_by)
-        for oid, rs in results_for(repo, list(g.nodes), specs={color_by: specs[color_by]}).items():
-            r = rs[0]
-            g.nodes[oid]["test"] = {"name": r.test, "outcome": r.outcome, "metrics": r.metrics,
-                                    "error": r.error or ""}
+        results = results_for(repo, [n["id"] for n in nodes], specs={color_by: specs[color_by]})
+        for n in nodes:
+            rs = results.get(n["id"])
+            if rs:
+                r = rs[0]
+                n["test"] = _as_test({"name": r.test, "outcome": r.outcome, "metrics": r.metrics,
+                                      "error": r.error or ""})
     if html_file:
-        write_text_file(user_path(html_file), to_html(g, title=f"mgit lineage: {repo.root.name}",
+        write_text_file(user_path(html_file), to_html(data, title=f"mgit lineage: {repo.root.name}",
                                                        color_by=color_by, collapse=collapse))
     if dot_file:
-        write_text_file(user_path(dot_file), to_dot(g))
+        write_text_file(user_path(dot_file), to_dot(data))
 
     def render() -> None:
-        by_model: dict[str, list[str]] = {}
-        for n, a in g.nodes(data=True):
-            by_model.setdefault(a["model"], []).append(n)
+        written = [f"wrote {what} view: {user_path(f)}"
+                   for f, what in ((html_file, "HTML"), (dot_file, "DOT")) if f]
+        if written:  # the view went to the file: no listing of every version besides
+            echo_lines(written)
+            return
+        by_id = {n["id"]: n for n in nodes}
+        parents: dict[str, list[str]] = {}
+        for e in edges:  # sorted by (child, parent index): each child's parents in order
+            p = by_id[e["source"]]
+            parents.setdefault(e["target"], []).append(f"{e['relation']} of {p['model']}@{p['id'][:12]}")
+        by_model: dict[str, list[dict[str, Any]]] = {}
+        for n in nodes:  # oldest first (time, then id)
+            by_model.setdefault(n["model"], []).append(n)
+        lines = []
         for model in sorted(by_model):
-            nodes = sorted(by_model[model], key=lambda n: g.nodes[n]["time"])
-            echo(click.style(model, bold=True) + f"  ({len(nodes)} version{'s' if len(nodes) != 1 else ''})")
-            for n in nodes:
-                a = g.nodes[n]
-                edges = [f"{d['relation']} of {g.nodes[p]['model']}@{p[:12]}" for p, _, d in g.in_edges(n, data=True)]
+            versions = by_model[model]
+            lines.append(click.style(model, bold=True)
+                         + f"  ({len(versions)} version{'s' if len(versions) != 1 else ''})")
+            for n in versions:
                 mark = ""
                 if color_by is not None:
-                    t = a.get("test")
+                    t = n.get("test")
                     mark = {"pass": "✓ ", "fail": "✗ ", "error": "? "}.get(t["outcome"], "") if t else "- "
-                echo(f"  {mark}{a['short']}  {fmt_time(a['time'])}  {', '.join(edges) or 'root'}  "
-                     f"{a['message'].splitlines()[0] if a['message'] else ''}")
-        for f, what in ((html_file, "HTML"), (dot_file, "DOT")):
-            if f:
-                echo(f"wrote {what} view: {user_path(f)}")
+                lines.append(f"  {mark}{n['short']}  {fmt_time(n['time'])}  "
+                             f"{', '.join(parents.get(n['id'], ())) or 'root'}  "
+                             f"{n['message'].splitlines()[0] if n['message'] else ''}")
+        echo_lines(lines)
 
-    emit(to_json(g) if as_json else None, render)
+    emit(data, render)
 
 
 @click.command("find")

@@ -23,6 +23,7 @@ __all__ = [
     "edge_record",
     "sorted_nodes",
     "sorted_edges",
+    "records_of",
     "first_line",
 ]
 
@@ -160,3 +161,14 @@ def sorted_edges(g: nx.DiGraph[str]) -> list[dict[str, Any]]:
     records = [edge_record(u, v, d) for u, v, d in g.edges(data=True)]
     records.sort(key=lambda r: (r["target"], r["index"], r["source"]))
     return records
+
+
+def records_of(source: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # noqa: ANN401
+    """The node and edge records of a lineage: of a graph (:func:`sorted_nodes`,
+    :func:`sorted_edges`), or those of its data, ``{"nodes": [...], "edges": [...]}`` as
+    :func:`mgit.lineage.render.to_json` and :func:`mgit.history.lineage_data` give them
+    (already normalised and sorted: taken as they are, so that a view of 100,000 versions
+    needs no graph)."""
+    if isinstance(source, Mapping) and "nodes" in source and "edges" in source:
+        return list(source["nodes"]), list(source["edges"])
+    return sorted_nodes(source), sorted_edges(source)

@@ -19,10 +19,11 @@ import base64
 import hashlib
 import html
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mgit.lineage._html_assets import CSS, JS, RELATION_COLORS
-from mgit.lineage._records import RELATIONS, sorted_edges, sorted_nodes
+from mgit.lineage._records import RELATIONS, records_of
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -151,7 +152,7 @@ def _compact_node(n: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_html(
-    g: nx.DiGraph[str],
+    g: nx.DiGraph[str] | Mapping[str, Any],
     *,
     title: str = "mgit lineage",
     color_by: str | None = None,
@@ -176,7 +177,8 @@ def to_html(
     ``mgit-lineage-drawn`` once its first complete draw has been painted.
 
     Args:
-        g: The lineage graph (see :mod:`mgit.lineage.render` for the attributes read).
+        g: The lineage graph (see :mod:`mgit.lineage.render` for the attributes read), or its
+            data (:func:`mgit.history.lineage_data`; :func:`mgit.lineage._records.records_of`).
         title: Page title, shown in the header.
         color_by: The name of a test: nodes are coloured by their result of it (node attribute
             ``test``: ``outcome`` pass / fail / error, ``metrics``, ``error``; grey without
@@ -187,7 +189,7 @@ def to_html(
     Returns:
         The HTML text. It loads nothing from the network.
     """
-    nodes = sorted_nodes(g)
+    nodes, edges = records_of(g)
     index = {n["id"]: i for i, n in enumerate(nodes)}
     edge_data = [
         {
@@ -196,7 +198,7 @@ def to_html(
             "relation": e["relation"],
             "index": e["index"],
         }
-        for e in sorted_edges(g)
+        for e in edges
     ]
     if collapse is None:
         collapse = len(nodes) > COLLAPSE_ABOVE

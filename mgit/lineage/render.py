@@ -30,6 +30,7 @@ from mgit.lineage._records import (
     DERIVATIONS,
     RELATIONS,
     first_line,
+    records_of,
     sorted_edges,
     sorted_nodes,
 )
@@ -483,15 +484,20 @@ def _by_date(
 # ----------------------------------------------------------------------------------------------
 
 
+#: Control characters but tab (newlines are escaped before) -> a space.
+_DOT_CONTROLS = {c: " " for c in range(32) if c != 9}
+
+
 def _dot_quote(text: str) -> str:
     r"""Quote ``text`` as a DOT string: backslashes and quotes escaped, newlines as ``\n``."""
+    if text.isalnum():  # ids, relations, most names: nothing to escape
+        return f'"{text}"'
     text = text.replace("\\", "\\\\").replace('"', '\\"')
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
-    text = "".join(ch if ch >= " " or ch == "\t" else " " for ch in text)
-    return f'"{text}"'
+    return f'"{text.translate(_DOT_CONTROLS)}"'
 
 
-def to_dot(g: nx.DiGraph[str], *, title: str = "lineage") -> str:
+def to_dot(g: nx.DiGraph[str] | Mapping[str, Any], *, title: str = "lineage") -> str:
     """Return the lineage graph in Graphviz DOT.
 
     Nodes are labelled with the model name, the short id and the tags, grouped in one cluster per
@@ -499,7 +505,7 @@ def to_dot(g: nx.DiGraph[str], *, title: str = "lineage") -> str:
     ``version`` edges are dashed, derivations solid. Every user string is quoted and escaped.
 
     Args:
-        g: The lineage graph.
+        g: The lineage graph, or its data (:func:`mgit.history.lineage_data`).
         title: The graph's name.
 
     Returns:
@@ -514,8 +520,9 @@ def to_dot(g: nx.DiGraph[str], *, title: str = "lineage") -> str:
         ),
         "  edge [fontname=Helvetica, fontsize=9];",
     ]
+    nodes, edges = records_of(g)
     by_model: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted_nodes(g):
+    for r in nodes:
         by_model.setdefault(r["model"], []).append(r)
     for k, model in enumerate(sorted(by_model)):
         out.append(f"  subgraph {_dot_quote(f'cluster_{k}')} {{")
@@ -534,7 +541,7 @@ def to_dot(g: nx.DiGraph[str], *, title: str = "lineage") -> str:
                 attrs.append('fillcolor="#fef3c7"')
             out.append(f"    {_dot_quote(r['id'])} [{', '.join(attrs)}];")
         out.append("  }")
-    for e in sorted_edges(g):
+    for e in edges:
         style = "solid" if e["relation"] in DERIVATIONS else "dashed"
         out.append(
             f"  {_dot_quote(e['source'])} -> {_dot_quote(e['target'])} "

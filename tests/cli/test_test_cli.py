@@ -129,9 +129,11 @@ def test_log_and_show_without_tests_are_unchanged(root: Path, capsys: pytest.Cap
 def test_lineage_color_by(root: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     ok(capsys, root, "test", "add", "acc", "--cmd", CMD, "--pass", "accuracy>=0.8", "--for", "ft")
     run_main(capsys, root, "test", "run", "--all")
-    out = ok(capsys, root, "lineage", "--color-by", "acc", "--html", str(tmp_path / "l.html"))
+    out = ok(capsys, root, "lineage", "--color-by", "acc")
     assert re.search(r"✗ [0-9a-f]{12} .* bad", out) and re.search(r"✓ [0-9a-f]{12} .* good", out)
     assert re.search(r"- [0-9a-f]{12} .* base", out)  # no result
+    out = ok(capsys, root, "lineage", "--color-by", "acc", "--html", str(tmp_path / "l.html"))
+    assert out.strip() == f"wrote HTML view: {tmp_path / 'l.html'}"  # the view is in the file
     html = (tmp_path / "l.html").read_text()
     data = json.loads(re.search(r'<script type="application/json" id="mgit-data">(.*?)</script>', html, re.S).group(1))
     assert data["color_by"] == "acc"
