@@ -119,6 +119,9 @@ class CorruptRefError(MgitError):
 
     def __init__(self, ref: str) -> None:
         super().__init__(f"damaged ref {ref}: it does not hold an object id")
+        if ref == "HEAD":
+            self.hint = ("HEAD holds 'ref: refs/heads/<model>' or a commit id: write one into "
+                         ".mgit/HEAD ('mgit models' lists the model lines)")
         self.ref = ref
 
 

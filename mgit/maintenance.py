@@ -22,7 +22,7 @@ from typing import Any
 
 from mgit._lockfile import process_alive, read_holder
 from mgit.core import RepoCore
-from mgit.errors import MgitError
+from mgit.errors import CorruptRefError, InvalidRefNameError, MgitError
 from mgit.objects.ids import is_oid
 from mgit.objects.store import MARK_SLACK
 from mgit.lineage import graph as dag
@@ -174,7 +174,11 @@ def fsck(core: RepoCore, *, full: bool = True) -> FsckResult:
     for name, oid in core.refs.iter_refs("refs/").items():
         if oid not in core.store:
             found.append(FsckProblem("dangling_ref", name, f"{name}: points at missing commit {oid}"))
-    needed = _walk(core, [oid for oid in core.ref_tips() if oid in core.store], found)
+    try:
+        tips = core.ref_tips()
+    except (CorruptRefError, InvalidRefNameError):  # a damaged HEAD: reported above
+        tips = list(core.refs.iter_refs("refs/").values())
+    needed = _walk(core, [oid for oid in tips if oid in core.store], found)
     if full:
         for oid in sorted(core.store.iter_oids()):
             checked += 1

@@ -146,8 +146,8 @@ class RefStore:
         """The id a ref points at, or None. For ``HEAD``, follows the symbolic ref."""
         if ref == "HEAD":
             target = self.head_target()
-            if target is None:
-                return self._read_file(self.root / "HEAD", strict=False)
+            if target is None:  # detached: an id (garbage is a damaged HEAD, not "no commit")
+                return self._read_file(self.root / "HEAD")
             return self.read(target)
         return self._read_file(self._path(ref))
 
@@ -180,7 +180,23 @@ class RefStore:
                 full = Path(dirpath) / fn
                 if self._read_file(full, strict=False) is None:
                     out.append(full.relative_to(self.root).as_posix())
+        if self._head_damaged():
+            out.append("HEAD")
         return sorted(out)
+
+    def _head_damaged(self) -> bool:
+        """HEAD exists but holds neither a commit id nor ``ref: <a valid ref name>``."""
+        head = self.root / "HEAD"
+        if not (head.exists() or head.is_symlink()):
+            return False
+        target = self.head_target()
+        if target is None:
+            return self._read_file(head, strict=False) is None
+        try:
+            _check_full(target)
+        except InvalidRefNameError:
+            return True
+        return False
 
     def head_target(self) -> str | None:
         """The ref HEAD points at (``refs/heads/x``), or None when HEAD is detached."""
@@ -274,7 +290,10 @@ class RefStore:
             assert oid is not None and is_oid(oid)
             text = oid + "\n"
         with self._locked(["HEAD"]) as locks:
-            old = self.read("HEAD")
+            try:
+                old = self.read("HEAD")
+            except (CorruptRefError, InvalidRefNameError):  # a damaged HEAD is what this repairs
+                old = None
             locks["HEAD"].write(text.encode())
             locks["HEAD"].commit()
             self._log("HEAD", old, self.read("HEAD"), message)

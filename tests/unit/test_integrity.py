@@ -73,6 +73,33 @@ def test_damaged_ref_is_an_error_not_a_missing_model(make_repo: Any, tmp_path: P
     assert not res.ok and any("refs/heads/ft" in p for p in res.problems)
 
 
+@pytest.mark.parametrize("content", ["garbage!!\n", "", "ref: refs/heads/../../x\n"])
+def test_damaged_head_is_an_error_not_a_detached_head(
+    make_repo: Any, tmp_path: Path, capsys: Any, content: str
+) -> None:
+    repo = make_repo(model="base")
+    make_model_folder(tmp_path / "m", seed=3)
+    repo.import_folder(tmp_path / "m", model="base", message="v1")
+    (repo.mgit_dir / "HEAD").write_text(content)
+    code, out, err = run_main(capsys, repo.root, "status")
+    assert code != 0 and "detached" not in out
+    assert err.startswith("mgit: error: ") and ("HEAD" in err or "invalid name" in err)
+    res = repo.fsck()  # reported, not raised; the refs' commits are still walked
+    assert not res.ok and [f.subject for f in res.findings] == ["HEAD"]
+    assert res.reachable > 0
+    (repo.mgit_dir / "HEAD").write_text("ref: refs/heads/base\n")  # what the hint says to do
+    assert run_main(capsys, repo.root, "status")[0] == 0 and repo.fsck().ok
+
+
+def test_setting_head_repairs_a_damaged_one(make_repo: Any, tmp_path: Path) -> None:
+    repo = make_repo(model="base")
+    make_model_folder(tmp_path / "m", seed=3)
+    tip = repo.import_folder(tmp_path / "m", model="base", message="v1").commit.oid
+    (repo.mgit_dir / "HEAD").write_text("garbage\n")
+    repo.refs.set_head(ref="refs/heads/base", message="repair")
+    assert repo.head() == tip
+
+
 def test_ref_that_would_need_a_file_as_folder_is_refused(make_repo: Any, tmp_path: Path) -> None:
     repo = make_repo(model="base")
     make_model_folder(tmp_path / "m", seed=4)
