@@ -256,6 +256,8 @@ def _decode_parts(store: DiskStore, parts: list[tuple[str, memoryview]]) -> None
     """Decode each ``(chunk id, slice)`` into its slice: on the decode threads when there are
     several (never from one of them: a job waiting on jobs queued behind it could wait
     forever), else here."""
+    if len(parts) > 1:  # a cold read: the disk fetches every chunk at once
+        store.loose.prefetch([oid for oid, _ in parts])
     pool = None if len(parts) < 2 or getattr(_decoding, "worker", False) else _decode_pool()
     if pool is None:
         for oid, out in parts:

@@ -180,3 +180,25 @@ def test_a_read_from_inside_a_decode_thread_does_not_wait_on_itself(
     t.join(60)
     assert not t.is_alive(), "a decode thread waited on jobs queued behind it"
     assert got == [tensors["w"].tobytes()] * 4
+
+
+def test_prefetch_is_a_hint_that_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    store = DiskStore(tmp_path / "objects")
+    oid = store.put_chunk(_weights(4096, 9).tobytes(), itemsize=4, is_float=True).oid
+    advised: list[int] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, off: int, n: int, advice: int) -> None:
+        advised.append(advice)
+        real(fd, off, n, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    store.loose.prefetch([oid, "0" * 64])  # a missing object is skipped
+    assert advised == [os.POSIX_FADV_WILLNEED]
+    monkeypatch.delattr(os, "posix_fadvise")
+    store.loose.prefetch([oid])  # a platform without it: nothing happens
+    out = bytearray(4096 * 4)
+    store.get_into(oid, out)
+    assert bytes(out) == store.get(oid)
