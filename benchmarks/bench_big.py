@@ -375,8 +375,12 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep WORK/src if it was generated with the same size")
     ap.add_argument("--keep", action="store_true", help="keep WORK (source and repository) at the end")
     ap.add_argument("--no-cp", action="store_true")
+    ap.add_argument("--load-only", action="store_true",
+                    help="only the load_tensor step, on WORK kept by an earlier --keep run")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.load_only:
+        args.reuse = True
     limit = args.mem_limit_mib * MiB
     work = args.work
     src, repo, out, zdir, cpdir = work / "src", work / "repo", work / "out", work / "zst", work / "cp"
@@ -385,7 +389,7 @@ def main() -> None:
 
     need = 2.9 * args.size_gb * GB
     free = shutil.disk_usage(work.parent if not work.exists() else work).free
-    if need > free:
+    if need > free and not args.load_only:
         raise SystemExit(f"needs about {need / GB:.0f} GB of disk, {free / GB:.0f} GB free")
     import mgit
 
@@ -424,6 +428,14 @@ def main() -> None:
           f"{gen.get('seconds', 0):.0f} s, peak RSS {gen.get('rss', 0) / MiB:.0f} MiB", flush=True)
 
     results: dict[str, dict] = {}
+    if args.load_only:
+        if not (repo / ".mgit").is_dir():
+            raise SystemExit(f"--load-only needs {repo}, kept by a run with --keep")
+        loads = load_tensors(repo, src, where, limit)
+        report_loads(loads)
+        if args.json:
+            args.json.write_text(json.dumps({"load_tensor": loads, "info": info}, indent=2))
+        return
 
     # 2. zstd -3 -T2 of every shard, kept for zstd -d
     shutil.rmtree(zdir, ignore_errors=True)
@@ -486,27 +498,49 @@ def main() -> None:
         shutil.rmtree(cpdir, ignore_errors=True)
 
     # 7. load_tensor in a fresh process, cold then warm
-    loads = []
-    if results["mgit import"]["returncode"] == 0:
-        mid = sum(1 for t in where if t.endswith("q_proj.weight")) // 2
-        for tname in (f"model.layers.{mid}.self_attn.q_proj.weight", f"model.layers.{mid}.mlp.down_proj.weight"):
-            w = where[tname]
-            for mode in ("first", "preimport"):
-                evict(files_under(repo, src))  # page cache cold
-                r = step(f"load-{mode}", limit, [[sys.executable, "-c", LOAD, str(repo), tname, str(src / w["file"]),
-                                                  str(w["offset"]), str(w["nbytes"]), mode]])
-                row = {"tensor": tname, "shape": w["shape"], "nbytes": w["nbytes"], "mode": mode,
-                       "process_s": r["seconds"], "rss": r["rss"], "cgroup_peak": r.get("cgroup_peak"),
-                       "oom_kills": r.get("oom_kills"), "returncode": r["returncode"]}
-                if r["returncode"] == 0:
-                    row.update(json.loads(r["output"].strip().splitlines()[-1]))
-                loads.append(row)
+    loads = load_tensors(repo, src, where, limit) if results["mgit import"]["returncode"] == 0 else []
     info["loadavg_end"] = os.getloadavg()
     info["wall_s"] = time.time() - t_start
 
     report(args, size, len(shards), n_tensors, gen, results, loads, stored, zsize, info)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def load_tensors(repo: Path, src: Path, where: dict, limit: int) -> list[dict]:  # type: ignore[type-arg]
+    """``load_tensor`` of two tensors in fresh processes, page cache cold, with and without
+    numpy and ml_dtypes imported before the timer."""
+    loads = []
+    mid = sum(1 for t in where if t.endswith("q_proj.weight")) // 2
+    for tname in (f"model.layers.{mid}.self_attn.q_proj.weight", f"model.layers.{mid}.mlp.down_proj.weight"):
+        w = where[tname]
+        for mode in ("first", "preimport"):
+            evict(files_under(repo, src))  # page cache cold
+            r = step(f"load-{mode}", limit, [[sys.executable, "-c", LOAD, str(repo), tname, str(src / w["file"]),
+                                              str(w["offset"]), str(w["nbytes"]), mode]])
+            row = {"tensor": tname, "shape": w["shape"], "nbytes": w["nbytes"], "mode": mode,
+                   "process_s": r["seconds"], "rss": r["rss"], "cgroup_peak": r.get("cgroup_peak"),
+                   "oom_kills": r.get("oom_kills"), "returncode": r["returncode"]}
+            if r["returncode"] == 0:
+                row.update(json.loads(r["output"].strip().splitlines()[-1]))
+            loads.append(row)
+    return loads
+
+
+def report_loads(loads: list[dict]) -> None:  # type: ignore[type-arg]
+    print()
+    print("| tensor | in the fresh process | first call (page cache cold) | second call (warm) | "
+          "Repository.open | whole process | peak RSS at the load (VmHWM) | identical |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for r in loads:
+        if "load_tensor_s" not in r:
+            print(f"| `{r['tensor']}` | {r['mode']} | FAILED rc {r['returncode']} | | | | | |")
+            continue
+        mode = ("nothing imported before (numpy + ml_dtypes load inside the call)" if r["mode"] == "first"
+                else "numpy + ml_dtypes imported before the timer")
+        print(f"| `{r['tensor']}` {'x'.join(map(str, r['shape']))} ({r['nbytes'] / MiB:.0f} MiB) | {mode} | "
+              f"{r['load_tensor_s'] * 1e3:.1f} ms | {r['again_s'] * 1e3:.1f} ms | {r['open_s'] * 1e3:.1f} ms | "
+              f"{r['process_s'] * 1e3:.0f} ms | {r['rss_after_load'] / MiB:.0f} MiB | {r['identical']} |")
 
 
 def report(args, size, n_shards, n_tensors, gen, results, loads, stored, zsize, info) -> None:  # type: ignore[no-untyped-def]
@@ -541,19 +575,7 @@ def report(args, size, n_shards, n_tensors, gen, results, loads, stored, zsize, 
               f"{results['mgit import']['repo_du']:,} bytes.")
     print(f"Generator: {gen.get('seconds', 0):.0f} s, peak RSS {gen.get('rss', 0) / MiB:.0f} MiB.")
     if loads:
-        print()
-        print("| tensor | in the fresh process | first call (page cache cold) | second call (warm) | "
-              "Repository.open | whole process | peak RSS at the load (VmHWM) | identical |")
-        print("|---|---|---:|---:|---:|---:|---:|---|")
-        for r in loads:
-            if "load_tensor_s" not in r:
-                print(f"| `{r['tensor']}` | {r['mode']} | FAILED rc {r['returncode']} | | | | | |")
-                continue
-            mode = ("nothing imported before (numpy + ml_dtypes load inside the call)" if r["mode"] == "first"
-                    else "numpy + ml_dtypes imported before the timer")
-            print(f"| `{r['tensor']}` {'x'.join(map(str, r['shape']))} ({r['nbytes'] / MiB:.0f} MiB) | {mode} | "
-                  f"{r['load_tensor_s'] * 1e3:.1f} ms | {r['again_s'] * 1e3:.1f} ms | {r['open_s'] * 1e3:.1f} ms | "
-                  f"{r['process_s'] * 1e3:.0f} ms | {r['rss_after_load'] / MiB:.0f} MiB | {r['identical']} |")
+        report_loads(loads)
     if args.json:
         args.json.write_text(json.dumps({"size": size, "shards": n_shards, "tensors": n_tensors, "generate": gen,
                                          "steps": results, "load_tensor": loads, "stored_bytes": stored,
