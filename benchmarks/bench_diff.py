@@ -82,7 +82,10 @@ for _ in range(int(repeat)):
 js = d.to_json()
 ranks = {t["name"]: (t["stats"] or {}).get("rank") for t in js["tensors"]}
 print(json.dumps({"times": times, "cpu": cpus,
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  # VmHWM: this image's peak (ru_maxrss survives exec: it would report the
+                  # parent's, which generated the synthetic model)
+                  "rss": next(int(l.split()[1]) * 1024 for l in open("/proc/self/status")
+                              if l.startswith("VmHWM")),
                   "loaded": js["summary"]["loaded"], "changed": js["summary"]["changed"],
                   "l2": js["summary"]["l2_diff"],
                   "ranks": {k: (v or {}).get("effective") for k, v in ranks.items() if v}}))
