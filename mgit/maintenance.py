@@ -22,7 +22,7 @@ from typing import Any
 
 from mgit._lockfile import process_alive, read_holder
 from mgit.core import RepoCore
-from mgit.errors import CorruptRefError, InvalidRefNameError, MgitError
+from mgit.errors import CorruptRefError, InvalidRefNameError, LockHeldError, MgitError
 from mgit.objects.ids import is_oid
 from mgit.objects.store import MARK_SLACK
 from mgit.lineage import graph as dag
@@ -124,13 +124,15 @@ class GcResult:
     #: Materialized folders (``.mgit/cache``) of versions nothing reaches any more, removed.
     cache_folders_removed: int = 0
     cache_freed_bytes: int = 0
+    #: Loose ref files moved into ``packed-refs``.
+    refs_packed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {"removed": self.removed, "freed_bytes": self.freed_bytes, "kept": self.kept,
                 "dry_run": self.dry_run, "temp_removed": self.temp_removed,
                 "salvaged": self.salvaged, "cache_folders_removed": self.cache_folders_removed,
-                "cache_freed_bytes": self.cache_freed_bytes}
+                "cache_freed_bytes": self.cache_freed_bytes, "refs_packed": self.refs_packed}
 
 
 def stats(core: RepoCore, ref: str | None = None) -> StatsResult:
@@ -415,6 +417,12 @@ def gc(core: RepoCore, *, prune_age: float = 3600.0, dry_run: bool = False) -> G
         from mgit.cache import clean_cache
 
         cache = clean_cache(core, keep=keep, min_age=prune_age, dry_run=dry_run)
+        packed = 0
+        if not dry_run:  # one packed-refs file instead of a file per ref (see RefStore.pack)
+            try:
+                packed = core.refs.pack()
+            except LockHeldError:
+                pass  # another process rewrites packed-refs: the refs stay loose this time
         return GcResult(removed=removed, freed_bytes=freed, kept=len(keep), dry_run=dry_run,
                         temp_removed=temps, salvaged=salvaged, cache_folders_removed=cache.folders_removed,
-                        cache_freed_bytes=cache.freed_bytes)
+                        cache_freed_bytes=cache.freed_bytes, refs_packed=packed)

@@ -68,7 +68,7 @@ def fsck_cmd(remote: str | None, connectivity_only: bool, repair: bool) -> None:
               help="Only delete unreachable objects older than this many seconds.")
 @click.option("-n", "--dry-run", is_flag=True, help="Report what would be deleted.")
 def gc_cmd(prune_age: float, dry_run: bool) -> None:
-    """Delete objects that no model version needs.
+    """Delete objects that no model version needs, and pack the refs.
 
     \b
     Examples:
@@ -88,6 +88,8 @@ def gc_cmd(prune_age: float, dry_run: bool) -> None:
         if res.cache_folders_removed:
             echo(f"{verb} {res.cache_folders_removed} cached folders of unreachable versions "
                  f"({human_bytes(res.cache_freed_bytes)})")
+        if res.refs_packed:
+            echo(f"packed {res.refs_packed} refs into packed-refs")
 
     emit(res, render)
 

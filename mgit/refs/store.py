@@ -5,6 +5,12 @@ A ref is a file holding an object id. Every change is a compare-and-swap under `
 the value the caller expects, write the new value to the lock file, fsync, rename it over the
 ref (:class:`mgit._lockfile.LockFile`; a held lock is waited for ``MGIT_LOCK_TIMEOUT`` seconds,
 default 5). Several refs change all-or-nothing: lock all (in sorted order), verify all, then write all.
+
+Refs may also be packed, as git packs them: ``packed-refs`` holds ``<id> <name>`` lines, and a
+ref file (a "loose" ref) overrides its packed line. ``mgit gc`` packs every ref
+(:meth:`RefStore.pack`): with 100,000 model lines, reading the refs is one file instead of
+100,000 (about 1 s of every query). Updates still write loose refs; deleting a packed ref
+rewrites ``packed-refs`` under ``packed-refs.lock``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import re
 import stat
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -24,13 +31,28 @@ from mgit._lockfile import LockFile, env_timeout
 from mgit.errors import (
     CorruptRefError,
     InvalidRefNameError,
+    LockHeldError,
+    MgitError,
     RefConflictError,
     ReflogWarning,
     UnreadableFileError,
 )
 from mgit.objects.ids import is_oid
 
-__all__ = ["HEADS", "REBASE", "REMOTES", "TAGS", "TESTS", "RefStore", "check_name", "scan_refs"]
+__all__ = [
+    "HEADS",
+    "PACKED",
+    "REBASE",
+    "REMOTES",
+    "TAGS",
+    "TESTS",
+    "RefStore",
+    "check_name",
+    "check_packed_conflict",
+    "packed_bytes",
+    "read_packed",
+    "scan_refs",
+]
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
@@ -44,6 +66,11 @@ REBASE = "refs/rebase/"
 
 #: A ref file is one id and a newline (or ``ref: NAME``); more than this is not a ref.
 _REF_MAX = 4096
+
+#: The packed refs file (beside ``refs/``) and its first line.
+PACKED = "packed-refs"
+_PACKED_HEADER = "# mgit packed-refs 1"
+_PACKED_MAX = 1 << 30
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
 
@@ -86,7 +113,19 @@ def scan_refs(root: Path, prefix: str = "refs/") -> dict[str, str]:
     per folder and four system calls per ref, starting at the deepest folder ``prefix``
     names: 10,000 refs read 5x faster than a ``pathlib`` walk.
     """
+    loose, files = _scan_loose(root, prefix)
+    packed = read_packed(root)[0]
+    if packed:  # a loose file (even a damaged one) overrides its packed line
+        for name, oid in packed.items():
+            if name.startswith(prefix) and name not in files:
+                loose[name] = oid
+    return dict(sorted(loose.items()))
+
+
+def _scan_loose(root: Path, prefix: str) -> tuple[dict[str, str], set[str]]:
+    """The loose refs under ``prefix`` holding an id, and the names of every ref file seen."""
     out: dict[str, str] = {}
+    seen: set[str] = set()
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     parts = prefix.split("/")[:-1]  # "refs/heads/" -> ["refs", "heads"]; "refs/hea" -> ["refs"]
     if not parts or parts[0] != "refs":
@@ -112,6 +151,7 @@ def scan_refs(root: Path, prefix: str = "refs/") -> dict[str, str]:
             full = f"{name}/{fn}"
             if fn.endswith((".lock", ".tmp")) or not full.startswith(prefix):
                 continue
+            seen.add(full)
             try:
                 fd = os.open(e.path, flags)
             except OSError:
@@ -126,7 +166,65 @@ def scan_refs(root: Path, prefix: str = "refs/") -> dict[str, str]:
                 os.close(fd)
             if is_oid(text):
                 out[full] = text
-    return dict(sorted(out.items()))
+    return out, seen
+
+
+_packed_cache: dict[str, tuple[tuple[int, int, int], dict[str, str], list[int]]] = {}
+_packed_lock = threading.Lock()
+
+
+def read_packed(root: Path) -> tuple[dict[str, str], list[int]]:
+    """The packed refs of the store at ``root`` (``{name: id}``) and the numbers of its lines
+    that are not ``<id> <valid ref name>`` (skipped; ``fsck`` reports them). Parsed once per
+    version of the file (its inode, size and mtime)."""
+    path = root / PACKED
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}, []
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _packed_lock:
+        hit = _packed_cache.get(str(path))
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    try:
+        text = read_regular(path, limit=_PACKED_MAX).decode("utf-8", "replace")
+    except (OSError, MgitError):
+        return {}, [0]
+    refs: dict[str, str] = {}
+    bad: list[int] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if n == 1 and line == _PACKED_HEADER:
+            continue
+        oid, _, name = line.partition(" ")
+        try:
+            if not is_oid(oid):
+                raise InvalidRefNameError(name, "no id")
+            _check_full(name)
+        except InvalidRefNameError:
+            bad.append(n)
+            continue
+        refs[name] = oid
+    with _packed_lock:
+        _packed_cache[str(path)] = (key, refs, bad)
+    return refs, bad
+
+
+def packed_bytes(refs: dict[str, str]) -> bytes:
+    """The ``packed-refs`` file holding ``refs`` (sorted by name)."""
+    lines = [_PACKED_HEADER] + [f"{oid} {name}" for name, oid in sorted(refs.items())]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def check_packed_conflict(ref: str, packed: dict[str, str]) -> None:
+    """Refuse a new ref that would be a folder of a packed ref, or lie below one."""
+    parts = ref.split("/")
+    for i in range(2, len(parts)):
+        if "/".join(parts[:i]) in packed:
+            raise InvalidRefNameError(ref, f"conflicts with existing ref {'/'.join(parts[:i])}")
+    below = ref + "/"
+    if any(name.startswith(below) for name in packed):
+        raise InvalidRefNameError(ref, "conflicts with existing refs below it")
 
 
 class RefStore:
@@ -149,7 +247,15 @@ class RefStore:
             if target is None:  # detached: an id (garbage is a damaged HEAD, not "no commit")
                 return self._read_file(self.root / "HEAD")
             return self.read(target)
-        return self._read_file(self._path(ref))
+        return self._read_ref(ref)
+
+    def _read_ref(self, ref: str) -> str | None:
+        """The loose ref's id, else its packed line's (a loose file overrides it)."""
+        path = self._path(ref)
+        value = self._read_file(path)
+        if value is None and not (path.exists() or path.is_symlink()):
+            return read_packed(self.root)[0].get(ref)
+        return value
 
     def _read_file(self, path: Path, *, strict: bool = True) -> str | None:
         try:
@@ -182,6 +288,7 @@ class RefStore:
                     out.append(full.relative_to(self.root).as_posix())
         if self._head_damaged():
             out.append("HEAD")
+        out += [f"{PACKED}:{n}" for n in read_packed(self.root)[1]]
         return sorted(out)
 
     def _head_damaged(self) -> bool:
@@ -254,22 +361,75 @@ class RefStore:
             if new is not None and not is_oid(new):
                 raise ValueError(f"not an object id: {new}")
         with self._locked([u[0] for u in updates]) as locks:
-            for ref, old, _new in updates:
-                actual = self._read_file(self._path(ref))
+            packed = read_packed(self.root)[0]
+            for ref, old, new in updates:
+                actual = self._read_ref(ref)
                 if actual != old:
                     raise RefConflictError(ref, old, actual)
-            for ref, old, new in updates:
-                path = self._path(ref)
-                if new is None:
+                if old is None and new is not None and packed:
+                    check_packed_conflict(ref, packed)
+            deleted = [ref for ref, _old, new in updates if new is None]
+            with self._packed_rewrite(deleted):  # their packed lines go first, then their files
+                for ref in deleted:
+                    path = self._path(ref)
                     try:
                         path.unlink()
                     except FileNotFoundError:
                         pass
                     fsync_dir(path.parent)
-                else:
+            for ref, old, new in updates:
+                if new is not None:
                     locks[ref].write((new + "\n").encode())
                     locks[ref].commit()
                 self._log(ref, old, new, message)
+
+    @contextmanager
+    def _packed_rewrite(self, deleted: Sequence[str]) -> Iterator[None]:
+        """Around deleting ``deleted`` loose refs: hold ``packed-refs.lock`` and drop their
+        packed lines first, so that no packing in between brings a deleted ref back."""
+        if not deleted:
+            yield
+            return
+        with LockFile(self.root / PACKED, timeout=env_timeout(), poll=0.01) as lock:
+            packed = read_packed(self.root)[0]
+            gone = [ref for ref in deleted if ref in packed]
+            if gone:
+                keep = {k: v for k, v in packed.items() if k not in set(gone)}
+                lock.write(packed_bytes(keep))
+                lock.commit()
+            yield
+
+    def pack(self) -> int:
+        """Pack every loose ref under ``refs/`` into ``packed-refs`` and remove the loose files
+        that still hold the packed value (a ref busy or changed meanwhile stays loose). Safe
+        beside any update: a file is removed only under its ref's lock. Returns the number of
+        loose refs removed.
+
+        Raises:
+            LockHeldError: another process is rewriting ``packed-refs``.
+        """
+        with LockFile(self.root / PACKED, timeout=env_timeout(), poll=0.01) as lock:
+            packed = dict(read_packed(self.root)[0])
+            loose, files = _scan_loose(self.root, "refs/")
+            if not files:
+                return 0
+            packed.update(loose)  # a damaged loose file stays, overriding its line (as in git)
+            lock.write(packed_bytes(packed))
+            lock.commit()
+        removed = 0
+        for name, oid in sorted(loose.items()):
+            path = self._path(name)
+            try:
+                with LockFile(path, timeout=0) as ref_lock:
+                    if self._read_file(path, strict=False) == oid:
+                        path.unlink()
+                        removed += 1
+                    ref_lock.abort()
+            except (LockHeldError, OSError):
+                continue  # busy: it stays loose, overriding its packed line
+        if removed:
+            fsync_dir(self.root / "refs")
+        return removed
 
     def set_if_equals(self, ref: str, old: str | None, new: str, *, message: str) -> None:
         """Compare-and-swap one ref (see :meth:`update_many`)."""

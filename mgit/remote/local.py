@@ -25,6 +25,7 @@ from mgit.errors import (
     UnreadableFileError,
 )
 from mgit.objects.loose import LooseObjects
+from mgit.refs.store import PACKED, check_packed_conflict, packed_bytes, read_packed
 from mgit.remote.protocol import (
     MARKER_PREFIX,
     Marker,
@@ -175,7 +176,11 @@ class LocalTransport:
             InvalidRefNameError: ``name`` is not a valid ref name.
             RemoteError: The ref cannot be read or is damaged.
         """
-        return self._read_ref_file(name, self._ref_path(name))
+        path = self._ref_path(name)
+        value = self._read_ref_file(name, path)
+        if value is None and not (path.exists() or path.is_symlink()):
+            return read_packed(self.root)[0].get(name)  # packed by 'mgit gc' on that store
+        return value
 
     def list_refs(self) -> dict[str, str]:
         """Return every ref of the store, ``{name: oid}`` (lock and temp files skipped).
@@ -184,9 +189,8 @@ class LocalTransport:
             RemoteError: A ref cannot be read or is damaged.
         """
         refs: dict[str, str] = {}
+        files: set[str] = set()
         base = self.root / "refs"
-        if not base.is_dir():
-            return refs
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
@@ -196,10 +200,14 @@ class LocalTransport:
                     validate_ref_name(name)
                 except InvalidRefNameError:
                     continue  # lock/temp files and foreign files are not refs
+                files.add(name)
                 value = self._read_ref_file(name, Path(dirpath) / fname)
                 if value is not None:
                     refs[name] = value
-        return refs
+        for name, oid in read_packed(self.root)[0].items():  # a ref file overrides its line
+            if name not in files:
+                refs[name] = oid
+        return dict(sorted(refs.items()))
 
     def _check_df_conflict(self, name: str, path: Path) -> None:
         """Refuse a ref whose path is a directory of refs, or lies below an existing ref."""
@@ -210,6 +218,9 @@ class LocalTransport:
             prefix = "/".join(parts[:i])
             if (self.root.joinpath(*parts[:i])).is_file():
                 raise InvalidRefNameError(name, f"conflicts with existing ref {prefix}")
+        packed = read_packed(self.root)[0]
+        if packed:
+            check_packed_conflict(name, packed)
 
     def _lock(self, name: str, path: Path) -> LockFile:
         """Take ``<ref>.lock`` (waiting up to ``lock_timeout``), making the ref's folder."""
@@ -281,12 +292,16 @@ class LocalTransport:
             self._check_df_conflict(name, path)
         lock = self._lock(name, path)
         try:
-            actual = self._read_ref_file(name, path)  # re-read under the lock
+            actual = self.read_ref(name)  # re-read under the lock (the file, else packed-refs)
             if actual != old:
                 raise RefConflictError(name, old, actual)
             if new is None:
                 if old is not None:
-                    path.unlink()
+                    self._drop_packed(name)  # its packed line first: no packing revives it
+                    try:
+                        path.unlink()
+                    except FileNotFoundError:
+                        pass  # it was packed only
                     fsync_dir(path.parent)
             else:
                 if path.is_dir():
@@ -302,6 +317,17 @@ class LocalTransport:
             lock.abort()  # no-op after commit()
         if new is None:
             self._prune_empty_dirs(path.parent)
+
+    def _drop_packed(self, name: str) -> None:
+        """Remove ``name``'s line from the store's ``packed-refs`` (written by ``mgit gc`` on
+        it), under ``packed-refs.lock`` as :class:`mgit.refs.store.RefStore` does."""
+        if name not in read_packed(self.root)[0]:
+            return
+        with LockFile(self.root / PACKED, timeout=self.lock_timeout, poll=_LOCK_POLL) as lock:
+            packed = read_packed(self.root)[0]
+            if name in packed:
+                lock.write(packed_bytes({k: v for k, v in packed.items() if k != name}))
+                lock.commit()
 
     def _prune_empty_dirs(self, directory: Path) -> None:
         stop = {self.root / "refs", self.root / "refs" / "heads", self.root / "refs" / "tags"}
