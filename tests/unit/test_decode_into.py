@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,13 +139,23 @@ def test_tensors_of_many_chunks_read_back_exactly(
         assert t.contiguous().view(torch.uint8).numpy().tobytes() == want.tobytes()
 
 
-def test_a_damaged_chunk_in_the_middle_raises_and_the_threads_go_on(
+def _big_tensor_on_two_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Repository, dict[str, np.ndarray], Any]:
+    """The repository of :func:`_big_tensor_repo`, two decode threads, and the manifest of
+    its 16-chunk tensor."""
     monkeypatch.setenv("MGIT_THREADS", "2")
     repo, tensors = _big_tensor_repo(tmp_path)
     tree = repo.commit_tree(repo.resolve("m"))
     (m,) = [m for _, m in tree.files["model.safetensors"].tensors if m.shape == (1024, 512)]
+    assert len(m.chunks) == 16
+    return repo, tensors, m
+
+
+def test_a_damaged_chunk_in_the_middle_raises_and_the_threads_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, tensors, m = _big_tensor_on_two_threads(tmp_path, monkeypatch)
     victim = m.chunks[len(m.chunks) // 2]
     path = repo.store.path_for(victim)
     raw = bytearray(path.read_bytes())
@@ -161,10 +172,7 @@ def test_a_damaged_chunk_in_the_middle_raises_and_the_threads_go_on(
 def test_a_read_from_inside_a_decode_thread_does_not_wait_on_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MGIT_THREADS", "2")
-    repo, tensors = _big_tensor_repo(tmp_path)
-    tree = repo.commit_tree(repo.resolve("m"))
-    (m,) = [m for _, m in tree.files["model.safetensors"].tensors if m.shape == (1024, 512)]
+    repo, tensors, m = _big_tensor_on_two_threads(tmp_path, monkeypatch)
     pool = materialize._decode_pool()
     assert pool is not None
     got: list[bytes] = []
