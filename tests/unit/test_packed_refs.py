@@ -219,3 +219,31 @@ def test_a_packed_working_repository_can_be_cloned(
     dst = tmp_path / "dst"
     assert run_main(capsys, None, "clone", str(src.root), str(dst))[0] == 0
     assert Repository.open(dst).resolve("a") == tip
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "refs/heads/m", "refs/tests", "refs/tags/v1.0", "refs/remotes/origin/a-b_c+d",
+        "refs/rebase/x", "refs/heads/org/team/model", "refs/heads/" + "a" * 200,
+        "refs/heads/" + "a" * 201, "refs/heads/a..b", "refs/heads/x.lock", "refs/heads/x.lock/y",
+        "refs/heads/x.locked", "refs/heads/HEAD", "refs/heads/.hidden", "refs/heads/-dash",
+        "refs/heads/a//b", "refs/heads/a/", "refs/heads/", "refs/other/x", "refs/tests/x",
+        "HEAD", "refs/heads/a b", "refs/heads/é", "refs/heads/a\\tb",
+    ],
+)
+def test_a_packed_line_is_taken_exactly_when_its_name_is_a_valid_ref(
+    tmp_path: Path, name: str
+) -> None:
+    from mgit.refs.store import _check_full
+
+    try:
+        _check_full(name)
+        valid = name != "HEAD"  # HEAD is a ref, but never a packed one
+    except InvalidRefNameError:
+        valid = False
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / PACKED).write_text(f"# mgit packed-refs 1\n{A} {name}\n{B}  refs/heads/twospaces\n")
+    refs, bad = read_packed(root)
+    assert (refs == {name: A}) is valid and (bad == ([3] if valid else [2, 3])), (name, refs, bad)
