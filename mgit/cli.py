@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "stats": ("cmd_stats", "Logical bytes, stored bytes and their ratio, per model and in total."),
     "fsck": ("cmd_maint", "Verify every object and that every ref's history is complete."),
-    "gc": ("cmd_maint", "Delete objects that no model version needs."),
+    "gc": ("cmd_maint", "Delete objects that no model version needs, and pack the refs."),
     "lineage": (
         "cmd_lineage",
         "The lineage graph: models as nodes, derivations and versions as edges.",
