@@ -15,17 +15,24 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mgit._lockfile import process_alive, read_holder
+from mgit._lockfile import break_if_stale, process_alive, read_holder
 from mgit.core import RepoCore
-from mgit.errors import CorruptRefError, InvalidRefNameError, LockHeldError, MgitError
+from mgit.errors import (
+    CorruptRefError,
+    InvalidRefNameError,
+    LockHeldError,
+    MgitError,
+    StaleLockWarning,
+)
+from mgit.lineage import graph as dag
 from mgit.objects.ids import is_oid
 from mgit.objects.store import MARK_SLACK
-from mgit.lineage import graph as dag
 from mgit.reach import all_commits, commit_objects, parents_first, reachable_objects
 
 __all__ = [
@@ -126,13 +133,16 @@ class GcResult:
     cache_freed_bytes: int = 0
     #: Loose ref files moved into ``packed-refs``.
     refs_packed: int = 0
+    #: Lock files whose holder provably no longer runs, removed (or that would be).
+    stale_locks_removed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON value."""
         return {"removed": self.removed, "freed_bytes": self.freed_bytes, "kept": self.kept,
                 "dry_run": self.dry_run, "temp_removed": self.temp_removed,
                 "salvaged": self.salvaged, "cache_folders_removed": self.cache_folders_removed,
-                "cache_freed_bytes": self.cache_freed_bytes, "refs_packed": self.refs_packed}
+                "cache_freed_bytes": self.cache_freed_bytes, "refs_packed": self.refs_packed,
+                "stale_locks_removed": self.stale_locks_removed}
 
 
 def stats(core: RepoCore, ref: str | None = None) -> StatsResult:
@@ -316,6 +326,27 @@ def _leftover_findings(core: RepoCore) -> list[FsckProblem]:
     return out
 
 
+def _clean_stale_locks(core: RepoCore, *, dry_run: bool) -> int:
+    """Remove the lock files whose holder provably no longer runs (a process killed while it
+    held the lock of a ref nothing updates again would leave it for ever); a live holder's,
+    or one that cannot be checked (another host), are left alone."""
+    removed = 0
+    for what, path in list(leftovers(core)):
+        if what != "lock":
+            continue
+        holder, ino = read_holder(path)
+        if holder is None or ino is None or process_alive(holder) is not False:
+            continue
+        if dry_run:
+            removed += 1
+            continue
+        with warnings.catch_warnings():  # counted in the result instead of one warning each
+            warnings.simplefilter("ignore", StaleLockWarning)
+            if break_if_stale(path) is not None:
+                removed += 1
+    return removed
+
+
 def _clean_temps(core: RepoCore, *, min_age: float, dry_run: bool) -> tuple[int, int]:
     """Remove temp files whose writer is gone (or older than ``min_age`` when that cannot be
     told); an object temp file holding a whole, verified object that is missing is put back
@@ -373,6 +404,7 @@ def gc(core: RepoCore, *, prune_age: float = 3600.0, dry_run: bool = False) -> G
     with LockFile(core.mgit_dir / "gc"):  # .mgit/gc.lock, fails at once when held by a live gc
         # Leftovers first: a whole object a killed gc had moved aside goes back before the walk.
         temps, salvaged = _clean_temps(core, min_age=max(prune_age, TEMP_GRACE), dry_run=dry_run)
+        locks = _clean_stale_locks(core, dry_run=dry_run)
         start = time.time()
         threshold = min(start - prune_age, start - MARK_SLACK)
         for mark in core.store.writer_marks():  # before the refs are read: see the docstring
@@ -425,4 +457,5 @@ def gc(core: RepoCore, *, prune_age: float = 3600.0, dry_run: bool = False) -> G
                 pass  # another process rewrites packed-refs: the refs stay loose this time
         return GcResult(removed=removed, freed_bytes=freed, kept=len(keep), dry_run=dry_run,
                         temp_removed=temps, salvaged=salvaged, cache_folders_removed=cache.folders_removed,
-                        cache_freed_bytes=cache.freed_bytes, refs_packed=packed)
+                        cache_freed_bytes=cache.freed_bytes, refs_packed=packed,
+                        stale_locks_removed=locks)

@@ -88,6 +88,8 @@ def gc_cmd(prune_age: float, dry_run: bool) -> None:
         if res.cache_folders_removed:
             echo(f"{verb} {res.cache_folders_removed} cached folders of unreachable versions "
                  f"({human_bytes(res.cache_freed_bytes)})")
+        if res.stale_locks_removed:
+            echo(f"{verb} {res.stale_locks_removed} stale lock files of killed processes")
         if res.refs_packed:
             echo(f"packed {res.refs_packed} refs into packed-refs")
 

@@ -247,3 +247,33 @@ def test_a_packed_line_is_taken_exactly_when_its_name_is_a_valid_ref(
     (root / PACKED).write_text(f"# mgit packed-refs 1\n{A} {name}\n{B}  refs/heads/twospaces\n")
     refs, bad = read_packed(root)
     assert (refs == {name: A}) is valid and (bad == ([3] if valid else [2, 3])), (name, refs, bad)
+
+
+def test_gc_removes_the_locks_of_killed_processes_and_only_those(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    """A process killed while it held the lock of a ref nothing updates again (a packed one,
+    say) would leave the lock for ever: gc removes it; a live holder's stays."""
+    import json
+    import subprocess
+    import sys
+
+    from mgit._lockfile import holder_line
+    from tests.helpers import make_model_folder
+
+    repo = make_repo(model="m")
+    make_model_folder(tmp_path / "m", seed=1)
+    repo.import_folder(tmp_path / "m", model="m", message="v1")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    info = json.loads(holder_line())
+    info["pid"] = dead.pid
+    stale = repo.mgit_dir / "refs" / "heads" / "gone.lock"
+    stale.write_text(json.dumps(info) + "\n")
+    live = repo.mgit_dir / "refs" / "tags" / "busy.lock"
+    live.parent.mkdir(parents=True, exist_ok=True)
+    live.write_bytes(holder_line())  # this process: alive
+    assert repo.gc(dry_run=True).stale_locks_removed == 1 and stale.exists()
+    assert repo.gc().stale_locks_removed == 1
+    assert not stale.exists() and live.exists()
+    assert [f.kind for f in repo.fsck().findings] == []  # the live one is no finding either
