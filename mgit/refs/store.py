@@ -421,20 +421,20 @@ class RefStore:
             packed.update(loose)  # a damaged loose file stays, overriding its line (as in git)
             lock.write(packed_bytes(packed))
             lock.commit()
-        removed = 0
+        removed: set[Path] = set()
         for name, oid in sorted(loose.items()):
             path = self._path(name)
             try:
                 with LockFile(path, timeout=0) as ref_lock:
                     if self._read_file(path, strict=False) == oid:
                         path.unlink()
-                        removed += 1
+                        removed.add(path)
                     ref_lock.abort()
             except (LockHeldError, OSError):
                 continue  # busy: it stays loose, overriding its packed line
-        if removed:
-            fsync_dir(self.root / "refs")
-        return removed
+        for folder in {p.parent for p in removed}:
+            fsync_dir(folder)
+        return len(removed)
 
     def set_if_equals(self, ref: str, old: str | None, new: str, *, message: str) -> None:
         """Compare-and-swap one ref (see :meth:`update_many`)."""
