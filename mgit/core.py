@@ -195,7 +195,7 @@ class RepoCore:
         if (mgit_dir / "config").exists():
             raise RepositoryExistsError(mgit_dir)
         cs = chunk_size or fmt.DEFAULT_CHUNK_SIZE
-        if cs < 65536 or cs > (64 << 20) or cs & (cs - 1):
+        if cs < fmt.MIN_CHUNK_SIZE or cs > fmt.MAX_CHUNK_SIZE or cs & (cs - 1):
             raise UsageError("chunk size must be a power of two between 64 KiB and 64 MiB")
         name = model or _default_model_name(root)
         check_name(name, what="model name")

@@ -18,6 +18,8 @@ __all__ = [
     "FORMAT_VERSION",
     "HASH",
     "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
     "new_config",
     "parse_config",
     "check_config",
@@ -32,6 +34,9 @@ FORMAT_VERSION = 2
 #: The hash behind object ids.
 HASH = "blake3"
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+#: The chunk sizes a repository may use (a power of two in between).
+MIN_CHUNK_SIZE = 64 * 1024
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
 
 
 def new_config(*, bare: bool, chunk_size: int | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from mgit import format as fmt
 from mgit.core import RepoCore
 from mgit.errors import UsageError
 from mgit.refs.store import HEADS
@@ -70,6 +71,13 @@ def clone(
         )
         files: list[str] = []
         if chosen is not None:
+            size = _chunk_size_of(repo, fr.heads[chosen])
+            if size is not None and size != repo.chunk_size:
+                # New versions chunked as the cloned ones were: their deltas line up.
+                cfg = dict(repo.config)
+                cfg["chunk_size"] = size
+                repo.write_config(cfg)
+                repo.chunk_size = size
             # Check out first (HEAD's model has no commit yet, so nothing can be lost), then
             # create the local model lines, then put HEAD on the chosen one.
             co = checkout(repo, fr.heads[chosen])
@@ -90,3 +98,18 @@ def clone(
                     child.unlink(missing_ok=True)
         raise
     return CloneResult(url, str(dest), remote_name, chosen, sorted(fr.heads), fr, files)
+
+
+def _chunk_size_of(repo: RepoCore, commit: str) -> int | None:
+    """The chunk size the repository that made ``commit`` used, read off its tensors (a
+    tensor of several chunks records its chunk size: the repository's, cut down to whole
+    elements); None when no tensor spans two chunks. A bare store records none of its own."""
+    seen = 0
+    for entry in repo.commit_tree(commit).files.values():
+        for _name, m in entry.tensors:
+            if len(m.chunks) > 1 and not m.packed:
+                seen = max(seen, m.chunk_size)
+    if not seen:
+        return None
+    size = 1 << (seen - 1).bit_length()  # back to the power of two it was cut from
+    return size if fmt.MIN_CHUNK_SIZE <= size <= fmt.MAX_CHUNK_SIZE else None

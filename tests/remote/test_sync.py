@@ -322,3 +322,21 @@ def test_clone_of_an_empty_remote(tmp_path: Path) -> None:
     assert [r.name for r in list_remotes(c)] == ["origin"]
     assert c.head() is None
 
+
+
+def test_clone_chunks_new_versions_as_the_cloned_ones(
+    source: Source, remote: RemoteSpec, tmp_path: Path
+) -> None:
+    """A bare store records no chunk size: the clone takes its model's (read off its tensors),
+    so the versions it commits next are chunked, and stored as deltas, like their parents."""
+    from tests.remote.conftest import CHUNK
+
+    assert CHUNK != Repository.init(tmp_path / "plain", model="x").chunk_size  # a real test
+    push(source.repo, remote.url, ["bert", "bert-ft"])
+    clone(remote.url, tmp_path / "clone")
+    c = Repository.open(tmp_path / "clone")
+    assert c.chunk_size == CHUNK == c.config["chunk_size"]
+    oid = new_version(c, tmp_path / "next", perturbed(c.load_state_dict("bert"), seed=5), "bert", "next")
+    assert c.read_commit(oid).parents[0].oid == source.base
+    multi = [m for e in c.commit_tree(oid).files.values() for _, m in e.tensors if len(m.chunks) > 1]
+    assert multi and all(c.store.header(k).base is not None for m in multi for k in m.chunks)
