@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from mgit._fs import fsync_dir, read_regular
+from mgit._fs import atomic_write, fsync_dir, read_regular
 from mgit._lockfile import LockFile, env_timeout
 from mgit.errors import (
     CorruptRefError,
@@ -50,6 +50,7 @@ __all__ = [
     "check_name",
     "check_packed_conflict",
     "packed_bytes",
+    "packed_lines_dropped",
     "read_packed",
     "scan_refs",
 ]
@@ -221,6 +222,25 @@ def packed_bytes(refs: dict[str, str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+@contextmanager
+def packed_lines_dropped(root: Path, names: Sequence[str], *, timeout: float) -> Iterator[None]:
+    """Around deleting the ref files of ``names`` (in the block): hold ``packed-refs.lock``
+    for the whole block, and first rewrite ``packed-refs`` without their lines. A packing
+    (:meth:`RefStore.pack`, which reads the ref files under the same lock) can then run only
+    before (and its lines are dropped here) or after (the files are gone): it never writes
+    back the line of a ref being deleted. The one rule for a store's refs and a path
+    remote's."""
+    if not names:
+        yield
+        return
+    with LockFile(root / PACKED, timeout=timeout, poll=0.01):  # a mutex, kept past the rewrite
+        packed = read_packed(root)[0]
+        gone = set(names) & packed.keys()
+        if gone:
+            atomic_write(root / PACKED, packed_bytes({k: v for k, v in packed.items() if k not in gone}))
+        yield
+
+
 def check_packed_conflict(ref: str, packed: dict[str, str]) -> None:
     """Refuse a new ref that would be a folder of a packed ref, or lie below one."""
     parts = ref.split("/")
@@ -374,7 +394,7 @@ class RefStore:
                 if old is None and new is not None and packed:
                     check_packed_conflict(ref, packed)
             deleted = [ref for ref, _old, new in updates if new is None]
-            with self._packed_rewrite(deleted):  # their packed lines go first, then their files
+            with packed_lines_dropped(self.root, deleted, timeout=env_timeout()):
                 for ref in deleted:
                     path = self._path(ref)
                     try:
@@ -387,22 +407,6 @@ class RefStore:
                     locks[ref].write((new + "\n").encode())
                     locks[ref].commit()
                 self._log(ref, old, new, message)
-
-    @contextmanager
-    def _packed_rewrite(self, deleted: Sequence[str]) -> Iterator[None]:
-        """Around deleting ``deleted`` loose refs: hold ``packed-refs.lock`` and drop their
-        packed lines first, so that no packing in between brings a deleted ref back."""
-        if not deleted:
-            yield
-            return
-        with LockFile(self.root / PACKED, timeout=env_timeout(), poll=0.01) as lock:
-            packed = read_packed(self.root)[0]
-            gone = [ref for ref in deleted if ref in packed]
-            if gone:
-                keep = {k: v for k, v in packed.items() if k not in set(gone)}
-                lock.write(packed_bytes(keep))
-                lock.commit()
-            yield
 
     def pack(self) -> int:
         """Pack every loose ref under ``refs/`` into ``packed-refs`` and remove the loose files

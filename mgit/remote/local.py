@@ -25,7 +25,7 @@ from mgit.errors import (
     UnreadableFileError,
 )
 from mgit.objects.loose import LooseObjects
-from mgit.refs.store import PACKED, check_packed_conflict, packed_bytes, read_packed
+from mgit.refs.store import check_packed_conflict, packed_lines_dropped, read_packed
 from mgit.remote.protocol import (
     MARKER_PREFIX,
     Marker,
@@ -297,12 +297,12 @@ class LocalTransport:
                 raise RefConflictError(name, old, actual)
             if new is None:
                 if old is not None:
-                    self._drop_packed(name)  # its packed line first: no packing revives it
-                    try:
-                        path.unlink()
-                    except FileNotFoundError:
-                        pass  # it was packed only
-                    fsync_dir(path.parent)
+                    with packed_lines_dropped(self.root, [name], timeout=self.lock_timeout):
+                        try:
+                            path.unlink()
+                        except FileNotFoundError:
+                            pass  # it was packed only
+                        fsync_dir(path.parent)
             else:
                 if path.is_dir():
                     path.rmdir()  # an empty directory left by deleted refs below this name
@@ -317,17 +317,6 @@ class LocalTransport:
             lock.abort()  # no-op after commit()
         if new is None:
             self._prune_empty_dirs(path.parent)
-
-    def _drop_packed(self, name: str) -> None:
-        """Remove ``name``'s line from the store's ``packed-refs`` (written by ``mgit gc`` on
-        it), under ``packed-refs.lock`` as :class:`mgit.refs.store.RefStore` does."""
-        if name not in read_packed(self.root)[0]:
-            return
-        with LockFile(self.root / PACKED, timeout=self.lock_timeout, poll=_LOCK_POLL) as lock:
-            packed = read_packed(self.root)[0]
-            if name in packed:
-                lock.write(packed_bytes({k: v for k, v in packed.items() if k != name}))
-                lock.commit()
 
     def _prune_empty_dirs(self, directory: Path) -> None:
         stop = {self.root / "refs", self.root / "refs" / "heads", self.root / "refs" / "tags"}

@@ -277,3 +277,30 @@ def test_gc_removes_the_locks_of_killed_processes_and_only_those(
     assert repo.gc().stale_locks_removed == 1
     assert not stale.exists() and live.exists()
     assert [f.kind for f in repo.fsck().findings] == []  # the live one is no finding either
+
+
+def test_a_packing_while_a_ref_is_deleted_waits_and_does_not_revive_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between dropping a ref's packed line and removing its file: a packing there
+    would read the file and write the line back. It waits for the delete instead."""
+    store = _store(tmp_path, {"refs/heads/m": A, "refs/heads/n": B})
+    store.pack()
+    store.set_if_equals("refs/heads/m", A, C, message="loose C over packed A")
+    real_unlink = Path.unlink
+    packer: list[threading.Thread] = []
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if not packer and self.name == "m":  # the delete, about to remove the file
+            t = threading.Thread(target=store.pack)
+            packer.append(t)
+            t.start()
+            t.join(0.5)
+            assert t.is_alive(), "a packing ran inside a delete"
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    store.delete_if_equals("refs/heads/m", C, message="rm")
+    packer[0].join(30)
+    assert store.read("refs/heads/m") is None
+    assert read_packed(store.root)[0] == {"refs/heads/n": B}
