@@ -348,7 +348,6 @@ def _lineage_data(
     heads, tags = _names_at(ix)
     oids, times, models, model_of, lbytes = ix.oids, ix.time, ix.models, ix.model, ix.lbytes
     members.sort(key=lambda c: (times[c], oids[c]))  # the nodes' order: (time, id)
-    str_only = {str}
     nodes = []
     for c, (author, message, meta, _tree, _recipe, lossy) in zip(members, ix.records(members)):
         o = oids[c]
@@ -356,12 +355,10 @@ def _lineage_data(
             "id": o,
             "short": o[:12],
             "model": models[model_of[c]],
-            "message": message if type(message) is str else _as_str(message),
-            "author": author if type(author) is str else _as_str(author),
+            "message": _as_str(message),
+            "author": _as_str(author),
             "time": _as_time(times[c]),
-            # JSON keys are strings: sorted as they are (what _as_meta does, at a third the cost)
-            "meta": (dict(sorted(meta.items())) if set(map(type, meta.values())) <= str_only
-                     else _as_meta(meta)) if meta else {},
+            "meta": _as_meta(meta) if meta else {},
             "tags": sorted(tags[o]) if o in tags else [],
             "heads": sorted(heads[o]) if o in heads else [],
             "lossy": lossy is not None,
